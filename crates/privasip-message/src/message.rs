@@ -1,0 +1,687 @@
+//! The message: a parsed index over the received bytes, typed access on
+//! demand.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::error::ParseError;
+use crate::header::auth::AuthValue;
+use crate::header::name_addr::{self, ContactValue, NameAddr};
+use crate::header::scalar::{self, CSeq, MediaType};
+use crate::header::via::{self, Via};
+use crate::limits::Limits;
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::scan::{is_token_str, trim_lws};
+use crate::uri::Uri;
+
+/// A SIP request or response.
+///
+/// It borrows from the buffer it was parsed from; untouched parts are
+/// printed back byte for byte. Every known header was checked against its
+/// grammar when the message was parsed (or edited), so typed accessors only
+/// report whether a header is present.
+#[derive(Clone)]
+pub struct Message<'a> {
+    pub(crate) start: StartLine<'a>,
+    pub(crate) headers: Vec<Header<'a>>,
+    pub(crate) body: Cow<'a, [u8]>,
+}
+
+#[derive(Clone)]
+pub(crate) enum StartLine<'a> {
+    Request {
+        method: Method<'a>,
+        uri: Cow<'a, str>,
+        /// The line as received, while it is unchanged.
+        raw: Option<&'a str>,
+    },
+    Response {
+        code: u16,
+        reason: Cow<'a, str>,
+        raw: Option<&'a str>,
+    },
+}
+
+/// One header field line (with its folded continuation lines).
+#[derive(Clone)]
+pub struct Header<'a> {
+    pub(crate) name: HeaderName,
+    pub(crate) name_raw: Cow<'a, str>,
+    pub(crate) value: Cow<'a, str>,
+    /// The field as received, without its final CRLF, while unchanged.
+    pub(crate) raw: Option<&'a str>,
+}
+
+impl<'a> Header<'a> {
+    /// The header's name, folded to a known variant when there is one.
+    pub fn name(&self) -> HeaderName {
+        self.name
+    }
+
+    /// The name as written (`v`, `VIA`, `X-Foo`).
+    pub fn name_str(&self) -> &str {
+        &self.name_raw
+    }
+
+    /// The value, trimmed; folded lines are kept as they are (CRLF and
+    /// white space count as white space wherever the grammar allows it).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    pub(crate) fn new(name: HeaderName, name_raw: Cow<'a, str>, value: Cow<'a, str>) -> Self {
+        Header {
+            name,
+            name_raw,
+            value,
+            raw: None,
+        }
+    }
+}
+
+// Header values carry identities: Debug shows the name only.
+impl fmt::Debug for Header<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Header({}: [redacted])", self.name_raw)
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Message");
+        match &self.start {
+            StartLine::Request { method, .. } => d.field("method", method),
+            StartLine::Response { code, .. } => d.field("status", code),
+        };
+        d.field("headers", &self.headers.len())
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the head parser learned that framing and cross-checks need.
+#[derive(Default)]
+struct HeadFacts<'a> {
+    content_length: Option<usize>,
+    cseq_method: Option<&'a str>,
+}
+
+impl<'a> Message<'a> {
+    /// Parses one message received as a datagram (RFC 3261 §18.3): the
+    /// whole buffer is the message; octets after Content-Length are dropped
+    /// (RFC 4475 §3.1.1.8); without Content-Length the body runs to the end.
+    pub fn parse_datagram(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, ParseError> {
+        if buf.len() > limits.max_message_size {
+            return Err(ParseError::MessageTooLarge {
+                size: buf.len(),
+                limit: limits.max_message_size,
+            });
+        }
+        // RFC 3261 §7.5: ignore CRLFs before the start line.
+        let lead = leading_crlfs(buf);
+        let buf = &buf[lead..];
+        if buf.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let (head_len, body_start) = match memchr::memmem::find(buf, b"\r\n\r\n") {
+            Some(i) => (i + 2, i + 4),
+            // Tolerate a datagram whose last header line is not followed by
+            // the empty line: there is no body to misframe.
+            None if buf.ends_with(b"\r\n") => (buf.len(), buf.len()),
+            None => {
+                return Err(ParseError::HeaderLine {
+                    line: count_lines(buf),
+                    reason: "header section does not end with an empty line",
+                });
+            }
+        };
+        let head = std::str::from_utf8(&buf[..head_len]).map_err(|_| ParseError::NotUtf8)?;
+        let (start, headers, facts) = parse_head(head, limits)?;
+        let available = buf.len() - body_start;
+        let body = match facts.content_length {
+            Some(declared) if declared > available => {
+                return Err(ParseError::BodyTruncated {
+                    declared,
+                    available,
+                });
+            }
+            Some(declared) => &buf[body_start..body_start + declared],
+            None => &buf[body_start..],
+        };
+        Ok(Message {
+            start,
+            headers,
+            body: Cow::Borrowed(body),
+        })
+    }
+
+    /// Parses one message from the front of a stream buffer (TCP, TLS, Tor;
+    /// RFC 3261 §18.3: Content-Length is required). Returns the message and
+    /// how many bytes it took, or `None` if more bytes are needed. For
+    /// keep-alives and incremental reads use [`crate::StreamDecoder`].
+    pub fn parse_stream(
+        buf: &'a [u8],
+        limits: &Limits,
+    ) -> Result<Option<(Message<'a>, usize)>, ParseError> {
+        let mut decoder = crate::StreamDecoder::new(limits.clone());
+        let mut offset = 0;
+        loop {
+            match decoder.decode(&buf[offset..])? {
+                crate::Frame::Partial => return Ok(None),
+                // A CRLFCRLF keep-alive in front: skip it and go on.
+                crate::Frame::KeepAlive { len } => offset += len,
+                crate::Frame::Message { skip, len } => {
+                    let start = offset + skip;
+                    let m = Message::parse_datagram(&buf[start..start + len], limits)?;
+                    return Ok(Some((m, start + len)));
+                }
+            }
+        }
+    }
+
+    /// True for a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(*method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI of a request, as written.
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI of a request, parsed.
+    pub fn request_uri_parsed(&self) -> Option<Uri<'_>> {
+        // Checked when the message was parsed or the URI was set.
+        self.request_uri().and_then(|u| Uri::parse(u).ok())
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(reason),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The method a response answers (from CSeq), or the request's method.
+    pub fn cseq_method(&self) -> Option<Method<'_>> {
+        self.cseq().map(|c| c.method)
+    }
+
+    /// Every header field, in order.
+    pub fn headers(&self) -> &[Header<'a>] {
+        &self.headers
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: HeaderName) -> Option<&Header<'a>> {
+        self.headers.iter().find(|h| h.name == name)
+    }
+
+    /// The first header whose name is `name` (any spelling, compact forms
+    /// included).
+    pub fn header_str(&self, name: &str) -> Option<&Header<'a>> {
+        match HeaderName::lookup(name) {
+            HeaderName::Other => self
+                .headers
+                .iter()
+                .find(|h| h.name == HeaderName::Other && h.name_raw.eq_ignore_ascii_case(name)),
+            known => self.header(known),
+        }
+    }
+
+    /// The values of every header called `name`.
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| h.value())
+    }
+
+    /// The message body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Option<Via<'_>> {
+        let v = self.header(HeaderName::Via)?;
+        let mut c = crate::scan::Cursor::new(v.value());
+        Via::parse(&mut c).ok()
+    }
+
+    /// Every Via value, top first.
+    pub fn vias(&self) -> Vec<Via<'_>> {
+        let mut out = Vec::new();
+        for v in self.values(HeaderName::Via) {
+            // Checked at parse or edit time; a failure cannot happen.
+            let _ = via::parse_list(v, |x| out.push(x));
+        }
+        out
+    }
+
+    /// From (RFC 3261 §20.20).
+    pub fn from(&self) -> Option<NameAddr<'_>> {
+        self.name_addr(HeaderName::From)
+    }
+
+    /// To (RFC 3261 §20.39).
+    pub fn to(&self) -> Option<NameAddr<'_>> {
+        self.name_addr(HeaderName::To)
+    }
+
+    fn name_addr(&self, name: HeaderName) -> Option<NameAddr<'_>> {
+        NameAddr::parse_single(self.header(name)?.value()).ok()
+    }
+
+    /// Call-ID.
+    pub fn call_id(&self) -> Option<&str> {
+        self.header(HeaderName::CallId).map(|h| h.value())
+    }
+
+    /// CSeq.
+    pub fn cseq(&self) -> Option<CSeq<'_>> {
+        CSeq::parse(self.header(HeaderName::CSeq)?.value()).ok()
+    }
+
+    /// Max-Forwards.
+    pub fn max_forwards(&self) -> Option<u8> {
+        scalar::parse_max_forwards(self.header(HeaderName::MaxForwards)?.value()).ok()
+    }
+
+    /// Contact values of every Contact header; `Some(Star)` for `*`.
+    pub fn contacts(&self) -> Option<ContactValue<'_>> {
+        let mut all: Option<ContactValue<'_>> = None;
+        for v in self.values(HeaderName::Contact) {
+            match (ContactValue::parse(v).ok()?, &mut all) {
+                (ContactValue::Star, _) => return Some(ContactValue::Star),
+                (ContactValue::Addrs(a), Some(ContactValue::Addrs(acc))) => acc.extend(a),
+                (addrs, slot) => *slot = Some(addrs),
+            }
+        }
+        all
+    }
+
+    /// Route values, top first.
+    pub fn routes(&self) -> Vec<NameAddr<'_>> {
+        self.name_addr_list(HeaderName::Route)
+    }
+
+    /// Record-Route values, top first.
+    pub fn record_routes(&self) -> Vec<NameAddr<'_>> {
+        self.name_addr_list(HeaderName::RecordRoute)
+    }
+
+    fn name_addr_list(&self, name: HeaderName) -> Vec<NameAddr<'_>> {
+        let mut out = Vec::new();
+        for v in self.values(name) {
+            let _ = name_addr::parse_list(v, false, |na| out.push(na));
+        }
+        out
+    }
+
+    /// The Content-Length header's value, if present.
+    pub fn content_length(&self) -> Option<usize> {
+        scalar::parse_content_length(self.header(HeaderName::ContentLength)?.value()).ok()
+    }
+
+    /// Content-Type.
+    pub fn content_type(&self) -> Option<MediaType<'_>> {
+        MediaType::parse(self.header(HeaderName::ContentType)?.value()).ok()
+    }
+
+    /// Expires, in seconds (saturated at 2**32-1).
+    pub fn expires(&self) -> Option<u32> {
+        scalar::parse_delta_seconds(self.header(HeaderName::Expires)?.value()).ok()
+    }
+
+    /// The option tags of every header called `name` (Require,
+    /// Proxy-Require, Supported, Unsupported; also Allow's methods).
+    pub fn option_tags(&self, name: HeaderName) -> impl Iterator<Item = &str> {
+        self.values(name)
+            .flat_map(scalar::split_list)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The credentials or challenges of every header called `name`
+    /// (Authorization, Proxy-Authorization, WWW-Authenticate,
+    /// Proxy-Authenticate).
+    pub fn auth_values(&self, name: HeaderName) -> impl Iterator<Item = AuthValue<'_>> {
+        self.values(name).filter_map(|v| AuthValue::parse(v).ok())
+    }
+
+    /// RFC 3261 §8.1.1: a request carries To, From, Call-ID, CSeq and Via,
+    /// and §7.3.1: single-valued headers appear once. A proxy or UA answers
+    /// 400 when this fails (RFC 4475 §3.3.1, §3.3.8, §3.3.9).
+    pub fn check_mandatory_headers(&self) -> Result<(), ParseError> {
+        const MANDATORY: [HeaderName; 5] = [
+            HeaderName::To,
+            HeaderName::From,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::Via,
+        ];
+        for name in MANDATORY {
+            if self.header(name).is_none() {
+                return Err(ParseError::MissingHeader(name));
+            }
+        }
+        for (i, h) in self.headers.iter().enumerate() {
+            if h.name.is_single_valued() && self.headers[i + 1..].iter().any(|o| o.name == h.name) {
+                return Err(ParseError::DuplicateHeader(h.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The privacy values requested (RFC 3323 §4.2), lower-case as written.
+    pub fn privacy(&self) -> impl Iterator<Item = &str> {
+        self.values(HeaderName::Privacy)
+            .flat_map(|v| v.split(';').map(trim_lws))
+    }
+}
+
+fn leading_crlfs(buf: &[u8]) -> usize {
+    let mut i = 0;
+    while buf.get(i..i + 2) == Some(b"\r\n") {
+        i += 2;
+    }
+    i
+}
+
+fn count_lines(buf: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', buf).count() + 1
+}
+
+/// Parses the start line and header fields. `head` ends with the CRLF of
+/// its last line.
+fn parse_head<'a>(
+    head: &'a str,
+    limits: &Limits,
+) -> Result<(StartLine<'a>, Vec<Header<'a>>, HeadFacts<'a>), ParseError> {
+    let bytes = head.as_bytes();
+    let mut lines = LineIter {
+        head,
+        pos: 0,
+        number: 0,
+        max: limits.max_line_length,
+    };
+    let first = lines.next_line()?.ok_or(ParseError::Empty)?;
+    let start = parse_start_line(first)?;
+
+    let mut headers: Vec<Header<'a>> = Vec::with_capacity(16);
+    let mut facts = HeadFacts::default();
+    let mut vias = 0usize;
+    // (line start, colon, end) of the field being read.
+    let mut current: Option<(usize, usize, usize)> = None;
+    loop {
+        let line = lines.next_line()?;
+        let (line_start, line_end) = match line {
+            Some(l) => {
+                let s = l.as_ptr() as usize - head.as_ptr() as usize;
+                (s, s + l.len())
+            }
+            None => (bytes.len(), bytes.len()),
+        };
+        // A line that starts with white space continues the field (folding).
+        if line.is_some() && matches!(bytes.get(line_start), Some(b' ' | b'\t')) {
+            match current.as_mut() {
+                Some(cur) => cur.2 = line_end,
+                None => {
+                    return Err(ParseError::HeaderLine {
+                        line: lines.number,
+                        reason: "continuation line before any header",
+                    });
+                }
+            }
+            continue;
+        }
+        if let Some((s, colon, e)) = current.take() {
+            if headers.len() == limits.max_headers {
+                return Err(ParseError::TooManyHeaders {
+                    limit: limits.max_headers,
+                });
+            }
+            let (h, value) = finish_header(head, s, colon, e);
+            check_header(h.name, value, &mut facts, &mut vias, limits)?;
+            headers.push(h);
+        }
+        let Some(l) = line else { break };
+        let colon = memchr::memchr(b':', l.as_bytes()).ok_or(ParseError::HeaderLine {
+            line: lines.number,
+            reason: "header line without ':'",
+        })?;
+        let name = l[..colon].trim_end_matches([' ', '\t']);
+        if !is_token_str(name) {
+            return Err(ParseError::HeaderLine {
+                line: lines.number,
+                reason: "bad header name",
+            });
+        }
+        current = Some((line_start, line_start + colon, line_end));
+    }
+
+    // RFC 3261 §8.1.1.5 and RFC 4475 §3.1.2.17.
+    if let (StartLine::Request { method, .. }, Some(cseq_method)) = (&start, facts.cseq_method) {
+        if cseq_method != method.as_str() {
+            return Err(ParseError::CSeqMethodMismatch);
+        }
+    }
+    Ok((start, headers, facts))
+}
+
+/// Yields the lines of the head without their CRLF, checking line ends and
+/// lengths.
+struct LineIter<'a> {
+    head: &'a str,
+    pos: usize,
+    number: usize,
+    max: usize,
+}
+
+impl<'a> LineIter<'a> {
+    fn next_line(&mut self) -> Result<Option<&'a str>, ParseError> {
+        let b = self.head.as_bytes();
+        if self.pos >= b.len() {
+            return Ok(None);
+        }
+        self.number += 1;
+        let nl = memchr::memchr(b'\n', &b[self.pos..])
+            .map(|i| self.pos + i)
+            .ok_or(ParseError::BareLineEnd { line: self.number })?;
+        if nl == self.pos || b[nl - 1] != b'\r' {
+            return Err(ParseError::BareLineEnd { line: self.number });
+        }
+        let line = &self.head[self.pos..nl - 1];
+        if line.len() > self.max {
+            return Err(ParseError::LineTooLong { limit: self.max });
+        }
+        if memchr::memchr(b'\r', line.as_bytes()).is_some() {
+            return Err(ParseError::BareLineEnd { line: self.number });
+        }
+        self.pos = nl + 1;
+        Ok(Some(line))
+    }
+}
+
+fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> (Header<'_>, &str) {
+    let name_raw = head[start..colon].trim_end_matches([' ', '\t']);
+    let value = trim_lws(&head[colon + 1..end]);
+    let h = Header {
+        name: HeaderName::lookup(name_raw),
+        name_raw: Cow::Borrowed(name_raw),
+        value: Cow::Borrowed(value),
+        raw: Some(&head[start..end]),
+    };
+    (h, value)
+}
+
+/// Checks a known header's value against its grammar.
+fn check_header<'a>(
+    name: HeaderName,
+    value: &'a str,
+    facts: &mut HeadFacts<'a>,
+    vias: &mut usize,
+    limits: &Limits,
+) -> Result<(), ParseError> {
+    let bad = |reason| ParseError::Header {
+        header: name,
+        reason,
+    };
+    match name {
+        HeaderName::Via => {
+            via::parse_list(value, |_| *vias += 1).map_err(bad)?;
+            if *vias > limits.max_vias {
+                return Err(ParseError::TooManyVias {
+                    limit: limits.max_vias,
+                });
+            }
+        }
+        HeaderName::ContentLength => {
+            let n = scalar::parse_content_length(value).map_err(bad)?;
+            facts.content_length.get_or_insert(n);
+        }
+        HeaderName::CSeq => {
+            let cseq = CSeq::parse(value).map_err(bad)?;
+            facts.cseq_method = Some(cseq.method.as_str());
+        }
+        _ => check_value(name, value).map_err(bad)?,
+    }
+    Ok(())
+}
+
+/// Checks one value of a known header; other headers pass untouched.
+pub(crate) fn check_value(name: HeaderName, v: &str) -> Result<(), &'static str> {
+    match name {
+        HeaderName::Via => via::parse_list(v, |_| ()),
+        HeaderName::From | HeaderName::To => NameAddr::parse_single(v).map(drop),
+        HeaderName::Contact => ContactValue::parse(v).map(drop),
+        HeaderName::Route | HeaderName::RecordRoute => name_addr::parse_list(v, true, drop),
+        HeaderName::PAssertedIdentity | HeaderName::PPreferredIdentity => {
+            name_addr::parse_list(v, false, drop)
+        }
+        HeaderName::CallId => scalar::check_call_id(v),
+        HeaderName::CSeq => CSeq::parse(v).map(drop),
+        HeaderName::MaxForwards => scalar::parse_max_forwards(v).map(drop),
+        HeaderName::ContentLength => scalar::parse_content_length(v).map(drop),
+        HeaderName::ContentType => MediaType::parse(v).map(drop),
+        HeaderName::Expires | HeaderName::MinExpires => scalar::parse_delta_seconds(v).map(drop),
+        HeaderName::Require | HeaderName::ProxyRequire => scalar::check_token_list(v, false),
+        HeaderName::Supported | HeaderName::Unsupported | HeaderName::Allow => {
+            scalar::check_token_list(v, true)
+        }
+        HeaderName::Authorization
+        | HeaderName::ProxyAuthorization
+        | HeaderName::WwwAuthenticate
+        | HeaderName::ProxyAuthenticate => AuthValue::parse(v).map(drop),
+        HeaderName::Privacy => scalar::check_privacy(v),
+        HeaderName::Date => scalar::check_date(v),
+        _ => Ok(()),
+    }
+}
+
+/// Parses the request line (RFC 3261 §7.1) or status line (§7.2).
+fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+        return parse_status_line(line);
+    }
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::RequestLine(
+            if line.contains("  ") || line.ends_with(' ') || line.starts_with(' ') {
+                "elements must be separated by exactly one SP"
+            } else if line.split(' ').count() > 3 {
+                "white space inside the Request-URI"
+            } else {
+                "expected METHOD SP Request-URI SP SIP/2.0"
+            },
+        ));
+    };
+    if method.is_empty() || uri.is_empty() || version.is_empty() {
+        return Err(ParseError::RequestLine(
+            "elements must be separated by exactly one SP",
+        ));
+    }
+    if !is_token_str(method) {
+        return Err(ParseError::RequestLine("method is not a token"));
+    }
+    check_version(version).map_err(|e| e.unwrap_or(ParseError::RequestLine("bad SIP version")))?;
+    match Uri::parse(uri).map_err(ParseError::RequestUri)? {
+        // RFC 3261 §19.1.1 table 1: no headers in a Request-URI.
+        Uri::Sip(u) if u.headers.is_some() => {
+            return Err(ParseError::RequestUri(
+                "headers are not allowed in a Request-URI",
+            ));
+        }
+        _ => {}
+    }
+    Ok(StartLine::Request {
+        method: Method::from_token(method),
+        uri: Cow::Borrowed(uri),
+        raw: Some(line),
+    })
+}
+
+fn parse_status_line(line: &str) -> Result<StartLine<'_>, ParseError> {
+    let sp = line
+        .find(' ')
+        .ok_or(ParseError::StatusLine("no status code"))?;
+    check_version(&line[..sp])
+        .map_err(|e| e.unwrap_or(ParseError::StatusLine("bad SIP version")))?;
+    let rest = &line[sp + 1..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits != 3 {
+        return Err(ParseError::StatusLine("status code is not three digits"));
+    }
+    let code: u16 = rest[..3]
+        .parse()
+        .map_err(|_| ParseError::StatusLine("status code is not three digits"))?;
+    if !(100..=699).contains(&code) {
+        return Err(ParseError::StatusLine("status code outside 100-699"));
+    }
+    let reason = match &rest[3..] {
+        "" => "",
+        r => r
+            .strip_prefix(' ')
+            .ok_or(ParseError::StatusLine("no SP after status code"))?,
+    };
+    Ok(StartLine::Response {
+        code,
+        reason: Cow::Borrowed(reason),
+        raw: Some(line),
+    })
+}
+
+/// `Err(Some(Version))` for another SIP version, `Err(None)` for junk.
+fn check_version(v: &str) -> Result<(), Option<ParseError>> {
+    if v.eq_ignore_ascii_case("SIP/2.0") {
+        return Ok(());
+    }
+    let b = v.as_bytes();
+    let looks_like_version = v.len() > 4
+        && v[..4].eq_ignore_ascii_case("SIP/")
+        && b[4..].iter().all(|&c| c.is_ascii_digit() || c == b'.');
+    Err(looks_like_version.then_some(ParseError::Version))
+}

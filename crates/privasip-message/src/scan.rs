@@ -1,0 +1,314 @@
+//! Character classes of the RFC 3261 §25.1 grammar and a small cursor that
+//! walks a header value, treating linear white space (folded lines included)
+//! as the grammar does.
+
+/// One bit per character class, looked up in [`CLASS`].
+const TOKEN: u8 = 1;
+const UNRESERVED: u8 = 2;
+const USER: u8 = 4;
+const PASSWORD: u8 = 8;
+const PARAM: u8 = 16;
+const HNV: u8 = 32;
+const WORD: u8 = 64;
+const URIC: u8 = 128;
+
+const fn build_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let mut v = 0u8;
+        // token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            v |= TOKEN | WORD;
+        }
+        // word adds ( ) < > : \ DQUOTE / [ ] ? { }
+        if matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        ) {
+            v |= WORD;
+        }
+        // unreserved = alphanum / mark
+        let unreserved = alnum
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        if unreserved {
+            v |= UNRESERVED | USER | PASSWORD | PARAM | HNV | URIC;
+        }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/') {
+            v |= USER;
+        }
+        if matches!(b, b'&' | b'=' | b'+' | b'$' | b',') {
+            v |= PASSWORD;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            v |= PARAM;
+        }
+        if matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            v |= HNV;
+        }
+        // uric = reserved / unreserved / escaped (RFC 2396); "%" is checked separately
+        if matches!(
+            b,
+            b';' | b'/' | b'?' | b':' | b'@' | b'&' | b'=' | b'+' | b'$' | b',' | b'%'
+        ) {
+            v |= URIC;
+        }
+        t[c] = v;
+        c += 1;
+    }
+    t
+}
+
+static CLASS: [u8; 256] = build_table();
+
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    CLASS[b as usize] & TOKEN != 0
+}
+#[inline]
+pub(crate) fn is_word(b: u8) -> bool {
+    CLASS[b as usize] & WORD != 0
+}
+#[inline]
+pub(crate) fn is_user(b: u8) -> bool {
+    CLASS[b as usize] & USER != 0
+}
+#[inline]
+pub(crate) fn is_password(b: u8) -> bool {
+    CLASS[b as usize] & PASSWORD != 0
+}
+#[inline]
+pub(crate) fn is_param(b: u8) -> bool {
+    CLASS[b as usize] & PARAM != 0
+}
+#[inline]
+pub(crate) fn is_hnv(b: u8) -> bool {
+    CLASS[b as usize] & HNV != 0
+}
+#[inline]
+pub(crate) fn is_uric(b: u8) -> bool {
+    CLASS[b as usize] & URIC != 0
+}
+#[inline]
+pub(crate) fn is_unreserved(b: u8) -> bool {
+    CLASS[b as usize] & UNRESERVED != 0
+}
+
+/// True when `s` is a non-empty token.
+pub(crate) fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// Checks that `s` holds only `allowed` characters and well-formed `%HH`
+/// escapes. Returns false on anything else.
+pub(crate) fn is_escaped_run(s: &str, allowed: fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if i + 2 >= b.len() {
+                return false;
+            }
+            if !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if allowed(b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Linear white space inside a header value: SP, HTAB and the CRLF of a
+/// folded line (the message parser has already checked that every CRLF inside
+/// a value is followed by SP or HTAB).
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims linear white space at both ends.
+pub(crate) fn trim_lws(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// A cursor over one header value.
+#[derive(Clone, Debug)]
+pub(crate) struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        Cursor { s, pos: 0 }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    pub(crate) fn rest(&self) -> &'a str {
+        &self.s[self.pos..]
+    }
+
+    pub(crate) fn slice(&self, from: usize, to: usize) -> &'a str {
+        &self.s[from..to]
+    }
+
+    /// Skips linear white space; returns whether any was skipped.
+    pub(crate) fn skip_lws(&mut self) -> bool {
+        let start = self.pos;
+        let b = self.s.as_bytes();
+        while self.pos < b.len() && is_lws(b[self.pos]) {
+            self.pos += 1;
+        }
+        self.pos != start
+    }
+
+    /// Consumes `c` if it is next.
+    pub(crate) fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes `c` surrounded by optional white space (the grammar's SEMI,
+    /// COMMA, EQUAL, SLASH, COLON). Leaves the cursor untouched otherwise.
+    pub(crate) fn eat_sep(&mut self, c: u8) -> bool {
+        let save = self.pos;
+        self.skip_lws();
+        if self.eat(c) {
+            self.skip_lws();
+            true
+        } else {
+            self.pos = save;
+            false
+        }
+    }
+
+    /// Consumes the longest run of bytes for which `f` holds.
+    pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        let b = self.s.as_bytes();
+        while self.pos < b.len() && f(b[self.pos]) {
+            self.pos += 1;
+        }
+        // Only ASCII predicates are used, so `pos` is on a char boundary.
+        &self.s[start..self.pos]
+    }
+
+    /// Consumes a token, or returns `None` without moving.
+    pub(crate) fn token(&mut self) -> Option<&'a str> {
+        let t = self.take_while(is_token);
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// Consumes a quoted string (RFC 3261 §25.1 `quoted-string`) and returns
+    /// it with its quotes. `None` if it is not there or never closes.
+    pub(crate) fn quoted_string(&mut self) -> Option<&'a str> {
+        let b = self.s.as_bytes();
+        let start = self.pos;
+        if b.get(start) != Some(&b'"') {
+            return None;
+        }
+        let mut i = start + 1;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(&self.s[start..self.pos]);
+                }
+                // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+                b'\\' => match b.get(i + 1) {
+                    Some(&n) if n <= 0x7f && n != b'\n' && n != b'\r' => i += 2,
+                    _ => return None,
+                },
+                // qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII
+                c if c >= 0x20 || is_lws(c) => i += 1,
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+/// Removes the quotes and quoted-pair escapes of a quoted string.
+pub(crate) fn unquote(q: &str) -> std::borrow::Cow<'_, str> {
+    let inner = q
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(q);
+    if !inner.contains('\\') {
+        return std::borrow::Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        assert!(is_token(b'~') && !is_token(b'(') && is_word(b'('));
+        assert!(is_user(b';') && !is_password(b';'));
+        assert!(is_escaped_run("a%20b", is_user));
+        assert!(!is_escaped_run("a%2", is_user));
+        assert!(!is_escaped_run("a%zz", is_user));
+    }
+
+    #[test]
+    fn quoted() {
+        let mut c = Cursor::new(r#""a \"b\"" rest"#);
+        assert_eq!(c.quoted_string(), Some(r#""a \"b\"""#));
+        assert_eq!(unquote(r#""a \"b\"""#), r#"a "b""#);
+        assert_eq!(Cursor::new("\"open").quoted_string(), None);
+    }
+}

@@ -1,0 +1,359 @@
+//! URIs: `sip:` and `sips:` (RFC 3261 §19.1), `tel:` (RFC 3966), and any
+//! other absolute URI kept opaque (RFC 3261 §25.1 `absoluteURI`).
+
+use std::fmt;
+
+use crate::params::Params;
+use crate::scan::{is_escaped_run, is_hnv, is_param, is_password, is_unreserved, is_uric, is_user};
+
+/// A parsed URI, borrowing from the message.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Uri<'a> {
+    /// `sip:` or `sips:`.
+    Sip(SipUri<'a>),
+    /// `tel:`; the number and its parameters, unparsed.
+    Tel(&'a str),
+    /// Any other scheme, e.g. `http:`, kept as written.
+    Other {
+        /// The scheme, without the colon.
+        scheme: &'a str,
+        /// Everything after the colon.
+        rest: &'a str,
+    },
+}
+
+/// A `sip:` or `sips:` URI. Text fields are as on the wire (escapes kept).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    /// `sips:` rather than `sip:`.
+    pub secure: bool,
+    /// The user part, if any.
+    pub user: Option<&'a str>,
+    /// The password after the user, if any (deprecated by RFC 3261 §19.1.1).
+    pub password: Option<&'a str>,
+    /// The host: a name, an IPv4 address or an IPv6 reference in brackets.
+    pub host: &'a str,
+    /// The port, if written.
+    pub port: Option<u16>,
+    /// URI parameters (`;lr;transport=tcp`).
+    pub params: Params<'a>,
+    /// The header part after `?`, without the `?`.
+    pub headers: Option<&'a str>,
+}
+
+/// Why a URI was rejected.
+pub type UriError = &'static str;
+
+impl<'a> Uri<'a> {
+    /// Parses a complete URI.
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
+        let colon = s.find(':').ok_or("no scheme")?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        if !is_scheme(scheme) {
+            return Err("bad scheme");
+        }
+        if scheme.eq_ignore_ascii_case("sip") {
+            return SipUri::parse_after_scheme(rest, false).map(Uri::Sip);
+        }
+        if scheme.eq_ignore_ascii_case("sips") {
+            return SipUri::parse_after_scheme(rest, true).map(Uri::Sip);
+        }
+        if rest.is_empty() || !is_escaped_run(rest, is_uric) {
+            return Err("bad characters in URI");
+        }
+        if scheme.eq_ignore_ascii_case("tel") {
+            return Ok(Uri::Tel(rest));
+        }
+        Ok(Uri::Other { scheme, rest })
+    }
+
+    /// The scheme as written.
+    pub fn scheme(&self) -> &'a str {
+        match self {
+            Uri::Sip(u) if u.secure => "sips",
+            Uri::Sip(_) => "sip",
+            Uri::Tel(_) => "tel",
+            Uri::Other { scheme, .. } => scheme,
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+fn is_scheme(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphabetic()
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+}
+
+impl<'a> SipUri<'a> {
+    fn parse_after_scheme(s: &'a str, secure: bool) -> Result<SipUri<'a>, UriError> {
+        // No character after the userinfo may be '@' (RFC 3261 §25.1), so the
+        // first '@' ends the userinfo.
+        let (userinfo, hostpart) = match memchr::memchr(b'@', s.as_bytes()) {
+            Some(at) => (Some(&s[..at]), &s[at + 1..]),
+            None => (None, s),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => {
+                let (user, password) = match ui.find(':') {
+                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
+                    None => (ui, None),
+                };
+                if user.is_empty() || !is_escaped_run(user, is_user) {
+                    return Err("bad user part");
+                }
+                if let Some(p) = password {
+                    if !is_escaped_run(p, is_password) {
+                        return Err("bad password part");
+                    }
+                }
+                (Some(user), password)
+            }
+        };
+        let end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
+        let (host, port) = parse_hostport(&hostpart[..end])?;
+        let mut rest = &hostpart[end..];
+        let mut params = "";
+        if let Some(p) = rest.strip_prefix(';') {
+            let pend = p.find('?').unwrap_or(p.len());
+            params = &p[..pend];
+            for param in params.split(';') {
+                let (name, value) = match param.find('=') {
+                    Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
+                    None => (param, None),
+                };
+                if name.is_empty() || !is_escaped_run(name, is_param) {
+                    return Err("bad URI parameter");
+                }
+                if let Some(v) = value {
+                    if v.is_empty() || !is_escaped_run(v, is_param) {
+                        return Err("bad URI parameter value");
+                    }
+                }
+            }
+            rest = &p[pend..];
+        }
+        let headers = match rest.strip_prefix('?') {
+            None => None,
+            Some(h) => {
+                for hv in h.split('&') {
+                    let (name, value) = hv.split_once('=').ok_or("URI header without '='")?;
+                    if name.is_empty()
+                        || !is_escaped_run(name, hnv_or_unreserved)
+                        || !is_escaped_run(value, hnv_or_unreserved)
+                    {
+                        return Err("bad URI header");
+                    }
+                }
+                Some(h)
+            }
+        };
+        Ok(SipUri {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params: Params::from_uri(params),
+            headers,
+        })
+    }
+}
+
+fn hnv_or_unreserved(b: u8) -> bool {
+    is_hnv(b) || is_unreserved(b)
+}
+
+/// Splits and checks `host[:port]`.
+pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<u16>), UriError> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']').ok_or("unclosed IPv6 reference")?;
+        let host = &s[..=close];
+        if !is_ipv6_reference(host) {
+            return Err("bad IPv6 reference");
+        }
+        match &s[close + 1..] {
+            "" => (host, None),
+            p => (host, Some(p.strip_prefix(':').ok_or("junk after host")?)),
+        }
+    } else {
+        match s.find(':') {
+            Some(c) => (&s[..c], Some(&s[c + 1..])),
+            None => (s, None),
+        }
+    };
+    if !host.starts_with('[') && !is_hostname(host) {
+        return Err("bad host");
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(parse_port(p).ok_or("bad port")?),
+    };
+    Ok((host, port))
+}
+
+pub(crate) fn parse_port(p: &str) -> Option<u16> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
+/// `hostname` or `IPv4address` (RFC 3261 §25.1). Underscores are let through:
+/// they occur in deployed host names and harm nothing here.
+pub(crate) fn is_hostname(h: &str) -> bool {
+    let b = h.as_bytes();
+    !b.is_empty()
+        && b.len() <= 255
+        && b[0] != b'.'
+        && b[0] != b'-'
+        && !h.contains("..")
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+}
+
+fn is_ipv6_reference(h: &str) -> bool {
+    let inner = &h[1..h.len() - 1];
+    !inner.is_empty()
+        && inner.contains(':')
+        && inner
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+}
+
+impl fmt::Display for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(n) => write!(f, "tel:{n}"),
+            Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
+        }
+    }
+}
+
+impl fmt::Display for SipUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
+        if let Some(u) = self.user {
+            f.write_str(u)?;
+            if let Some(p) = self.password {
+                write!(f, ":{p}")?;
+            }
+            f.write_str("@")?;
+        }
+        f.write_str(self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        if !self.params.is_empty() {
+            write!(f, ";{}", self.params.as_str())?;
+        }
+        if let Some(h) = self.headers {
+            write!(f, "?{h}")?;
+        }
+        Ok(())
+    }
+}
+
+// Debug redacts the user part and password: they are real identities and
+// secrets, and Debug output ends up in logs.
+impl fmt::Debug for SipUri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipUri")
+            .field("secure", &self.secure)
+            .field("user", &self.user.map(|_| "[redacted]"))
+            .field("password", &self.password.map(|_| "[redacted]"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("params", &self.params.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Uri<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(_) => f.write_str("Tel([redacted])"),
+            Uri::Other { scheme, .. } => write!(f, "Other({scheme}:[redacted])"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri<'_> {
+        match Uri::parse(s) {
+            Ok(Uri::Sip(u)) => u,
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sip_uris() {
+        let u = sip("sip:alice:pw@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y");
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("pw"));
+        assert_eq!(u.host, "[2001:db8::1]");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.params.get("transport"), Some(Some("tcp")));
+        assert_eq!(u.params.get("LR"), Some(None));
+        assert_eq!(u.headers, Some("subject=x&h=y"));
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some("user;par=u%40example.net"));
+        let u = sip(
+            "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com",
+        );
+        assert_eq!(u.host, "example.com");
+        assert!(sip("SIPS:abc.onion").secure);
+    }
+
+    #[test]
+    fn bad_uris() {
+        for bad in [
+            "sip:",
+            "sip:user@",
+            "sip:us er@example.com",
+            "sip:host:99999",
+            "sip:host;;",
+            "sip:host;=x",
+            "sip:a%zz@host",
+            "sip:[::1",
+            "sip:host?noequals",
+            "nocolon",
+            "1x:abc",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn other_schemes() {
+        assert_eq!(Uri::parse("tel:+1-555-0100").map(|u| u.scheme()), Ok("tel"));
+        assert_eq!(
+            Uri::parse("soap.beep://192.0.2.103:3002").map(|u| u.scheme()),
+            Ok("soap.beep")
+        );
+        assert!(Uri::parse("http://a b").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_user() {
+        let s = format!("{:?}", sip("sip:alice:secret@example.com"));
+        assert!(!s.contains("alice") && !s.contains("secret"), "{s}");
+    }
+}
