@@ -57,6 +57,7 @@ impl<'a> Message<'a> {
     /// Removes the topmost Via value (RFC 3261 §16.7 step 3). Returns false
     /// if there was none.
     pub fn pop_via(&mut self) -> bool {
+        self.typed.forget(HeaderName::Via);
         self.pop_front(HeaderName::Via, |c| Via::parse(c).is_ok())
     }
 
@@ -95,6 +96,7 @@ impl<'a> Message<'a> {
             .ok_or(bad(name, "use set_header_str for extension headers"))?;
         let value = value.into();
         check_new(name, &value)?;
+        self.typed.forget(name);
         let h = Header::new(name, Cow::Borrowed(canonical), value);
         match self.headers.iter().position(|h| h.name == name) {
             Some(i) => {
@@ -127,12 +129,14 @@ impl<'a> Message<'a> {
         }
         let name = HeaderName::lookup(&name_raw);
         check_new(name, &value)?;
+        self.typed.forget(name);
         self.headers.push(Header::new(name, name_raw, value));
         Ok(())
     }
 
     /// Removes every header called `name`; returns how many went.
     pub fn remove_header(&mut self, name: HeaderName) -> usize {
+        self.typed.forget(name);
         let before = self.headers.len();
         self.headers.retain(|h| h.name != name);
         before - self.headers.len()
@@ -236,6 +240,7 @@ impl<'a> Message<'a> {
                 updates.push((i, out));
             }
         }
+        self.typed.forget(name);
         for (i, v) in updates {
             let h = &mut self.headers[i];
             h.value = Cow::Owned(v);
@@ -246,6 +251,7 @@ impl<'a> Message<'a> {
 
     fn push_front(&mut self, name: HeaderName, value: Cow<'a, str>) -> Result<(), ParseError> {
         check_new(name, &value)?;
+        self.typed.forget(name);
         let canonical = name.canonical().unwrap_or("X");
         let at = self
             .headers

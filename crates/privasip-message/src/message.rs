@@ -12,7 +12,7 @@ use crate::header::via::{self, Via};
 use crate::limits::Limits;
 use crate::method::Method;
 use crate::name::HeaderName;
-use crate::scan::{is_token_str, trim_lws};
+use crate::scan::{find_byte, is_token_str, trim_end_ws, trim_lws};
 use crate::uri::Uri;
 
 /// A SIP request or response.
@@ -26,6 +26,33 @@ pub struct Message<'a> {
     pub(crate) start: StartLine<'a>,
     pub(crate) headers: Vec<Header<'a>>,
     pub(crate) body: Cow<'a, [u8]>,
+    /// What checking the headers already parsed, kept so that reading it
+    /// costs nothing; edits forget what they touch.
+    pub(crate) typed: Typed<'a>,
+}
+
+/// Typed values of the headers every element reads, from the parse.
+#[derive(Clone, Default)]
+pub(crate) struct Typed<'a> {
+    top_via: Option<Via<'a>>,
+    from: Option<NameAddr<'a>>,
+    to: Option<NameAddr<'a>>,
+    cseq: Option<CSeq<'a>>,
+    call_id: Option<&'a str>,
+}
+
+impl Typed<'_> {
+    /// Drops what an edit of `name` may have changed.
+    pub(crate) fn forget(&mut self, name: HeaderName) {
+        match name {
+            HeaderName::Via => self.top_via = None,
+            HeaderName::From => self.from = None,
+            HeaderName::To => self.to = None,
+            HeaderName::CSeq => self.cseq = None,
+            HeaderName::CallId => self.call_id = None,
+            _ => {}
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -104,7 +131,7 @@ impl fmt::Debug for Message<'_> {
 #[derive(Default)]
 struct HeadFacts<'a> {
     content_length: Option<usize>,
-    cseq_method: Option<&'a str>,
+    typed: Typed<'a>,
 }
 
 impl<'a> Message<'a> {
@@ -124,7 +151,7 @@ impl<'a> Message<'a> {
         if buf.is_empty() {
             return Err(ParseError::Empty);
         }
-        let (head_len, body_start) = match memchr::memmem::find(buf, b"\r\n\r\n") {
+        let (head_len, body_start) = match END_OF_HEAD.find(buf) {
             Some(i) => (i + 2, i + 4),
             // Tolerate a datagram whose last header line is not followed by
             // the empty line: there is no body to misframe.
@@ -153,6 +180,7 @@ impl<'a> Message<'a> {
             start,
             headers,
             body: Cow::Borrowed(body),
+            typed: facts.typed,
         })
     }
 
@@ -265,6 +293,9 @@ impl<'a> Message<'a> {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Option<Via<'_>> {
+        if let Some(v) = &self.typed.top_via {
+            return Some(v.clone());
+        }
         let v = self.header(HeaderName::Via)?;
         let mut c = crate::scan::Cursor::new(v.value());
         Via::parse(&mut c).ok()
@@ -282,12 +313,18 @@ impl<'a> Message<'a> {
 
     /// From (RFC 3261 §20.20).
     pub fn from(&self) -> Option<NameAddr<'_>> {
-        self.name_addr(HeaderName::From)
+        match &self.typed.from {
+            Some(f) => Some(f.clone()),
+            None => self.name_addr(HeaderName::From),
+        }
     }
 
     /// To (RFC 3261 §20.39).
     pub fn to(&self) -> Option<NameAddr<'_>> {
-        self.name_addr(HeaderName::To)
+        match &self.typed.to {
+            Some(t) => Some(t.clone()),
+            None => self.name_addr(HeaderName::To),
+        }
     }
 
     fn name_addr(&self, name: HeaderName) -> Option<NameAddr<'_>> {
@@ -296,11 +333,17 @@ impl<'a> Message<'a> {
 
     /// Call-ID.
     pub fn call_id(&self) -> Option<&str> {
+        if let Some(c) = self.typed.call_id {
+            return Some(c);
+        }
         self.header(HeaderName::CallId).map(|h| h.value())
     }
 
     /// CSeq.
     pub fn cseq(&self) -> Option<CSeq<'_>> {
+        if let Some(c) = self.typed.cseq {
+            return Some(c);
+        }
         CSeq::parse(self.header(HeaderName::CSeq)?.value()).ok()
     }
 
@@ -401,6 +444,11 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Searching for CRLFCRLF with a prebuilt searcher (building one per call
+/// costs more than the search).
+pub(crate) static END_OF_HEAD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
 fn leading_crlfs(buf: &[u8]) -> usize {
     let mut i = 0;
     while buf.get(i..i + 2) == Some(b"\r\n") {
@@ -467,11 +515,11 @@ fn parse_head<'a>(
             headers.push(h);
         }
         let Some(l) = line else { break };
-        let colon = memchr::memchr(b':', l.as_bytes()).ok_or(ParseError::HeaderLine {
+        let colon = find_byte(l.as_bytes(), b':').ok_or(ParseError::HeaderLine {
             line: lines.number,
             reason: "header line without ':'",
         })?;
-        let name = l[..colon].trim_end_matches([' ', '\t']);
+        let name = trim_end_ws(&l[..colon]);
         if !is_token_str(name) {
             return Err(ParseError::HeaderLine {
                 line: lines.number,
@@ -482,10 +530,10 @@ fn parse_head<'a>(
     }
 
     // RFC 3261 §8.1.1.5 and RFC 4475 §3.1.2.17.
-    if let (StartLine::Request { method, .. }, Some(cseq_method)) = (&start, facts.cseq_method) {
-        if cseq_method != method.as_str() {
-            return Err(ParseError::CSeqMethodMismatch);
-        }
+    if let (StartLine::Request { method, .. }, Some(cseq)) = (&start, &facts.typed.cseq)
+        && cseq.method.as_str() != method.as_str()
+    {
+        return Err(ParseError::CSeqMethodMismatch);
     }
     Ok((start, headers, facts))
 }
@@ -506,26 +554,24 @@ impl<'a> LineIter<'a> {
             return Ok(None);
         }
         self.number += 1;
-        let nl = memchr::memchr(b'\n', &b[self.pos..])
+        // The first CR or LF must be the CR of a CRLF.
+        let cr = memchr::memchr2(b'\r', b'\n', &b[self.pos..])
             .map(|i| self.pos + i)
             .ok_or(ParseError::BareLineEnd { line: self.number })?;
-        if nl == self.pos || b[nl - 1] != b'\r' {
+        if b[cr] != b'\r' || b.get(cr + 1) != Some(&b'\n') {
             return Err(ParseError::BareLineEnd { line: self.number });
         }
-        let line = &self.head[self.pos..nl - 1];
+        let line = &self.head[self.pos..cr];
         if line.len() > self.max {
             return Err(ParseError::LineTooLong { limit: self.max });
         }
-        if memchr::memchr(b'\r', line.as_bytes()).is_some() {
-            return Err(ParseError::BareLineEnd { line: self.number });
-        }
-        self.pos = nl + 1;
+        self.pos = cr + 2;
         Ok(Some(line))
     }
 }
 
 fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> (Header<'_>, &str) {
-    let name_raw = head[start..colon].trim_end_matches([' ', '\t']);
+    let name_raw = trim_end_ws(&head[start..colon]);
     let value = trim_lws(&head[colon + 1..end]);
     let h = Header {
         name: HeaderName::lookup(name_raw),
@@ -550,7 +596,14 @@ fn check_header<'a>(
     };
     match name {
         HeaderName::Via => {
-            via::parse_list(value, |_| *vias += 1).map_err(bad)?;
+            let first = *vias == 0;
+            via::parse_list(value, |v| {
+                if first && *vias == 0 {
+                    facts.typed.top_via = Some(v);
+                }
+                *vias += 1;
+            })
+            .map_err(bad)?;
             if *vias > limits.max_vias {
                 return Err(ParseError::TooManyVias {
                     limit: limits.max_vias,
@@ -563,7 +616,20 @@ fn check_header<'a>(
         }
         HeaderName::CSeq => {
             let cseq = CSeq::parse(value).map_err(bad)?;
-            facts.cseq_method = Some(cseq.method.as_str());
+            facts.typed.cseq.get_or_insert(cseq);
+        }
+        HeaderName::From | HeaderName::To => {
+            let na = NameAddr::parse_single(value).map_err(bad)?;
+            let slot = if name == HeaderName::From {
+                &mut facts.typed.from
+            } else {
+                &mut facts.typed.to
+            };
+            slot.get_or_insert(na);
+        }
+        HeaderName::CallId => {
+            scalar::check_call_id(value).map_err(bad)?;
+            facts.typed.call_id.get_or_insert(value);
         }
         _ => check_value(name, value).map_err(bad)?,
     }
@@ -628,6 +694,12 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
         return Err(ParseError::RequestLine("method is not a token"));
     }
     check_version(version).map_err(|e| e.unwrap_or(ParseError::RequestLine("bad SIP version")))?;
+    if uri.starts_with('<') {
+        // RFC 4475 §3.1.2.7
+        return Err(ParseError::RequestUri(
+            "a Request-URI is not enclosed in <>",
+        ));
+    }
     match Uri::parse(uri).map_err(ParseError::RequestUri)? {
         // RFC 3261 §19.1.1 table 1: no headers in a Request-URI.
         Uri::Sip(u) if u.headers.is_some() => {

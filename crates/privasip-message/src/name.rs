@@ -26,16 +26,50 @@ macro_rules! header_names {
 
             /// Looks a name up, ignoring case and accepting compact forms.
             pub fn lookup(name: &str) -> HeaderName {
-                if name.len() == 1 {
-                    let c = name.as_bytes()[0].to_ascii_lowercase();
+                let b = name.as_bytes();
+                let Some(&first) = b.first() else {
+                    return HeaderName::Other;
+                };
+                let c = first.to_ascii_lowercase();
+                if b.len() == 1 {
                     $( $( if c == $compact { return HeaderName::$variant; } )? )*
                     return HeaderName::Other;
                 }
-                $( if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical) {
-                    return HeaderName::$variant;
-                } )*
+                // At most two known names share a length and first letter.
+                if b.len() < MAX_LEN {
+                    for &(variant, canonical) in &BUCKETS[bucket(b.len(), c)] {
+                        // Most peers write the canonical case: compare that first.
+                        if canonical == name || canonical.eq_ignore_ascii_case(name) {
+                            return variant;
+                        }
+                    }
+                }
                 HeaderName::Other
             }
+        }
+
+        /// Every known name with its canonical spelling.
+        const ALL: &[(HeaderName, &str)] = &[ $( (HeaderName::$variant, $canonical), )* ];
+
+        /// Longer than every known name.
+        const MAX_LEN: usize = 32;
+
+        fn bucket(len: usize, first_lower: u8) -> usize {
+            len * 32 + usize::from(first_lower & 31)
+        }
+
+        /// Known names by length and first letter.
+        static BUCKETS: std::sync::LazyLock<Vec<Vec<(HeaderName, &'static str)>>> =
+            std::sync::LazyLock::new(|| {
+                let mut buckets = vec![Vec::new(); MAX_LEN * 32];
+                for &(v, name) in ALL {
+                    let first = name.as_bytes()[0].to_ascii_lowercase();
+                    buckets[bucket(name.len(), first)].push((v, name));
+                }
+                buckets
+            });
+
+        impl HeaderName {
         }
     };
 }

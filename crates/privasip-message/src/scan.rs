@@ -115,6 +115,13 @@ pub(crate) fn is_unreserved(b: u8) -> bool {
     CLASS[b as usize] & UNRESERVED != 0
 }
 
+/// Position of the first `c` in a short slice (a plain loop beats a SIMD
+/// search's set-up on the few bytes of a URI or header name).
+#[inline]
+pub(crate) fn find_byte(b: &[u8], c: u8) -> Option<usize> {
+    b.iter().position(|&x| x == c)
+}
+
 /// True when `s` is a non-empty token.
 pub(crate) fn is_token_str(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token)
@@ -122,7 +129,7 @@ pub(crate) fn is_token_str(s: &str) -> bool {
 
 /// Checks that `s` holds only `allowed` characters and well-formed `%HH`
 /// escapes. Returns false on anything else.
-pub(crate) fn is_escaped_run(s: &str, allowed: fn(u8) -> bool) -> bool {
+pub(crate) fn is_escaped_run(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -153,7 +160,27 @@ pub(crate) fn is_lws(b: u8) -> bool {
 
 /// Trims linear white space at both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && is_lws(b[start]) {
+        start += 1;
+    }
+    while end > start && is_lws(b[end - 1]) {
+        end -= 1;
+    }
+    // Only ASCII was trimmed, so both ends are char boundaries.
+    &s[start..end]
+}
+
+/// Trims SP and HTAB at the end.
+pub(crate) fn trim_end_ws(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut end = b.len();
+    while end > 0 && matches!(b[end - 1], b' ' | b'\t') {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A cursor over one header value.

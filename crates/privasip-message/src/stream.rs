@@ -66,7 +66,10 @@ impl StreamDecoder {
             return Ok(Frame::Partial);
         }
         let from = self.scanned.saturating_sub(3).max(skip);
-        let Some(end) = memchr::memmem::find(&buf[from..], b"\r\n\r\n").map(|i| from + i) else {
+        let Some(end) = crate::message::END_OF_HEAD
+            .find(&buf[from..])
+            .map(|i| from + i)
+        else {
             self.scanned = buf.len();
             let size = buf.len() - skip;
             if size > self.limits.max_message_size {

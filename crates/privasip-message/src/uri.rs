@@ -4,7 +4,9 @@
 use std::fmt;
 
 use crate::params::Params;
-use crate::scan::{is_escaped_run, is_hnv, is_param, is_password, is_unreserved, is_uric, is_user};
+use crate::scan::{
+    find_byte, is_escaped_run, is_hnv, is_param, is_password, is_unreserved, is_uric, is_user,
+};
 
 /// A parsed URI, borrowing from the message.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,7 +49,7 @@ pub type UriError = &'static str;
 impl<'a> Uri<'a> {
     /// Parses a complete URI.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
-        let colon = s.find(':').ok_or("no scheme")?;
+        let colon = find_byte(s.as_bytes(), b':').ok_or("no scheme")?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         if !is_scheme(scheme) {
@@ -97,57 +99,58 @@ fn is_scheme(s: &str) -> bool {
 }
 
 impl<'a> SipUri<'a> {
+    /// One forward pass over `[userinfo "@"] hostport *(";" param) ["?" headers]`.
     fn parse_after_scheme(s: &'a str, secure: bool) -> Result<SipUri<'a>, UriError> {
+        let b = s.as_bytes();
         // No character after the userinfo may be '@' (RFC 3261 §25.1), so the
         // first '@' ends the userinfo.
-        let (userinfo, hostpart) = match memchr::memchr(b'@', s.as_bytes()) {
-            Some(at) => (Some(&s[..at]), &s[at + 1..]),
-            None => (None, s),
-        };
-        let (user, password) = match userinfo {
-            None => (None, None),
-            Some(ui) => {
-                let (user, password) = match ui.find(':') {
-                    Some(c) => (&ui[..c], Some(&ui[c + 1..])),
-                    None => (ui, None),
+        let (user, password, host_at) = match find_byte(b, b'@') {
+            None => (None, None, 0),
+            Some(at) => {
+                let user_end = scan_escaped(b, 0, is_user).ok_or("bad user part")?;
+                let (user_end, password) = match b.get(user_end) {
+                    Some(b':') => {
+                        let p_end = scan_escaped(b, user_end + 1, is_password)
+                            .ok_or("bad password part")?;
+                        if p_end != at {
+                            return Err("bad password part");
+                        }
+                        (user_end, Some(&s[user_end + 1..at]))
+                    }
+                    _ => (user_end, None),
                 };
-                if user.is_empty() || !is_escaped_run(user, is_user) {
+                if user_end == 0 || (password.is_none() && user_end != at) {
                     return Err("bad user part");
                 }
-                if let Some(p) = password {
-                    if !is_escaped_run(p, is_password) {
-                        return Err("bad password part");
-                    }
-                }
-                (Some(user), password)
+                (Some(&s[..user_end]), password, at + 1)
             }
         };
-        let end = hostpart.find([';', '?']).unwrap_or(hostpart.len());
-        let (host, port) = parse_hostport(&hostpart[..end])?;
-        let mut rest = &hostpart[end..];
-        let mut params = "";
-        if let Some(p) = rest.strip_prefix(';') {
-            let pend = p.find('?').unwrap_or(p.len());
-            params = &p[..pend];
-            for param in params.split(';') {
-                let (name, value) = match param.find('=') {
-                    Some(eq) => (&param[..eq], Some(&param[eq + 1..])),
-                    None => (param, None),
-                };
-                if name.is_empty() || !is_escaped_run(name, is_param) {
-                    return Err("bad URI parameter");
-                }
-                if let Some(v) = value {
-                    if v.is_empty() || !is_escaped_run(v, is_param) {
-                        return Err("bad URI parameter value");
-                    }
-                }
+        let hp_end = b[host_at..]
+            .iter()
+            .position(|&c| c == b';' || c == b'?')
+            .map_or(b.len(), |i| host_at + i);
+        let (host, port) = parse_hostport(&s[host_at..hp_end])?;
+        let mut i = hp_end;
+        let params_start = (i + 1).min(b.len());
+        while b.get(i) == Some(&b';') {
+            let name_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter")?;
+            if name_end == i + 1 {
+                return Err("bad URI parameter");
             }
-            rest = &p[pend..];
+            i = name_end;
+            if b.get(i) == Some(&b'=') {
+                let v_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter value")?;
+                if v_end == i + 1 {
+                    return Err("bad URI parameter value");
+                }
+                i = v_end;
+            }
         }
-        let headers = match rest.strip_prefix('?') {
+        let params = if i > hp_end { &s[params_start..i] } else { "" };
+        let headers = match b.get(i) {
             None => None,
-            Some(h) => {
+            Some(b'?') => {
+                let h = &s[i + 1..];
                 for hv in h.split('&') {
                     let (name, value) = hv.split_once('=').ok_or("URI header without '='")?;
                     if name.is_empty()
@@ -159,6 +162,7 @@ impl<'a> SipUri<'a> {
                 }
                 Some(h)
             }
+            Some(_) => return Err("bad character in URI"),
         };
         Ok(SipUri {
             secure,
@@ -172,36 +176,49 @@ impl<'a> SipUri<'a> {
     }
 }
 
+/// Scans `allowed` characters and `%HH` escapes from `i`; returns where
+/// they end, or `None` on a broken escape.
+fn scan_escaped(b: &[u8], mut i: usize, allowed: impl Fn(u8) -> bool) -> Option<usize> {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            if !(b.get(i + 1)?.is_ascii_hexdigit() && b.get(i + 2)?.is_ascii_hexdigit()) {
+                return None;
+            }
+            i += 3;
+        } else if allowed(c) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Some(i)
+}
+
 fn hnv_or_unreserved(b: u8) -> bool {
     is_hnv(b) || is_unreserved(b)
 }
 
 /// Splits and checks `host[:port]`.
 pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<u16>), UriError> {
-    let (host, port) = if s.starts_with('[') {
-        let close = s.find(']').ok_or("unclosed IPv6 reference")?;
-        let host = &s[..=close];
-        if !is_ipv6_reference(host) {
+    let b = s.as_bytes();
+    let host_end = if b.first() == Some(&b'[') {
+        let close = find_byte(b, b']').ok_or("unclosed IPv6 reference")?;
+        if !is_ipv6_reference(&s[..=close]) {
             return Err("bad IPv6 reference");
         }
-        match &s[close + 1..] {
-            "" => (host, None),
-            p => (host, Some(p.strip_prefix(':').ok_or("junk after host")?)),
-        }
+        close + 1
     } else {
-        match s.find(':') {
-            Some(c) => (&s[..c], Some(&s[c + 1..])),
-            None => (s, None),
+        let end = find_byte(b, b':').unwrap_or(b.len());
+        if !is_hostname(&s[..end]) {
+            return Err("bad host");
         }
+        end
     };
-    if !host.starts_with('[') && !is_hostname(host) {
-        return Err("bad host");
-    }
-    let port = match port {
-        None => None,
-        Some(p) => Some(parse_port(p).ok_or("bad port")?),
+    let port = match &s[host_end..] {
+        "" => None,
+        p => Some(p.strip_prefix(':').and_then(parse_port).ok_or("bad port")?),
     };
-    Ok((host, port))
+    Ok((&s[..host_end], port))
 }
 
 pub(crate) fn parse_port(p: &str) -> Option<u16> {
@@ -211,17 +228,23 @@ pub(crate) fn parse_port(p: &str) -> Option<u16> {
     p.parse().ok()
 }
 
-/// `hostname` or `IPv4address` (RFC 3261 §25.1). Underscores are let through:
-/// they occur in deployed host names and harm nothing here.
+/// `hostname` or `IPv4address` (RFC 3261 §25.1): labels of letters, digits
+/// and hyphens between single dots. Underscores are let through: they occur
+/// in deployed host names and harm nothing here.
 pub(crate) fn is_hostname(h: &str) -> bool {
     let b = h.as_bytes();
-    !b.is_empty()
-        && b.len() <= 255
-        && b[0] != b'.'
-        && b[0] != b'-'
-        && !h.contains("..")
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+    if b.is_empty() || b.len() > 255 || b[0] == b'.' || b[0] == b'-' {
+        return false;
+    }
+    let mut prev_dot = false;
+    for &c in b {
+        let dot = c == b'.';
+        if (dot && prev_dot) || !(c.is_ascii_alphanumeric() || dot || c == b'-' || c == b'_') {
+            return false;
+        }
+        prev_dot = dot;
+    }
+    true
 }
 
 fn is_ipv6_reference(h: &str) -> bool {
@@ -275,10 +298,19 @@ impl fmt::Debug for SipUri<'_> {
             .field("secure", &self.secure)
             .field("user", &self.user.map(|_| "[redacted]"))
             .field("password", &self.password.map(|_| "[redacted]"))
-            .field("host", &self.host)
+            .field("host", &redact_ip(self.host))
             .field("port", &self.port)
             .field("params", &self.params.as_str())
             .finish_non_exhaustive()
+    }
+}
+
+/// Domain names route and stay visible; IP literals locate a person.
+fn redact_ip(host: &str) -> &str {
+    if host.starts_with('[') || host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        "[redacted IP]"
+    } else {
+        host
     }
 }
 

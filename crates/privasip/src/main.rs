@@ -1,1 +1,42 @@
-fn main() {}
+//! `privasip`: PrivaSIP over Tor. One binary, one subcommand per job.
+
+// This is the command-line front end: writing to stdout is its job.
+#![allow(clippy::print_stdout)]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// PrivaSIP over Tor: SIP signalling in which no one on the path learns who
+/// is calling whom.
+///
+/// PrivaSIP encrypts the caller's (and callee's) SIP identity so that only
+/// the proxies that must know it can read it; Tor hides who talks to whom
+/// at the network layer. This binary holds every part: message tools today,
+/// proxy, user agent, key tools and a private test network as they land.
+#[derive(Debug, Parser)]
+#[command(
+    name = "privasip",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Parse(cmd::parse::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Parse(args) => cmd::parse::run(&args),
+    }
+}

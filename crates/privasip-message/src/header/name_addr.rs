@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::params::Params;
-use crate::scan::{Cursor, is_lws, unquote};
+use crate::scan::{Cursor, find_byte, is_lws, unquote};
 use crate::uri::Uri;
 
 /// One `name-addr` or `addr-spec` with its header parameters.
@@ -86,7 +86,7 @@ impl<'a> NameAddr<'a> {
         };
         let (uri_start, uri_raw) = if bracketed {
             let rest = c.rest();
-            let close = memchr::memchr(b'>', rest.as_bytes()).ok_or("missing > after URI")?;
+            let close = find_byte(rest.as_bytes(), b'>').ok_or("missing > after URI")?;
             let raw = &rest[..close];
             if raw.bytes().any(is_lws) {
                 return Err("white space inside <URI>");

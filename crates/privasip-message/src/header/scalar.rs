@@ -3,7 +3,7 @@
 
 use crate::method::Method;
 use crate::params::Params;
-use crate::scan::{Cursor, is_token, is_token_str, is_word};
+use crate::scan::{Cursor, is_token, is_word};
 
 /// CSeq (RFC 3261 §20.16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,10 +126,17 @@ pub(crate) fn check_token_list(value: &str, may_be_empty: bool) -> Result<(), &'
             Err("empty list")
         };
     }
-    if split_list(value).all(is_token_str) {
-        Ok(())
-    } else {
-        Err("not a list of tokens")
+    let mut c = Cursor::new(value);
+    loop {
+        c.skip_lws();
+        c.token().ok_or("not a list of tokens")?;
+        c.skip_lws();
+        if c.at_end() {
+            return Ok(());
+        }
+        if !c.eat(b',') {
+            return Err("not a list of tokens");
+        }
     }
 }
 

@@ -1,0 +1,20 @@
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+use privasip_message::{Limits, Message};
+fn main() {
+    let bytes = std::fs::read("testdata/bench/invite.sip").unwrap();
+    let mut n = 0usize;
+    let iters: usize = std::env::var("ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    for _ in 0..iters {
+        let m = Message::parse_datagram(std::hint::black_box(&bytes), &Limits::default()).unwrap();
+        let via = m.top_via().unwrap();
+        n += via.branch().map_or(0, str::len)
+            + m.from().unwrap().tag().map_or(0, str::len)
+            + m.to().unwrap().uri_raw.len()
+            + m.cseq().unwrap().seq as usize
+            + m.call_id().unwrap().len();
+    }
+    println!("{n}");
+}
