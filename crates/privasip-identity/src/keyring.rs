@@ -1,0 +1,124 @@
+//! A proxy's identity keys: every private key it serves (several schemes,
+//! old and new keys during rotation), its AES users, and the per-dialog
+//! cache in front of them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::scheme::aes::AesDirectory;
+use crate::{Decryptor, IdCache, IdentityError, KeyId, RealId, SchemeId, Token};
+
+/// Default cache: 100 000 dialogs for 2 hours.
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+/// How long a dialog's decrypted ID stays cached by default.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// What [`Keyring::open`] found.
+#[derive(Debug)]
+pub struct Opened {
+    /// The real ID.
+    pub id: RealId,
+    /// Whether it came from the cache (no decryption done).
+    pub cached: bool,
+    /// For an AES token: the user's next acceptable counter, to persist.
+    pub aes_next_counter: Option<u64>,
+}
+
+/// Opens tokens addressed to this proxy. The work per token does not grow
+/// with the number of users or keys: one cache lookup, else one key lookup
+/// by (scheme, key id) and one decryption.
+pub struct Keyring {
+    keys: HashMap<(SchemeId, KeyId), Box<dyn Decryptor>>,
+    aes: AesDirectory,
+    cache: IdCache,
+}
+
+impl Default for Keyring {
+    fn default() -> Self {
+        Keyring::new(DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL)
+    }
+}
+
+impl Keyring {
+    /// An empty keyring with a cache of `capacity` dialogs kept `ttl`.
+    pub fn new(capacity: usize, ttl: Duration) -> Keyring {
+        Keyring {
+            keys: HashMap::new(),
+            aes: AesDirectory::default(),
+            cache: IdCache::new(capacity, ttl),
+        }
+    }
+
+    /// Adds a private key. Returns false if a key with that id was there
+    /// already (it is replaced).
+    pub fn add_key(&mut self, key: Box<dyn Decryptor>) -> bool {
+        self.keys
+            .insert((key.scheme(), key.key_id()), key)
+            .is_none()
+    }
+
+    /// The schemes this keyring can open (AES if any AES user is known).
+    pub fn schemes(&self) -> Vec<SchemeId> {
+        let mut s: Vec<SchemeId> = self.keys.keys().map(|(s, _)| *s).collect();
+        if !self.aes.is_empty() {
+            s.push(SchemeId::Aes);
+        }
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    /// The AES users, to add and remove them.
+    pub fn aes_mut(&mut self) -> &mut AesDirectory {
+        &mut self.aes
+    }
+
+    /// Opens `token` (a token string from a SIP message) bound to
+    /// `context` (the message's Call-ID).
+    pub fn open(
+        &mut self,
+        token: &str,
+        context: &[u8],
+        now: Instant,
+    ) -> Result<Opened, IdentityError> {
+        if let Some(id) = self.cache.get(token, context, now) {
+            return Ok(Opened {
+                id,
+                cached: true,
+                aes_next_counter: None,
+            });
+        }
+        let parsed = Token::parse(token)?;
+        let (id, aes_next_counter) = match parsed.scheme {
+            SchemeId::Aes => {
+                let o = self.aes.open(&parsed, context)?;
+                (o.id, Some(o.next_counter))
+            }
+            scheme => {
+                let kid = KeyId(
+                    parsed
+                        .key_id
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| IdentityError::UnknownKey)?,
+                );
+                let key = self
+                    .keys
+                    .get(&(scheme, kid))
+                    .ok_or(IdentityError::UnknownKey)?;
+                (key.open(&parsed, context)?, None)
+            }
+        };
+        self.cache.insert(token, context, id.clone(), now);
+        Ok(Opened {
+            id,
+            cached: false,
+            aes_next_counter,
+        })
+    }
+
+    /// Forgets a dialog's cached ID (after BYE).
+    pub fn forget(&mut self, token: &str, context: &[u8]) {
+        self.cache.remove(token, context);
+    }
+}
