@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod cmd;
+mod keyfile;
 
 use std::process::ExitCode;
 
@@ -32,11 +33,37 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Parse(cmd::parse::Args),
+    Keygen(cmd::keygen::Args),
+    Identity(cmd::identity::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => cmd::parse::run(&args),
+        Command::Keygen(args) => report(cmd::keygen::run(&args)),
+        Command::Identity(args) => report(cmd::identity::run(&args)),
+    }
+}
+
+/// Exit 0 on success; otherwise the error and its causes on stderr, exit 1.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("privasip: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand and argument.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

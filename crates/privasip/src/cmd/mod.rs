@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
+pub(crate) mod identity;
+pub(crate) mod keygen;
 pub(crate) mod parse;
