@@ -668,7 +668,12 @@ pub(crate) fn check_value(name: HeaderName, v: &str) -> Result<(), &'static str>
 
 /// Parses the request line (RFC 3261 §7.1) or status line (§7.2).
 fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    // Byte comparison: the line may hold multi-byte UTF-8 anywhere.
+    if line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         return parse_status_line(line);
     }
     let mut parts = line.split(' ');
@@ -753,7 +758,7 @@ fn check_version(v: &str) -> Result<(), Option<ParseError>> {
     }
     let b = v.as_bytes();
     let looks_like_version = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
+        && b[..4].eq_ignore_ascii_case(b"SIP/")
         && b[4..].iter().all(|&c| c.is_ascii_digit() || c == b'.');
     Err(looks_like_version.then_some(ParseError::Version))
 }

@@ -95,11 +95,11 @@ pub(crate) fn check_date(value: &str) -> Result<(), &'static str> {
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let ok = b.len() == 29
-        && DAYS.contains(&&value[..3])
-        && &value[3..5] == ", "
+        && DAYS.iter().any(|d| d.as_bytes() == &b[..3])
+        && &b[3..5] == b", "
         && digits(5..7)
         && b[7] == b' '
-        && MONTHS.contains(&&value[8..11])
+        && MONTHS.iter().any(|m| m.as_bytes() == &b[8..11])
         && b[11] == b' '
         && digits(12..16)
         && b[16] == b' '
