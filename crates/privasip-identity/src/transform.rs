@@ -109,8 +109,9 @@ pub fn with_user(uri: &str, user: &str) -> Result<String, TransformError> {
     Ok(format!("{}{user}@{after_user}", &uri[..scheme_len]))
 }
 
-/// Removes display names and identifying headers: what both the caller's
-/// and the callee's user agent do to everything they send.
+/// Removes display names, identifying headers and the identifying lines
+/// of an SDP body: what both the caller's and the callee's user agent do
+/// to everything they send.
 pub fn strip_identifying(msg: &mut Message<'_>) -> Result<(), TransformError> {
     for name in [HeaderName::From, HeaderName::To, HeaderName::Contact] {
         msg.remove_display_names(name)?;
@@ -118,7 +119,48 @@ pub fn strip_identifying(msg: &mut Message<'_>) -> Result<(), TransformError> {
     for name in IDENTIFYING_HEADERS {
         msg.remove_header(name);
     }
+    let is_sdp = msg.content_type().is_some_and(|t| {
+        t.kind.eq_ignore_ascii_case("application") && t.subtype.eq_ignore_ascii_case("sdp")
+    });
+    if is_sdp && let Some(clean) = anonymous_sdp(msg.body()) {
+        msg.set_body(clean);
+    }
     Ok(())
+}
+
+/// An SDP body (RFC 8866) without what names its user: the origin's
+/// username becomes "-" (§5.2 allows it), the session name "-"; session
+/// information, URI, e-mail and phone lines go. `None` if nothing changed.
+pub fn anonymous_sdp(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut changed = false;
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        let eol = &line[content.len()..];
+        match content.get(..2) {
+            Some(b"o=") => {
+                // o=<username> <sess-id> <sess-version> <nettype> <addrtype> <addr>
+                let rest = &content[2..];
+                let after_user = rest
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map_or(&[][..], |i| &rest[i..]);
+                let new: Vec<u8> = [&b"o=-"[..], after_user].concat();
+                changed |= new != content;
+                out.extend_from_slice(&new);
+                out.extend_from_slice(eol);
+            }
+            Some(b"s=") => {
+                changed |= content != b"s=-";
+                out.extend_from_slice(b"s=-");
+                out.extend_from_slice(eol);
+            }
+            Some(b"i=" | b"u=" | b"e=" | b"p=") => changed = true,
+            _ => out.extend_from_slice(line),
+        }
+    }
+    changed.then_some(out)
 }
 
 /// The caller's user agent: applies PrivaSIP-1 (`tokens.callee` is None)

@@ -289,3 +289,90 @@ fn transform_refuses_what_would_leak_or_cannot_be_bound() {
     };
     assert!(protect_request(&mut m, &t2).is_err());
 }
+
+/// The identifying strings of a request: From, To and Request-URI user
+/// parts, display names, and the SDP origin's username.
+fn identities(m: &Message<'_>) -> Vec<String> {
+    let mut ids = Vec::new();
+    let user_of =
+        |uri: &privasip_message::Uri<'_>| uri.as_sip().and_then(|u| u.user).map(str::to_owned);
+    for na in [m.from(), m.to()].into_iter().flatten() {
+        ids.extend(user_of(&na.uri));
+        ids.extend(na.display_name.map(|d| d.trim_matches('"').to_owned()));
+    }
+    if let Some(privasip_message::ContactValue::Addrs(contacts)) = m.contacts() {
+        for c in &contacts {
+            ids.extend(c.display_name.map(|d| d.trim_matches('"').to_owned()));
+        }
+    }
+    ids.extend(m.request_uri_parsed().as_ref().and_then(user_of));
+    let body = String::from_utf8_lossy(m.body()).into_owned();
+    for line in body.lines() {
+        if let Some(o) = line.strip_prefix("o=") {
+            ids.extend(o.split(' ').next().map(str::to_owned));
+        }
+    }
+    ids.retain(|s| s.len() > 2 && s != "-");
+    ids
+}
+
+#[test]
+fn privasip_2_on_the_rfc4475_invites_leaves_no_id_or_display_name() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/rfc4475");
+    let mut r = rng(23);
+    let key_a = private_key(SchemeId::Hpke, 0);
+    let mut to_a = key_a.public().encryptor();
+    let mut to_b = private_key(SchemeId::Ecies, 0).public().encryptor();
+    for file in ["wsinv.dat", "esc01.dat", "longreq.dat"] {
+        let raw = std::fs::read(dir.join(file)).expect("read");
+        let original = Message::parse_datagram(&raw, &Limits::default()).expect("valid");
+        let secrets = identities(&original);
+        assert!(secrets.len() >= 3, "{file}: found only {secrets:?}");
+
+        let mut m = original.clone();
+        // The user agent's Call-ID carries no host.
+        let call_id = private_call_id(&mut r);
+        m.set_header(HeaderName::CallId, call_id.clone())
+            .expect("call-id");
+        let ctx = call_id.as_bytes();
+        let tokens = DialogTokens {
+            caller: to_a
+                .seal(&RealId::new("caller").expect("id"), ctx, &mut r)
+                .expect("seal")
+                .to_string(),
+            callee: Some(
+                to_b.seal(&RealId::new("callee").expect("id"), ctx, &mut r)
+                    .expect("seal")
+                    .to_string(),
+            ),
+        };
+        protect_request(&mut m, &tokens).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let wire = m.to_bytes();
+        let text = String::from_utf8_lossy(&wire);
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "{file}: {s:?} survived PrivaSIP-2:\n{text}"
+            );
+        }
+        // Still a valid message that a proxy routes the same way.
+        let back = Message::parse_datagram(&wire, &Limits::default()).expect("re-parses");
+        assert_eq!(back.cseq(), original.cseq(), "{file}");
+        assert_eq!(back.vias().len(), original.vias().len(), "{file}");
+        assert_eq!(caller_token(&back).as_deref(), Some(tokens.caller.as_str()));
+        assert_eq!(callee_token(&back), tokens.callee);
+    }
+}
+
+#[test]
+fn sdp_loses_its_identifying_lines_only() {
+    let sdp = b"v=0\r\no=alice 2890844526 2890844526 IN IP4 10.0.0.5\r\ns=Call with Alice\r\n\
+i=alice's phone\r\ne=alice@a.example\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n";
+    let clean = privasip_identity::transform::anonymous_sdp(sdp).expect("changed");
+    assert_eq!(
+        String::from_utf8(clean).expect("utf8"),
+        "v=0\r\no=- 2890844526 2890844526 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n"
+    );
+    let already = b"v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=-\r\nt=0 0\r\n";
+    assert_eq!(privasip_identity::transform::anonymous_sdp(already), None);
+}
