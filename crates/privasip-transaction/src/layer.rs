@@ -1,0 +1,422 @@
+//! The transaction layer: owns every transaction, matches what arrives,
+//! and runs the timers.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::Instant;
+
+use privasip_message::{Limits, Message};
+
+use crate::client::{self, Client};
+use crate::key::{ClientKey, ServerKey};
+use crate::server::{self, Server};
+use crate::timers::{Timer, TimerConfig};
+
+/// A client transaction's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTx(u64);
+
+/// A server transaction's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTx(u64);
+
+/// Bytes to send to a peer. `P` is whatever the driver uses to name a
+/// destination (an address, a connection id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit<P> {
+    /// Where to.
+    pub to: P,
+    /// The message.
+    pub bytes: Vec<u8>,
+}
+
+/// What the transaction user must hear about, besides what `receive`
+/// returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Timer B or F: no final response came (the TU acts as on a 408).
+    Timeout(ClientTx),
+    /// Timer H: a non-2xx final response to INVITE was never ACKed.
+    NoAck(ServerTx),
+}
+
+/// What an incoming message was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A new request: a server transaction now exists for it; answer with
+    /// [`Transactions::respond`].
+    NewRequest(ServerTx),
+    /// A response for a client transaction, for the TU to act on.
+    Response(ClientTx, u16),
+    /// An ACK for a 2xx the TU sent (RFC 6026): the TU's business.
+    AckFor2xx(ServerTx),
+    /// A retransmission or a response the transaction handled itself.
+    Absorbed,
+    /// Matches no transaction: an ACK for a 2xx that went through another
+    /// element, or a stray response (a proxy forwards it statelessly,
+    /// RFC 3261 §16.7 step 10... or drops it).
+    Stray,
+}
+
+/// A misuse of the layer by the transaction user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxError {
+    /// The request has no RFC 3261 branch in its top Via, or no method.
+    #[error("request has no top Via branch with the z9hG4bK cookie")]
+    NoBranch,
+    /// ACK is not sent in a transaction of its own (§17.1.1.3, §13.2.2.4).
+    #[error("ACK is sent by the transaction user, not in a transaction")]
+    AckIsNotATransaction,
+    /// A client transaction with this branch and method is alive.
+    #[error("a transaction with this branch and method already exists")]
+    Duplicate,
+    /// The bytes are not a SIP message of the right kind.
+    #[error("not a valid {0}")]
+    Malformed(&'static str),
+    /// No such transaction (it ended).
+    #[error("no such transaction")]
+    Gone,
+    /// The response does not fit the transaction's state (a 1xx after the
+    /// final response, say).
+    #[error("response not allowed in the transaction's state")]
+    WrongState,
+}
+
+/// The timers a transaction has armed.
+#[derive(Default, Debug)]
+pub(crate) struct Armed(Vec<(Timer, Instant)>);
+
+impl Armed {
+    pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
+        self.disarm(t);
+        self.0.push((t, at));
+    }
+
+    pub(crate) fn disarm(&mut self, t: Timer) {
+        self.0.retain(|(x, _)| *x != t);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Whether `t` is armed for exactly `at` (else a heap entry is stale).
+    fn is(&self, t: Timer, at: Instant) -> bool {
+        self.0.iter().any(|&(x, a)| x == t && a == at)
+    }
+}
+
+/// Messages a transaction wants sent to its peer.
+#[derive(Default)]
+pub(crate) struct Out(Vec<Vec<u8>>);
+
+impl Out {
+    pub(crate) fn send(&mut self, bytes: Vec<u8>) {
+        self.0.push(bytes);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Which {
+    Client(u64),
+    Server(u64),
+}
+
+struct ClientEntry<P> {
+    tx: Client,
+    key: ClientKey,
+    peer: P,
+}
+
+struct ServerEntry<P> {
+    tx: Server,
+    key: ServerKey,
+    peer: P,
+}
+
+/// Every transaction of one SIP element.
+pub struct Transactions<P> {
+    cfg: TimerConfig,
+    limits: Limits,
+    next_id: u64,
+    clients: HashMap<u64, ClientEntry<P>>,
+    servers: HashMap<u64, ServerEntry<P>>,
+    client_keys: HashMap<ClientKey, u64>,
+    server_keys: HashMap<ServerKey, u64>,
+    timers: BinaryHeap<Reverse<(Instant, Which, Timer)>>,
+    transmits: VecDeque<Transmit<P>>,
+    events: VecDeque<Event>,
+}
+
+impl<P: Clone> Default for Transactions<P> {
+    fn default() -> Self {
+        Transactions::new(TimerConfig::default())
+    }
+}
+
+impl<P: Clone> Transactions<P> {
+    /// An empty layer with these timer values.
+    pub fn new(cfg: TimerConfig) -> Self {
+        Transactions {
+            cfg,
+            limits: Limits::default(),
+            next_id: 0,
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            client_keys: HashMap::new(),
+            server_keys: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// How many transactions are alive.
+    pub fn len(&self) -> usize {
+        self.clients.len() + self.servers.len()
+    }
+
+    /// Whether no transaction is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts a client transaction for `request` (which must carry an RFC
+    /// 3261 branch in its top Via) towards `peer`. `reliable` is true over
+    /// TCP, TLS and Tor: no retransmissions, no lingering.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Vec<u8>,
+        peer: P,
+        reliable: bool,
+    ) -> Result<ClientTx, TxError> {
+        let (key, invite) = {
+            let m = Message::parse_datagram(&request, &self.limits)
+                .map_err(|_| TxError::Malformed("request"))?;
+            let method = m.method().ok_or(TxError::Malformed("request"))?;
+            if method.as_str() == "ACK" {
+                return Err(TxError::AckIsNotATransaction);
+            }
+            if !m.top_via().is_some_and(|v| v.has_rfc3261_branch()) {
+                return Err(TxError::NoBranch);
+            }
+            let key = ClientKey::of_request(&m).ok_or(TxError::NoBranch)?;
+            (key, method.as_str() == "INVITE")
+        };
+        if self.client_keys.contains_key(&key) {
+            return Err(TxError::Duplicate);
+        }
+        let id = self.fresh_id();
+        let mut out = Out::default();
+        let tx = Client::start(now, &self.cfg, invite, request, reliable, &mut out);
+        self.client_keys.insert(key.clone(), id);
+        self.clients.insert(id, ClientEntry { tx, key, peer });
+        self.after_client(id, out);
+        Ok(ClientTx(id))
+    }
+
+    /// Feeds a parsed message that arrived from `peer` (over a reliable
+    /// transport or not). Says what it was; any retransmission it causes is
+    /// queued for [`Transactions::poll_transmit`].
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+        peer: P,
+        reliable: bool,
+    ) -> Received {
+        match msg.status() {
+            Some(status) => self.receive_response(now, msg, status),
+            None => self.receive_request(now, msg, peer, reliable),
+        }
+    }
+
+    fn receive_response(&mut self, now: Instant, msg: &Message<'_>, status: u16) -> Received {
+        let Some(&id) = ClientKey::of_response(msg).and_then(|k| self.client_keys.get(&k)) else {
+            return Received::Stray;
+        };
+        let mut out = Out::default();
+        let verdict = match self.clients.get_mut(&id) {
+            Some(e) => e.tx.on_response(now, &self.cfg, status, msg, &mut out),
+            None => return Received::Stray,
+        };
+        self.after_client(id, out);
+        match verdict {
+            client::Verdict::PassUp => Received::Response(ClientTx(id), status),
+            client::Verdict::Absorb => Received::Absorbed,
+        }
+    }
+
+    fn receive_request(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+        peer: P,
+        reliable: bool,
+    ) -> Received {
+        let Some(key) = ServerKey::of_request(msg) else {
+            return Received::Stray;
+        };
+        let is_ack = msg.method().is_some_and(|m| m.as_str() == "ACK");
+        if let Some(&id) = self.server_keys.get(&key) {
+            let mut out = Out::default();
+            let r = match self.servers.get_mut(&id) {
+                Some(e) => e.tx.on_request(now, is_ack, &self.cfg, &mut out),
+                None => return Received::Stray,
+            };
+            self.after_server(id, out);
+            return match r {
+                server::Retransmit::Absorbed => Received::Absorbed,
+                server::Retransmit::AckForAccepted => Received::AckFor2xx(ServerTx(id)),
+            };
+        }
+        if is_ack {
+            return Received::Stray;
+        }
+        let invite = msg.method().is_some_and(|m| m.as_str() == "INVITE");
+        let id = self.fresh_id();
+        let tx = Server::new(invite, reliable, &self.cfg);
+        self.server_keys.insert(key.clone(), id);
+        self.servers.insert(id, ServerEntry { tx, key, peer });
+        Received::NewRequest(ServerTx(id))
+    }
+
+    /// Sends a response in a server transaction.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        tx: ServerTx,
+        response: Vec<u8>,
+    ) -> Result<(), TxError> {
+        let status = Message::parse_datagram(&response, &self.limits)
+            .ok()
+            .and_then(|m| m.status())
+            .ok_or(TxError::Malformed("response"))?;
+        let e = self.servers.get_mut(&tx.0).ok_or(TxError::Gone)?;
+        let mut out = Out::default();
+        let ok = e.tx.respond(now, &self.cfg, status, response, &mut out);
+        self.after_server(tx.0, out);
+        if ok { Ok(()) } else { Err(TxError::WrongState) }
+    }
+
+    /// When [`Transactions::handle_timeout`] should next be called.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, which, timer))) = self.timers.peek() {
+            if self.is_live(which, timer, at) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, which, timer))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if !self.is_live(which, timer, at) {
+                continue;
+            }
+            let mut out = Out::default();
+            match which {
+                Which::Client(id) => {
+                    let Some(e) = self.clients.get_mut(&id) else {
+                        continue;
+                    };
+                    e.tx.armed.disarm(timer);
+                    if e.tx.on_timer(now, &self.cfg, timer, &mut out) {
+                        self.events.push_back(Event::Timeout(ClientTx(id)));
+                    }
+                    self.after_client(id, out);
+                }
+                Which::Server(id) => {
+                    let Some(e) = self.servers.get_mut(&id) else {
+                        continue;
+                    };
+                    e.tx.armed.disarm(timer);
+                    if e.tx.on_timer(now, &self.cfg, timer, &mut out) {
+                        self.events.push_back(Event::NoAck(ServerTx(id)));
+                    }
+                    self.after_server(id, out);
+                }
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn is_live(&self, which: Which, timer: Timer, at: Instant) -> bool {
+        match which {
+            Which::Client(id) => self
+                .clients
+                .get(&id)
+                .is_some_and(|e| e.tx.armed.is(timer, at)),
+            Which::Server(id) => self
+                .servers
+                .get(&id)
+                .is_some_and(|e| e.tx.armed.is(timer, at)),
+        }
+    }
+
+    /// Queues a client transaction's sends, schedules its timers, and
+    /// removes it once terminated.
+    fn after_client(&mut self, id: u64, out: Out) {
+        let Some(e) = self.clients.get(&id) else {
+            return;
+        };
+        for bytes in out.0 {
+            self.transmits.push_back(Transmit {
+                to: e.peer.clone(),
+                bytes,
+            });
+        }
+        if e.tx.state == client::State::Terminated {
+            if let Some(e) = self.clients.remove(&id) {
+                self.client_keys.remove(&e.key);
+            }
+            return;
+        }
+        for &(t, at) in &e.tx.armed.0 {
+            self.timers.push(Reverse((at, Which::Client(id), t)));
+        }
+    }
+
+    fn after_server(&mut self, id: u64, out: Out) {
+        let Some(e) = self.servers.get(&id) else {
+            return;
+        };
+        for bytes in out.0 {
+            self.transmits.push_back(Transmit {
+                to: e.peer.clone(),
+                bytes,
+            });
+        }
+        if e.tx.state == server::State::Terminated {
+            if let Some(e) = self.servers.remove(&id) {
+                self.server_keys.remove(&e.key);
+            }
+            return;
+        }
+        for &(t, at) in &e.tx.armed.0 {
+            self.timers.push(Reverse((at, Which::Server(id), t)));
+        }
+    }
+}

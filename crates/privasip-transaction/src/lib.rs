@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+mod client;
+mod key;
+mod layer;
+mod server;
+mod timers;
+
+pub use layer::{ClientTx, Event, Received, ServerTx, Transactions, Transmit, TxError};
+pub use timers::TimerConfig;
