@@ -2,11 +2,12 @@
 //! 3072 bits, as in the PrivaSIP papers. The OAEP label carries the token's
 //! associated data, so a token bound to one dialog fails in another.
 //!
-//! The `rsa` crate's decryption is not constant-time (RUSTSEC-2023-0071,
-//! the "Marvin" timing attack). A proxy that offers RSA should answer every
-//! failed decryption the same way and at the same time (it does: 403 after
-//! Digest) and prefer HPKE; RSA is here because the paper measured it.
+//! Decryption, the proxy's side and the one a timing attack would target,
+//! runs in aws-lc (constant-time, unlike the `rsa` crate's, see
+//! RUSTSEC-2023-0071 "Marvin", and about twice as fast). Key generation and
+//! encryption use the `rsa` crate, which takes the caller's randomness.
 
+use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use rand_core::CryptoRngCore;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
@@ -27,18 +28,26 @@ pub struct RsaPublic {
     id: KeyId,
 }
 
-/// A proxy's RSA private key; the `rsa` crate zeroizes it on drop.
+/// A proxy's RSA private key: its PKCS#8 DER (zeroized on drop) and
+/// aws-lc's decrypting key.
 pub struct RsaPrivate {
-    key: RsaPrivateKey,
+    der: Zeroizing<Vec<u8>>,
+    decrypting: OaepPrivateDecryptingKey,
     public: RsaPublic,
 }
 
-/// OAEP-SHA256 with a label that commits to the associated data (the
-/// `rsa` crate takes labels as strings: hex of its SHA-256).
+/// The OAEP label: lowercase hex of SHA-256 of the associated data (the
+/// `rsa` crate takes labels as strings).
+fn label(aad: &[u8]) -> String {
+    Sha256::digest(aad)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// OAEP-SHA256 with MGF1-SHA256 and that label, for the `rsa` crate.
 fn padding(aad: &[u8]) -> Oaep {
-    let digest = Sha256::digest(aad);
-    let label: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Oaep::new_with_label::<Sha256, _>(label)
+    Oaep::new_with_label::<Sha256, _>(label(aad))
 }
 
 impl RsaPublic {
@@ -101,25 +110,30 @@ impl RsaPrivate {
     }
 
     fn new(key: RsaPrivateKey) -> Result<RsaPrivate, IdentityError> {
-        let public = RsaPublic::new(key.to_public_key())?;
-        Ok(RsaPrivate { key, public })
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|_| IdentityError::BadKey("RSA key does not encode".into()))?;
+        RsaPrivate::from_der(der.as_bytes())
     }
 
     /// Reads a DER PKCS#8 private key.
     pub fn from_der(der: &[u8]) -> Result<RsaPrivate, IdentityError> {
-        let key = RsaPrivateKey::from_pkcs8_der(der)
-            .map_err(|_| IdentityError::BadKey("not an RSA private key (PKCS#8 DER)".into()))?;
-        RsaPrivate::new(key)
+        let bad = || IdentityError::BadKey("not an RSA private key (PKCS#8 DER)".into());
+        let key = RsaPrivateKey::from_pkcs8_der(der).map_err(|_| bad())?;
+        let public = RsaPublic::new(key.to_public_key())?;
+        let decrypting = PrivateDecryptingKey::from_pkcs8(der)
+            .map_err(|_| bad())
+            .and_then(|k| OaepPrivateDecryptingKey::new(k).map_err(|_| bad()))?;
+        Ok(RsaPrivate {
+            der: Zeroizing::new(der.to_vec()),
+            decrypting,
+            public,
+        })
     }
 
     /// The DER PKCS#8 private key. A secret.
     pub fn to_der(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(
-            self.key
-                .to_pkcs8_der()
-                .map(|d| d.as_bytes().to_vec())
-                .unwrap_or_default(),
-        )
+        self.der.clone()
     }
 
     /// The public half.
@@ -164,14 +178,21 @@ impl Decryptor for RsaPrivate {
 
     fn open(&self, token: &Token, context: &[u8]) -> Result<RealId, IdentityError> {
         check_addressed(self, token)?;
-        if token.ciphertext.len() != self.key.size() {
+        let size = self.public.key.size();
+        if token.ciphertext.len() != size {
             return Err(IdentityError::Forged);
         }
         let aad = Token::aad(SchemeId::Rsa, &token.key_id, context);
+        let mut out = Zeroizing::new(vec![0u8; size]);
         let padded = self
-            .key
-            .decrypt(padding(&aad), &token.ciphertext)
+            .decrypting
+            .decrypt(
+                &OAEP_SHA256_MGF1SHA256,
+                &token.ciphertext,
+                &mut out,
+                Some(label(&aad).as_bytes()),
+            )
             .map_err(|_| IdentityError::Forged)?;
-        RealId::unpad(&Zeroizing::new(padded))
+        RealId::unpad(padded)
     }
 }
