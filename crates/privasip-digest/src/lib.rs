@@ -1,11 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod nonce;
+
 use std::fmt;
 
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use nonce::{NonceCheck, Nonces};
 
 /// A Digest algorithm (RFC 8760 §2). The `-sess` variants are not offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,158 @@
+//! Server nonces: self-authenticating (no table to look a nonce up in),
+//! expiring (`stale=true` after their lifetime, RFC 7616 §3.3), and each
+//! `nc` accepted once per nonce, in increasing order (RFC 7616 §3.4: replay
+//! protection with qop=auth).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+const TAG_LEN: usize = 16;
+
+/// What a nonce in an Authorization header is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// Ours, fresh, and this `nc` is new: check the response.
+    Valid,
+    /// Ours but expired: challenge again with `stale=true` (the client
+    /// retries without asking its user).
+    Stale,
+    /// Ours and fresh, but this `nc` was seen already: a replay.
+    Replayed,
+    /// Not a nonce this server made (forged, or from before a restart).
+    Unknown,
+}
+
+/// Makes and checks nonces. Its key is random per process: a restart
+/// invalidates outstanding nonces, which clients answer by retrying.
+pub struct Nonces {
+    key: Zeroizing<[u8; 32]>,
+    epoch: Instant,
+    lifetime: Duration,
+    /// Highest nc seen per nonce still alive, with its issue time.
+    seen: HashMap<String, (u32, Instant)>,
+    max_tracked: usize,
+}
+
+impl Nonces {
+    /// `key`: 32 random bytes; `epoch`: any instant before all uses;
+    /// `lifetime`: how long a nonce is fresh (e.g. 5 minutes).
+    pub fn new(key: [u8; 32], epoch: Instant, lifetime: Duration) -> Nonces {
+        Nonces {
+            key: Zeroizing::new(key),
+            epoch,
+            lifetime,
+            seen: HashMap::new(),
+            max_tracked: 100_000,
+        }
+    }
+
+    fn tag(&self, millis: u64) -> [u8; TAG_LEN] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
+            .expect("HMAC takes a key of any length");
+        mac.update(&millis.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(&full[..TAG_LEN]);
+        out
+    }
+
+    /// A fresh nonce: its issue time and a MAC over it.
+    pub fn issue(&mut self, now: Instant) -> String {
+        let millis = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX);
+        let mut raw = millis.to_be_bytes().to_vec();
+        raw.extend_from_slice(&self.tag(millis));
+        B64.encode(raw)
+    }
+
+    /// Checks a nonce and its `nc` (hex, as sent; `None` without qop,
+    /// which counts as nc 1).
+    pub fn check(&mut self, nonce: &str, nc: Option<&str>, now: Instant) -> NonceCheck {
+        let Some(issued) = self.issued_at(nonce) else {
+            return NonceCheck::Unknown;
+        };
+        if now.saturating_duration_since(issued) >= self.lifetime {
+            self.seen.remove(nonce);
+            return NonceCheck::Stale;
+        }
+        let nc = match nc {
+            None => 1,
+            Some(hex) => match u32::from_str_radix(hex, 16) {
+                Ok(n) if n > 0 => n,
+                _ => return NonceCheck::Replayed,
+            },
+        };
+        self.sweep(now);
+        match self.seen.get_mut(nonce) {
+            Some((last, _)) if nc <= *last => NonceCheck::Replayed,
+            Some((last, _)) => {
+                *last = nc;
+                NonceCheck::Valid
+            }
+            None => {
+                self.seen.insert(nonce.to_owned(), (nc, issued));
+                NonceCheck::Valid
+            }
+        }
+    }
+
+    fn issued_at(&self, nonce: &str) -> Option<Instant> {
+        let raw = B64.decode(nonce).ok()?;
+        if raw.len() != 8 + TAG_LEN {
+            return None;
+        }
+        let millis = u64::from_be_bytes(raw[..8].try_into().ok()?);
+        let expected = self.tag(millis);
+        // Constant-time comparison of the MAC.
+        let ok = subtle::ConstantTimeEq::ct_eq(&expected[..], &raw[8..]);
+        bool::from(ok).then(|| self.epoch + Duration::from_millis(millis))
+    }
+
+    /// Once `max_tracked` nonces are tracked, forgets those past their
+    /// lifetime (which are answered Stale anyway, so nothing is lost).
+    fn sweep(&mut self, now: Instant) {
+        if self.seen.len() < self.max_tracked {
+            return;
+        }
+        let lifetime = self.lifetime;
+        self.seen
+            .retain(|_, (_, issued)| now.saturating_duration_since(*issued) < lifetime);
+    }
+}
+
+#[cfg(test)]
+// Tests need some starting instant; which one does not matter.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_stale_forged_and_replayed() {
+        let t0 = Instant::now();
+        let mut n = Nonces::new([7; 32], t0, Duration::from_secs(300));
+        let nonce = n.issue(t0 + Duration::from_secs(10));
+        let t = t0 + Duration::from_secs(20);
+        assert_eq!(n.check(&nonce, Some("00000001"), t), NonceCheck::Valid);
+        assert_eq!(n.check(&nonce, Some("00000001"), t), NonceCheck::Replayed);
+        assert_eq!(n.check(&nonce, Some("00000002"), t), NonceCheck::Valid);
+        assert_eq!(n.check(&nonce, Some("zz"), t), NonceCheck::Replayed);
+        let late = t0 + Duration::from_secs(310);
+        assert_eq!(n.check(&nonce, Some("00000003"), late), NonceCheck::Stale);
+        // Another server key (or a restart): unknown.
+        let mut other = Nonces::new([8; 32], t0, Duration::from_secs(300));
+        assert_eq!(
+            other.check(&nonce, Some("00000001"), t),
+            NonceCheck::Unknown
+        );
+        assert_eq!(n.check("bogus", None, t), NonceCheck::Unknown);
+        let mut forged = B64.decode(&nonce).expect("b64");
+        forged[0] ^= 1;
+        assert_eq!(n.check(&B64.encode(forged), None, t), NonceCheck::Unknown);
+    }
+}
