@@ -37,11 +37,20 @@ pub(crate) struct ServerKey(String);
 
 impl ServerKey {
     pub(crate) fn of_request(m: &Message<'_>) -> Option<ServerKey> {
-        let via = m.top_via()?;
         let method = match m.method()?.as_str() {
             "ACK" => "INVITE",
             other => other,
         };
+        ServerKey::with_method(m, method)
+    }
+
+    /// The key of the INVITE a CANCEL cancels.
+    pub(crate) fn for_cancelled_invite(m: &Message<'_>) -> Option<ServerKey> {
+        ServerKey::with_method(m, "INVITE")
+    }
+
+    fn with_method(m: &Message<'_>, method: &str) -> Option<ServerKey> {
+        let via = m.top_via()?;
         let port = via.port.map(|p| p.to_string()).unwrap_or_default();
         match via.branch() {
             Some(b) if b.starts_with(BRANCH_COOKIE) => Some(ServerKey(format!(

@@ -301,6 +301,18 @@ impl<P: Clone> Transactions<P> {
         if ok { Ok(()) } else { Err(TxError::WrongState) }
     }
 
+    /// The INVITE server transaction a CANCEL is for (RFC 3261 §9.2: same
+    /// top Via, Request-URI, Call-ID, From, To and CSeq number; with RFC
+    /// 3261 branches, the same branch and sent-by).
+    pub fn invite_for_cancel(&self, cancel: &Message<'_>) -> Option<ServerTx> {
+        let key = ServerKey::for_cancelled_invite(cancel)?;
+        let &id = self.server_keys.get(&key)?;
+        self.servers
+            .get(&id)
+            .is_some_and(|e| e.tx.invite)
+            .then_some(ServerTx(id))
+    }
+
     /// When [`Transactions::handle_timeout`] should next be called.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(&Reverse((at, which, timer))) = self.timers.peek() {

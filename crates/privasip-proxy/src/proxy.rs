@@ -1,0 +1,659 @@
+//! The proxy: RFC 3261 §16 on top of the transaction layer.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+use privasip_message::{BRANCH_COOKIE, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri};
+use privasip_registrar::{Registrar, RegistrarConfig};
+use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
+
+use crate::response::response_for;
+
+/// Where a hop goes, as the driver's resolver decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Next<P> {
+    /// The peer to send to.
+    pub peer: P,
+    /// Whether that transport is reliable (TCP, TLS, Tor).
+    pub reliable: bool,
+}
+
+/// Maps a next-hop host, port and transport (from a URI or a Via) to a
+/// peer. No DNS happens in the core: the driver decides (static routes,
+/// onion addresses, a resolver of its own).
+pub type Resolver<P> = Box<dyn Fn(&str, Option<u16>, &str) -> Option<Next<P>> + Send>;
+
+/// The proxy's settings.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The domains this proxy is responsible for (registrar and location
+    /// service); requests for others are forwarded by Request-URI.
+    pub domains: Vec<String>,
+    /// Our sent-by (`host:port`) for Via, and how Route headers name us.
+    pub sent_by: String,
+    /// The Via transport token (`UDP`, `TCP`).
+    pub transport: String,
+    /// Whether to add Record-Route (stay in the path of dialogs).
+    pub record_route: bool,
+    /// Registrar limits.
+    pub registrar: RegistrarConfig,
+}
+
+/// A forwarded request and its branches.
+struct Fwd {
+    invite: bool,
+    /// The request as received (for responses we make).
+    request: Vec<u8>,
+    /// Branches still without a final response: client tx and the bytes
+    /// sent (to build a CANCEL from).
+    pending: Vec<(ClientTx, Vec<u8>)>,
+    /// The best final response so far (§16.7 step 6).
+    best: Option<(u16, Vec<u8>)>,
+    /// A final response went upstream.
+    done: bool,
+}
+
+/// A stateful proxy and registrar for the domains in its configuration.
+pub struct Proxy<P> {
+    cfg: ProxyConfig,
+    limits: Limits,
+    tx: Transactions<P>,
+    registrar: Registrar,
+    resolve: Resolver<P>,
+    calls: HashMap<ServerTx, Fwd>,
+    by_client: HashMap<ClientTx, ServerTx>,
+    outbox: VecDeque<Transmit<P>>,
+    /// Made-here tags and branch salts.
+    seq: u64,
+}
+
+impl<P: Clone> Proxy<P> {
+    /// A proxy with this configuration and resolver.
+    pub fn new(cfg: ProxyConfig, resolve: Resolver<P>) -> Proxy<P> {
+        let registrar = Registrar::new(cfg.registrar.clone());
+        Proxy {
+            cfg,
+            limits: Limits::default(),
+            tx: Transactions::default(),
+            registrar,
+            resolve,
+            calls: HashMap::new(),
+            by_client: HashMap::new(),
+            outbox: VecDeque::new(),
+            seq: 0,
+        }
+    }
+
+    /// The location service, e.g. to restore bindings from a store.
+    pub fn registrar_mut(&mut self) -> &mut Registrar {
+        &mut self.registrar
+    }
+
+    /// Feeds bytes that arrived from `from`. Requests that parse but miss
+    /// a mandatory header are answered with 400; what does not parse is
+    /// dropped.
+    pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, reliable: bool) {
+        // What does not parse has no Via to answer to: RFC 3261 §16.3
+        // lets a proxy drop it. (The driver counts these.)
+        let Ok(msg) = Message::parse_datagram(bytes, &self.limits) else {
+            return;
+        };
+        match self.tx.receive(now, &msg, from.clone(), reliable) {
+            Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes),
+            Received::Response(ctx, status) => self.on_response(now, ctx, status, &msg),
+            Received::AckFor2xx(_) => self.forward_stateless(&msg),
+            Received::Stray if msg.is_request() => self.forward_stateless(&msg),
+            Received::Stray => self.forward_stray_response(&msg),
+            Received::Absorbed => {}
+        }
+    }
+
+    /// When to call [`Proxy::handle_timeout`] next.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.tx.poll_timeout()
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tx.handle_timeout(now);
+        while let Some(e) = self.tx.poll_event() {
+            match e {
+                // §16.7 step 10... a branch that timed out counts as 408.
+                Event::Timeout(ctx) => self.branch_failed(now, ctx, 408, None),
+                Event::NoAck(stx) => {
+                    self.calls.remove(&stx);
+                }
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        self.outbox.pop_front().or_else(|| self.tx.poll_transmit())
+    }
+
+    fn tag(&mut self) -> String {
+        self.seq += 1;
+        format!("psp{:x}", self.seq)
+    }
+
+    fn reply(
+        &mut self,
+        now: Instant,
+        stx: ServerTx,
+        req: &Message<'_>,
+        code: u16,
+        reason: &str,
+        extra: &[String],
+    ) {
+        let tag = self.tag();
+        let resp = response_for(req, code, reason, &tag, extra);
+        // The transaction exists and has sent no final response yet.
+        let _ = self.tx.respond(now, stx, resp);
+    }
+
+    fn is_us(&self, uri: &SipUri<'_>) -> bool {
+        let ours = match uri.port {
+            Some(p) => format!("{}:{p}", uri.host),
+            None => uri.host.to_owned(),
+        };
+        ours.eq_ignore_ascii_case(&self.cfg.sent_by)
+            || self
+                .cfg
+                .sent_by
+                .split(':')
+                .next()
+                .is_some_and(|h| uri.port.is_none() && h.eq_ignore_ascii_case(uri.host))
+    }
+
+    fn is_our_domain(&self, host: &str) -> bool {
+        self.cfg
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(host))
+    }
+
+    /// §16.6 step 8: a branch that is a hash of what identifies the
+    /// request and does not change from hop to hop (so not the top Via),
+    /// so that the same request coming back is a loop (§16.3 step 4) and a
+    /// spiral (changed Request-URI) is not. The method is in it so that an
+    /// ACK forwarded statelessly does not share its INVITE's branch.
+    fn branch_for(&self, req: &Message<'_>) -> String {
+        let mut h = DefaultHasher::new();
+        req.request_uri().hash(&mut h);
+        req.from().and_then(|f| f.tag()).hash(&mut h);
+        req.to().and_then(|t| t.tag()).hash(&mut h);
+        req.call_id().hash(&mut h);
+        req.cseq()
+            .map(|c| (c.seq, c.method.as_str().to_owned()))
+            .hash(&mut h);
+        for v in req.values(HeaderName::ProxyRequire) {
+            v.hash(&mut h);
+        }
+        for v in req.values(HeaderName::Route) {
+            v.hash(&mut h);
+        }
+        format!("{BRANCH_COOKIE}psp{:016x}", h.finish())
+    }
+
+    fn on_request(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, bytes: &[u8]) {
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
+        if let Err(e) = msg.check_mandatory_headers() {
+            let reason = e.rejection().reason;
+            self.reply(now, stx, msg, 400, &reason, &[]);
+            return;
+        }
+        if method == "CANCEL" {
+            self.on_cancel(now, stx, msg);
+            return;
+        }
+        // §16.3 step 3: Max-Forwards.
+        if msg.max_forwards() == Some(0) {
+            self.reply(now, stx, msg, 483, "Too Many Hops", &[]);
+            return;
+        }
+        // §16.3 step 4: loop detection.
+        let branch = self.branch_for(msg);
+        // Our branches are `<hash>.<fork index>`.
+        let ours = |b: &str| {
+            b.strip_prefix(branch.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        };
+        let looped = msg.vias().iter().any(|v| {
+            let sent_by = match v.port {
+                Some(p) => format!("{}:{p}", v.host),
+                None => v.host.to_owned(),
+            };
+            sent_by.eq_ignore_ascii_case(&self.cfg.sent_by) && v.branch().is_some_and(ours)
+        });
+        if looped {
+            self.reply(now, stx, msg, 482, "Loop Detected", &[]);
+            return;
+        }
+        // §16.3 step 5: Proxy-Require; we support no extensions.
+        let unsupported: Vec<&str> = msg.option_tags(HeaderName::ProxyRequire).collect();
+        if !unsupported.is_empty() {
+            let extra = [format!("Unsupported: {}", unsupported.join(", "))];
+            self.reply(now, stx, msg, 420, "Bad Extension", &extra);
+            return;
+        }
+        // §16.3 step 2 (and RFC 4475 unknown schemes): sip and sips only.
+        let Some(Uri::Sip(ruri)) = msg.request_uri_parsed() else {
+            self.reply(now, stx, msg, 416, "Unsupported URI Scheme", &[]);
+            return;
+        };
+        let ruri_host = ruri.host.to_owned();
+        let ruri_user = ruri.user.map(str::to_owned);
+
+        // §16.4: a Route naming us is ours to remove.
+        let mut fwd = match Message::parse_datagram(bytes, &self.limits) {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        if let Some(top) = fwd.routes().first()
+            && let Uri::Sip(u) = &top.uri
+            && self.is_us(u)
+        {
+            fwd.pop_route();
+        }
+        let routed = !fwd.routes().is_empty();
+
+        if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
+            self.on_register(now, stx, msg);
+            return;
+        }
+
+        // §16.5: the targets.
+        let targets: Vec<String> = if !routed && self.is_our_domain(&ruri_host) {
+            let Some(user) = ruri_user else {
+                // A request for the domain itself, e.g. OPTIONS keep-alive.
+                let extra = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
+                self.reply(now, stx, msg, 200, "OK", &extra);
+                return;
+            };
+            let aor = format!("sip:{user}@{}", ruri_host.to_ascii_lowercase());
+            let found: Vec<String> = self
+                .registrar
+                .lookup(&aor, now)
+                .into_iter()
+                .map(|b| b.contact)
+                .collect();
+            if found.is_empty() {
+                self.reply(now, stx, msg, 480, "Temporarily Unavailable", &[]);
+                return;
+            }
+            found
+        } else {
+            vec![msg.request_uri().unwrap_or_default().to_owned()]
+        };
+
+        if method == "INVITE" {
+            // §16.2: 100 Trying, so the upstream stops retransmitting.
+            self.reply(now, stx, msg, 100, "Trying", &[]);
+        }
+        let mut call = Fwd {
+            invite: method == "INVITE",
+            request: bytes.to_vec(),
+            pending: Vec::new(),
+            best: None,
+            done: false,
+        };
+        for (i, target) in targets.iter().enumerate() {
+            match self.forward(now, &fwd, target, &format!("{branch}.{i}")) {
+                Some((ctx, sent)) => {
+                    self.by_client.insert(ctx, stx);
+                    call.pending.push((ctx, sent));
+                }
+                None => continue,
+            }
+        }
+        if call.pending.is_empty() {
+            self.reply(
+                now,
+                stx,
+                msg,
+                404,
+                "Not Found (no route to the target)",
+                &[],
+            );
+            return;
+        }
+        self.calls.insert(stx, call);
+    }
+
+    /// §16.6: one copy of the request to one target.
+    fn forward(
+        &mut self,
+        now: Instant,
+        msg: &Message<'_>,
+        target: &str,
+        branch: &str,
+    ) -> Option<(ClientTx, Vec<u8>)> {
+        let mut m = msg.clone();
+        m.set_request_uri(target.to_owned()).ok()?;
+        let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));
+        m.set_max_forwards(mf);
+        if self.cfg.record_route {
+            m.push_record_route(format!("<sip:{};lr>", self.cfg.sent_by))
+                .ok()?;
+        }
+        // §16.6 step 6: the next hop is the top Route, else the target.
+        let hop = match m.routes().first() {
+            Some(r) => r.uri_raw.to_owned(),
+            None => target.to_owned(),
+        };
+        let next = self.resolve_uri(&hop)?;
+        m.push_via(format!(
+            "SIP/2.0/{} {};branch={branch}",
+            self.cfg.transport, self.cfg.sent_by
+        ))
+        .ok()?;
+        let bytes = m.to_bytes();
+        let ctx = self
+            .tx
+            .send_request(now, bytes.clone(), next.peer, next.reliable)
+            .ok()?;
+        Some((ctx, bytes))
+    }
+
+    fn resolve_uri(&self, uri: &str) -> Option<Next<P>> {
+        let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+            return None;
+        };
+        let transport = u
+            .params
+            .get("transport")
+            .flatten()
+            .unwrap_or("udp")
+            .to_ascii_uppercase();
+        (self.resolve)(u.host, u.port, &transport)
+    }
+
+    fn on_register(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>) {
+        let Some(to) = msg.to() else {
+            self.reply(now, stx, msg, 400, "No To", &[]);
+            return;
+        };
+        let Some(user) = to.uri.as_sip().and_then(|u| u.user) else {
+            self.reply(now, stx, msg, 400, "To has no user", &[]);
+            return;
+        };
+        let host = to
+            .uri
+            .as_sip()
+            .map(|u| u.host.to_ascii_lowercase())
+            .unwrap_or_default();
+        if !self.is_our_domain(&host) {
+            self.reply(now, stx, msg, 403, "Not Our Domain", &[]);
+            return;
+        }
+        let aor = format!("sip:{user}@{host}");
+        match self.registrar.register(&aor, msg, now) {
+            Ok(bindings) => {
+                let extra: Vec<String> = bindings
+                    .iter()
+                    .map(|b| format!("Contact: <{}>;expires={}", b.contact, b.remaining(now)))
+                    .collect();
+                self.reply(now, stx, msg, 200, "OK", &extra);
+            }
+            Err(e) => {
+                let mut extra = Vec::new();
+                if let privasip_registrar::RegisterError::IntervalTooBrief { min_expires } = &e {
+                    extra.push(format!("Min-Expires: {min_expires}"));
+                }
+                let r = e.rejection();
+                self.reply(now, stx, msg, r.code, &r.reason, &extra);
+            }
+        }
+    }
+
+    /// §16.10: answer the CANCEL, then cancel every pending branch.
+    fn on_cancel(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>) {
+        let Some(invite_stx) = self.tx.invite_for_cancel(msg) else {
+            self.reply(now, stx, msg, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        self.reply(now, stx, msg, 200, "OK", &[]);
+        let pending: Vec<Vec<u8>> = self
+            .calls
+            .get(&invite_stx)
+            .map(|c| c.pending.iter().map(|(_, b)| b.clone()).collect())
+            .unwrap_or_default();
+        for sent in pending {
+            self.send_cancel(now, &sent);
+        }
+    }
+
+    /// A CANCEL for a branch we forwarded (§9.1): same Request-URI, Call-ID,
+    /// From, To, CSeq number and our top Via; a transaction of its own.
+    fn send_cancel(&mut self, now: Instant, forwarded: &[u8]) {
+        let Ok(inv) = Message::parse_datagram(forwarded, &self.limits) else {
+            return;
+        };
+        let (Some(ruri), Some(via), Some(from), Some(to), Some(call_id), Some(cseq)) = (
+            inv.request_uri(),
+            inv.values(HeaderName::Via).next(),
+            inv.header(HeaderName::From),
+            inv.header(HeaderName::To),
+            inv.call_id(),
+            inv.cseq(),
+        ) else {
+            return;
+        };
+        let top_via = via.split(',').next().unwrap_or(via).trim();
+        let mut cancel = format!(
+            "CANCEL {ruri} SIP/2.0\r\nVia: {top_via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {} CANCEL\r\n",
+            from.value(),
+            to.value(),
+            cseq.seq
+        );
+        for r in inv.values(HeaderName::Route) {
+            cancel.push_str(&format!("Route: {r}\r\n"));
+        }
+        cancel.push_str("Content-Length: 0\r\n\r\n");
+        let hop = inv
+            .routes()
+            .first()
+            .map(|r| r.uri_raw.to_owned())
+            .unwrap_or_else(|| ruri.to_owned());
+        if let Some(next) = self.resolve_uri(&hop) {
+            let _ = self
+                .tx
+                .send_request(now, cancel.into_bytes(), next.peer, next.reliable);
+        }
+    }
+
+    /// §16.7: a response on one of our branches.
+    fn on_response(&mut self, now: Instant, ctx: ClientTx, status: u16, msg: &Message<'_>) {
+        let Some(&stx) = self.by_client.get(&ctx) else {
+            // A response to a CANCEL we sent, or a branch long done.
+            return;
+        };
+        if status == 100 {
+            return;
+        }
+        // Step 3: our Via goes.
+        let mut up = msg.clone();
+        up.pop_via();
+        if up.vias().is_empty() {
+            return;
+        }
+        let bytes = up.to_bytes();
+        if status < 200 {
+            let _ = self.tx.respond(now, stx, bytes);
+            return;
+        }
+        if (200..300).contains(&status) {
+            // Every 2xx goes up at once (§16.7 step 5); other branches of
+            // an INVITE are cancelled (§16.7 step 10).
+            let _ = self.tx.respond(now, stx, bytes);
+            let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
+                Some(call) => {
+                    call.done = true;
+                    call.pending.retain(|(c, _)| *c != ctx);
+                    if call.invite {
+                        call.pending.iter().map(|(_, b)| b.clone()).collect()
+                    } else {
+                        Vec::new()
+                    }
+                }
+                None => Vec::new(),
+            };
+            for sent in others {
+                self.send_cancel(now, &sent);
+            }
+            self.by_client.remove(&ctx);
+            self.finish_if_done(stx);
+            return;
+        }
+        self.branch_failed(now, ctx, status, Some(bytes));
+    }
+
+    /// A branch ended without success: keep the best answer, and send it
+    /// when no branch is left (§16.7 steps 4 and 6).
+    fn branch_failed(
+        &mut self,
+        now: Instant,
+        ctx: ClientTx,
+        status: u16,
+        response: Option<Vec<u8>>,
+    ) {
+        let Some(stx) = self.by_client.remove(&ctx) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&stx) else {
+            return;
+        };
+        call.pending.retain(|(c, _)| *c != ctx);
+        let response = match response {
+            Some(r) => r,
+            None => match Message::parse_datagram(&call.request, &self.limits) {
+                Ok(req) => response_for(&req, status, "Request Timeout", "psp-timeout", &[]),
+                Err(_) => return,
+            },
+        };
+        if better(status, call.best.as_ref().map(|b| b.0)) {
+            call.best = Some((status, response));
+        }
+        if call.pending.is_empty() && !call.done {
+            call.done = true;
+            if let Some((code, best)) = call.best.take() {
+                // §16.7 step 6: a 503 goes up as 500.
+                let best = if code == 503 {
+                    to_500(&best).unwrap_or(best)
+                } else {
+                    best
+                };
+                let _ = self.tx.respond(now, stx, best);
+            }
+        }
+        self.finish_if_done(stx);
+    }
+
+    fn finish_if_done(&mut self, stx: ServerTx) {
+        if self
+            .calls
+            .get(&stx)
+            .is_some_and(|c| c.done && c.pending.is_empty())
+        {
+            self.calls.remove(&stx);
+        }
+    }
+
+    /// ACK for a 2xx and other requests outside transactions (§16.11).
+    fn forward_stateless(&mut self, msg: &Message<'_>) {
+        let mut m = msg.clone();
+        if let Some(top) = m.routes().first()
+            && let Uri::Sip(u) = &top.uri
+            && self.is_us(u)
+        {
+            m.pop_route();
+        }
+        let hop = match m.routes().first() {
+            Some(r) => r.uri_raw.to_owned(),
+            None => match m.request_uri() {
+                Some(u) => u.to_owned(),
+                None => return,
+            },
+        };
+        // An ACK for a 2xx targets the callee's Contact, never our domain
+        // (RFC 3261 §13.2.2.4); one that does has nowhere to go.
+        if let Ok(Uri::Sip(u)) = Uri::parse(&hop)
+            && self.is_our_domain(u.host)
+            && m.routes().is_empty()
+        {
+            return;
+        }
+        let Some(next) = self.resolve_uri(&hop) else {
+            return;
+        };
+        let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));
+        if mf == 0 {
+            return;
+        }
+        m.set_max_forwards(mf);
+        let branch = self.branch_for(msg);
+        if m.push_via(format!(
+            "SIP/2.0/{} {};branch={branch}",
+            self.cfg.transport, self.cfg.sent_by
+        ))
+        .is_err()
+        {
+            return;
+        }
+        self.outbox.push_back(Transmit {
+            to: next.peer,
+            bytes: m.to_bytes(),
+        });
+    }
+
+    /// A response matching no transaction (a 2xx retransmission after the
+    /// INVITE transaction ended): pop our Via, send to the next one.
+    fn forward_stray_response(&mut self, msg: &Message<'_>) {
+        let Some(top) = msg.top_via() else { return };
+        let ours = match top.port {
+            Some(p) => format!("{}:{p}", top.host),
+            None => top.host.to_owned(),
+        };
+        if !ours.eq_ignore_ascii_case(&self.cfg.sent_by) {
+            return;
+        }
+        let mut m = msg.clone();
+        m.pop_via();
+        let Some(next_via) = m.top_via() else { return };
+        // §18.2.2: received and rport say where the request really came from.
+        let host = next_via.received().unwrap_or(next_via.host).to_owned();
+        let port = match next_via.rport() {
+            Some(Some(p)) => p.parse().ok(),
+            _ => next_via.port,
+        };
+        let transport = next_via.transport.to_ascii_uppercase();
+        if let Some(next) = (self.resolve)(&host, port, &transport) {
+            self.outbox.push_back(Transmit {
+                to: next.peer,
+                bytes: m.to_bytes(),
+            });
+        }
+    }
+}
+
+/// §16.7 step 6: is `new` a better final response than `old`? 6xx wins;
+/// otherwise the lowest class.
+fn better(new: u16, old: Option<u16>) -> bool {
+    let rank = |s: u16| if s >= 600 { 0 } else { s };
+    match old {
+        None => true,
+        Some(old) => rank(new) < rank(old),
+    }
+}
+
+fn to_500(resp: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(resp).ok()?;
+    let (_, rest) = text.split_once("\r\n")?;
+    Some(format!("SIP/2.0 500 Server Internal Error\r\n{rest}").into_bytes())
+}

@@ -1,0 +1,338 @@
+//! Whole calls through the proxy core, in memory, on virtual time: the
+//! user agents are byte strings, the network is a queue.
+
+// Tests need some starting instant; which one does not matter.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use privasip_message::{Limits, Message};
+use privasip_proxy::{Next, Proxy, ProxyConfig};
+use privasip_registrar::RegistrarConfig;
+
+type Sent = Vec<(&'static str, Vec<u8>)>;
+
+fn proxy() -> Proxy<&'static str> {
+    let cfg = ProxyConfig {
+        domains: vec!["b.example".into()],
+        sent_by: "192.0.2.10:5060".into(),
+        transport: "UDP".into(),
+        record_route: true,
+        registrar: RegistrarConfig::default(),
+    };
+    Proxy::new(
+        cfg,
+        Box::new(|host: &str, _port: Option<u16>, _t: &str| {
+            let peer = match host {
+                "alice.host" => "alice",
+                "bob.host" => "bob",
+                "bob2.host" => "bob2",
+                "c.example" => "proxy-c",
+                _ => return None,
+            };
+            Some(Next {
+                peer,
+                reliable: false,
+            })
+        }),
+    )
+}
+
+fn drain(p: &mut Proxy<&'static str>) -> Sent {
+    std::iter::from_fn(|| p.poll_transmit().map(|t| (t.to, t.bytes))).collect()
+}
+
+fn parse(b: &[u8]) -> Message<'_> {
+    Message::parse_datagram(b, &Limits::default()).expect("proxy output parses")
+}
+
+fn status(b: &[u8]) -> Option<u16> {
+    parse(b).status()
+}
+
+fn register(p: &mut Proxy<&'static str>, now: Instant, contact_host: &str, user: &str) -> Sent {
+    let req = format!(
+        "REGISTER sip:b.example SIP/2.0\r\nVia: SIP/2.0/UDP {contact_host};branch=z9hG4bKreg{contact_host}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:{user}@b.example>\r\nFrom: <sip:{user}@b.example>;tag=r1\r\n\
+         Call-ID: reg-{contact_host}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{contact_host}>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.receive(now, req.as_bytes(), "bob", false);
+    drain(p)
+}
+
+fn invite(ruri: &str, branch: &str, max_forwards: u8, extra: &str) -> Vec<u8> {
+    format!(
+        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch={branch}\r\n\
+         Max-Forwards: {max_forwards}\r\nTo: <sip:bob@b.example>\r\nFrom: <sip:alice@a.example>;tag=a1\r\n\
+         Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@alice.host>\r\n{extra}\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The response a user agent sends to a request it received.
+fn answer(req: &[u8], code: u16, to_tag: &str) -> Vec<u8> {
+    let m = parse(req);
+    privasip_proxy::response_for(
+        &m,
+        code,
+        "Answer",
+        to_tag,
+        &["Contact: <sip:bob@bob.host>".into()],
+    )
+}
+
+#[test]
+fn register_then_call_ringing_answered_acked() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    let out = register(&mut p, t0, "bob.host", "bob");
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), Some(200));
+    assert!(String::from_utf8_lossy(&out[0].1).contains("Contact: <sip:bob@bob.host>;expires=600"));
+
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKa1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    assert_eq!(out.len(), 2, "100 Trying up, INVITE down");
+    assert_eq!((out[0].0, status(&out[0].1)), ("alice", Some(100)));
+    assert_eq!(out[1].0, "bob");
+    let fwd = out[1].1.clone();
+    let m = parse(&fwd);
+    assert_eq!(m.request_uri(), Some("sip:bob@bob.host"));
+    assert_eq!(m.max_forwards(), Some(69));
+    assert_eq!(m.vias().len(), 2);
+    assert_eq!(m.top_via().map(|v| v.host), Some("192.0.2.10"));
+    assert_eq!(m.record_routes().len(), 1);
+
+    // Bob rings and answers; each goes up with the proxy's Via removed.
+    for code in [180, 200] {
+        p.receive(t0, &answer(&fwd, code, "b1"), "bob", false);
+        let out = drain(&mut p);
+        assert_eq!(out.len(), 1, "{code}");
+        assert_eq!(out[0].0, "alice");
+        let up = parse(&out[0].1);
+        assert_eq!(up.status(), Some(code));
+        assert_eq!(up.vias().len(), 1);
+        assert_eq!(up.top_via().and_then(|v| v.branch()), Some("z9hG4bKa1"));
+    }
+    // Alice's ACK for the 2xx: to Bob's contact, through the proxy (it
+    // Record-Routed), statelessly.
+    let ack = "ACK sip:bob@bob.host SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKack1\r\n\
+               Max-Forwards: 70\r\nRoute: <sip:192.0.2.10:5060;lr>\r\nTo: <sip:bob@b.example>;tag=b1\r\n\
+               From: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    p.receive(t0, ack.as_bytes(), "alice", false);
+    let out = drain(&mut p);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, "bob");
+    let m = parse(&out[0].1);
+    assert!(m.routes().is_empty(), "our Route was removed");
+    assert_eq!(m.vias().len(), 2);
+}
+
+#[test]
+fn validation_failures_get_their_status() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    let cases: [(Vec<u8>, u16); 4] = [
+        (invite("sip:bob@b.example", "z9hG4bKv1", 0, ""), 483),
+        (invite("tel:+15551234", "z9hG4bKv2", 70, ""), 416),
+        (
+            invite(
+                "sip:bob@b.example",
+                "z9hG4bKv3",
+                70,
+                "Proxy-Require: foo\r\n",
+            ),
+            420,
+        ),
+        (invite("sip:nobody@b.example", "z9hG4bKv4", 70, ""), 480),
+    ];
+    for (req, code) in cases {
+        p.receive(t0, &req, "alice", false);
+        let out = drain(&mut p);
+        let last = out.last().expect("an answer");
+        assert_eq!(status(&last.1), Some(code));
+        if code == 420 {
+            assert!(String::from_utf8_lossy(&last.1).contains("Unsupported: foo"));
+        }
+    }
+    // A domain with no route.
+    p.receive(
+        t0,
+        &invite("sip:x@nowhere.example", "z9hG4bKv5", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    assert_eq!(status(&out.last().expect("answer").1), Some(404));
+}
+
+#[test]
+fn a_request_that_comes_back_is_a_loop() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    // Forward to c.example, then feed the forwarded copy back in.
+    p.receive(
+        t0,
+        &invite("sip:carol@c.example", "z9hG4bKl1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    let fwd = &out
+        .iter()
+        .find(|(to, _)| *to == "proxy-c")
+        .expect("forwarded")
+        .1;
+    // The next hop sends it back unchanged but for its own Via.
+    let text = String::from_utf8_lossy(fwd).replacen(
+        "Via: ",
+        "Via: SIP/2.0/UDP c.example;branch=z9hG4bKc1\r\nVia: ",
+        1,
+    );
+    p.receive(t0, text.as_bytes(), "proxy-c", false);
+    let out = drain(&mut p);
+    assert_eq!(status(&out.last().expect("answer").1), Some(482));
+}
+
+#[test]
+fn forking_takes_the_2xx_and_cancels_the_other_branch() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    register(&mut p, t0, "bob2.host", "bob");
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKf1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    let to_bob = out
+        .iter()
+        .find(|(to, _)| *to == "bob")
+        .expect("branch 1")
+        .1
+        .clone();
+    assert!(out.iter().any(|(to, _)| *to == "bob2"), "branch 2");
+    p.receive(t0, &answer(&to_bob, 200, "b1"), "bob", false);
+    let out = drain(&mut p);
+    assert!(
+        out.iter()
+            .any(|(to, b)| *to == "alice" && status(b) == Some(200))
+    );
+    let cancel = out
+        .iter()
+        .find(|(to, _)| *to == "bob2")
+        .expect("CANCEL to bob2");
+    assert_eq!(
+        parse(&cancel.1).method().map(|m| m.as_str()),
+        Some("CANCEL")
+    );
+}
+
+#[test]
+fn all_branches_fail_the_best_answer_goes_up() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    register(&mut p, t0, "bob2.host", "bob");
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKf2", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    let b1 = out
+        .iter()
+        .find(|(to, _)| *to == "bob")
+        .expect("b1")
+        .1
+        .clone();
+    let b2 = out
+        .iter()
+        .find(|(to, _)| *to == "bob2")
+        .expect("b2")
+        .1
+        .clone();
+    p.receive(t0, &answer(&b1, 486, "x1"), "bob", false);
+    let out = drain(&mut p);
+    assert!(
+        out.iter().all(|(to, _)| *to != "alice"),
+        "waits for the other branch"
+    );
+    p.receive(t0, &answer(&b2, 404, "x2"), "bob2", false);
+    let out = drain(&mut p);
+    let up = out.iter().find(|(to, _)| *to == "alice").expect("final up");
+    assert_eq!(status(&up.1), Some(404), "lowest class wins");
+}
+
+#[test]
+fn cancel_from_upstream_reaches_the_branch_and_487_goes_up() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    let inv = invite("sip:bob@b.example", "z9hG4bKx1", 70, "");
+    p.receive(t0, &inv, "alice", false);
+    let fwd = drain(&mut p)
+        .into_iter()
+        .find(|(to, _)| *to == "bob")
+        .expect("fwd")
+        .1;
+    p.receive(t0, &answer(&fwd, 180, "b1"), "bob", false);
+    drain(&mut p);
+    let cancel = String::from_utf8_lossy(&inv)
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    p.receive(t0, cancel.as_bytes(), "alice", false);
+    let out = drain(&mut p);
+    assert!(
+        out.iter()
+            .any(|(to, b)| *to == "alice" && status(b) == Some(200))
+    );
+    let down = out
+        .iter()
+        .find(|(to, _)| *to == "bob")
+        .expect("CANCEL down");
+    assert_eq!(parse(&down.1).method().map(|m| m.as_str()), Some("CANCEL"));
+    p.receive(t0, &answer(&fwd, 487, "b1"), "bob", false);
+    let out = drain(&mut p);
+    assert!(
+        out.iter()
+            .any(|(to, b)| *to == "alice" && status(b) == Some(487))
+    );
+    // A CANCEL for nothing: 481.
+    let stray = cancel.replace("z9hG4bKx1", "z9hG4bKnone");
+    p.receive(t0, stray.as_bytes(), "alice", false);
+    let out = drain(&mut p);
+    assert_eq!(status(&out.last().expect("answer").1), Some(481));
+}
+
+#[test]
+fn a_silent_branch_times_out_as_408() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    let opts = "OPTIONS sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKo1\r\n\
+                Max-Forwards: 70\r\nTo: <sip:bob@b.example>\r\nFrom: <sip:alice@a.example>;tag=a1\r\n\
+                Call-ID: o-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    p.receive(t0, opts.as_bytes(), "alice", false);
+    drain(&mut p);
+    let mut last = Vec::new();
+    while let Some(at) = p.poll_timeout() {
+        if at - t0 > Duration::from_secs(40) {
+            break;
+        }
+        p.handle_timeout(at);
+        last.extend(drain(&mut p));
+    }
+    let up = last.iter().find(|(to, _)| *to == "alice").expect("408 up");
+    assert_eq!(status(&up.1), Some(408));
+}
