@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no I/O in the sans-IO crates"
 scripts/check-sans-io.sh
 
+step "foreign peers the tests drive (Debian packages)"
+ensure_deb sip-tester
+
 step "tests (debug build)"
 cargo test --workspace --locked
 

@@ -20,8 +20,8 @@ pub struct Next<P> {
     pub reliable: bool,
 }
 
-/// Maps a next-hop host, port and transport (from a URI or a Via) to a
-/// peer. No DNS happens in the core: the driver decides (static routes,
+/// Maps a next-hop host, port and transport (`UDP`, `TCP`, or empty when
+/// the URI names none) from a URI or a Via to a peer. No DNS happens in the core: the driver decides (static routes,
 /// onion addresses, a resolver of its own).
 pub type Resolver<P> = Box<dyn Fn(&str, Option<u16>, &str) -> Option<Next<P>> + Send>;
 
@@ -33,8 +33,6 @@ pub struct ProxyConfig {
     pub domains: Vec<String>,
     /// Our sent-by (`host:port`) for Via, and how Route headers name us.
     pub sent_by: String,
-    /// The Via transport token (`UDP`, `TCP`).
-    pub transport: String,
     /// Whether to add Record-Route (stay in the path of dialogs).
     pub record_route: bool,
     /// Registrar limits.
@@ -350,7 +348,8 @@ impl<P: Clone> Proxy<P> {
         let next = self.resolve_uri(&hop)?;
         m.push_via(format!(
             "SIP/2.0/{} {};branch={branch}",
-            self.cfg.transport, self.cfg.sent_by
+            via_transport(&next),
+            self.cfg.sent_by
         ))
         .ok()?;
         let bytes = m.to_bytes();
@@ -365,11 +364,12 @@ impl<P: Clone> Proxy<P> {
         let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
             return None;
         };
+        // No transport parameter: the resolver picks ("" here).
         let transport = u
             .params
             .get("transport")
             .flatten()
-            .unwrap_or("udp")
+            .unwrap_or("")
             .to_ascii_uppercase();
         (self.resolve)(u.host, u.port, &transport)
     }
@@ -600,7 +600,8 @@ impl<P: Clone> Proxy<P> {
         let branch = self.branch_for(msg);
         if m.push_via(format!(
             "SIP/2.0/{} {};branch={branch}",
-            self.cfg.transport, self.cfg.sent_by
+            via_transport(&next),
+            self.cfg.sent_by
         ))
         .is_err()
         {
@@ -640,6 +641,11 @@ impl<P: Clone> Proxy<P> {
             });
         }
     }
+}
+
+/// The Via transport token for a hop.
+fn via_transport<P>(next: &Next<P>) -> &'static str {
+    if next.reliable { "TCP" } else { "UDP" }
 }
 
 /// §16.7 step 6: is `new` a better final response than `old`? 6xx wins;

@@ -16,7 +16,6 @@ fn proxy() -> Proxy<&'static str> {
     let cfg = ProxyConfig {
         domains: vec!["b.example".into()],
         sent_by: "192.0.2.10:5060".into(),
-        transport: "UDP".into(),
         record_route: true,
         registrar: RegistrarConfig::default(),
     };

@@ -35,6 +35,7 @@ enum Command {
     Parse(cmd::parse::Args),
     Keygen(cmd::keygen::Args),
     Identity(cmd::identity::Args),
+    Proxy(cmd::proxy::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => cmd::parse::run(&args),
         Command::Keygen(args) => report(cmd::keygen::run(&args)),
         Command::Identity(args) => report(cmd::identity::run(&args)),
+        Command::Proxy(args) => report(cmd::proxy::run(&args)),
     }
 }
 

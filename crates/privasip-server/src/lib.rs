@@ -1,0 +1,176 @@
+#![doc = include_str!("../README.md")]
+
+mod tcp;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use privasip_proxy::Proxy;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+pub use tcp::TcpLimits;
+
+/// Where a message goes or came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A UDP address.
+    Udp(SocketAddr),
+    /// A TCP connection's remote address (one connection per address).
+    Tcp(SocketAddr),
+}
+
+/// What to listen on.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// UDP socket address, if any.
+    pub udp: Option<SocketAddr>,
+    /// TCP listening address, if any.
+    pub tcp: Option<SocketAddr>,
+    /// TCP connection limits.
+    pub tcp_limits: TcpLimits,
+}
+
+/// Counters for operators (and tests).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Datagrams and stream messages received.
+    pub received: AtomicUsize,
+    /// Messages sent.
+    pub sent: AtomicUsize,
+    /// Messages that could not be sent (no route, connect failed).
+    pub send_failures: AtomicUsize,
+    /// TCP connections refused by the limits.
+    pub refused_connections: AtomicUsize,
+    /// Streams closed for broken framing or oversized messages.
+    pub bad_streams: AtomicUsize,
+}
+
+/// What connection tasks tell the core task.
+pub(crate) enum Inbound {
+    Message(SocketAddr, Vec<u8>),
+    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
+    Closed(SocketAddr),
+}
+
+/// Runs the proxy on the given sockets until `shutdown` completes.
+pub async fn run(
+    mut proxy: Proxy<Peer>,
+    listen: Listen,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let udp = match listen.udp {
+        Some(a) => Some(UdpSocket::bind(a).await?),
+        None => None,
+    };
+    let tcp = match listen.tcp {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
+    let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    // Messages waiting for an outgoing connection to open.
+    let mut waiting: HashMap<SocketAddr, Vec<Vec<u8>>> = HashMap::new();
+    let per_source: Arc<tcp::PerSource> = Arc::default();
+    let mut buf = vec![0u8; 65_536];
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = proxy.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            r = recv_udp(udp.as_ref(), &mut buf) => {
+                if let Ok((n, from)) = r {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    proxy.receive(Instant::now(), &buf[..n], Peer::Udp(from), false);
+                }
+            }
+            r = accept_tcp(tcp.as_ref()) => {
+                if let Ok((stream, from)) = r {
+                    if let Some(guard) = per_source.admit(from.ip(), conns.len(), &listen.tcp_limits) {
+                        tcp::spawn(stream, from, in_tx.clone(), listen.tcp_limits.clone(), stats.clone(), Some(guard));
+                    } else {
+                        stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("TCP connection refused by the limits");
+                    }
+                }
+            }
+            Some(ev) = in_rx.recv() => match ev {
+                Inbound::Message(from, bytes) => {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    proxy.receive(Instant::now(), &bytes, Peer::Tcp(from), true);
+                }
+                Inbound::Opened(addr, writer) => {
+                    for m in waiting.remove(&addr).unwrap_or_default() {
+                        let _ = writer.try_send(m);
+                    }
+                    conns.insert(addr, writer);
+                }
+                Inbound::Closed(addr) => {
+                    conns.remove(&addr);
+                    waiting.remove(&addr);
+                }
+            },
+            () = sleep => proxy.handle_timeout(Instant::now()),
+        }
+        while let Some(t) = proxy.poll_transmit() {
+            let ok = match t.to {
+                Peer::Udp(addr) => match &udp {
+                    Some(sock) => sock.try_send_to(&t.bytes, addr).is_ok(),
+                    None => false,
+                },
+                Peer::Tcp(addr) => match conns.get(&addr) {
+                    Some(w) => w.try_send(t.bytes).is_ok(),
+                    None => {
+                        let first = !waiting.contains_key(&addr);
+                        waiting.entry(addr).or_default().push(t.bytes);
+                        if first {
+                            tcp::connect(
+                                addr,
+                                in_tx.clone(),
+                                listen.tcp_limits.clone(),
+                                stats.clone(),
+                            );
+                        }
+                        true
+                    }
+                },
+            };
+            let counter = if ok {
+                &stats.sent
+            } else {
+                &stats.send_failures
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_tcp(l: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The default idle timeout for TCP connections.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);

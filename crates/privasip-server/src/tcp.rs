@@ -1,0 +1,176 @@
+//! TCP connections: framing, keep-alives, idle timeout, limits.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use privasip_message::{Frame, Limits, StreamDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::{Inbound, Stats};
+
+/// Limits on TCP connections.
+#[derive(Clone, Debug)]
+pub struct TcpLimits {
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once from one source address.
+    pub max_per_source: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Message limits for the stream decoder.
+    pub message: Limits,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 10_000,
+            max_per_source: 64,
+            idle_timeout: crate::DEFAULT_IDLE,
+            message: Limits::default(),
+        }
+    }
+}
+
+/// Connections per source address.
+#[derive(Default)]
+pub(crate) struct PerSource(Mutex<HashMap<IpAddr, usize>>);
+
+/// Holds a source's slot while its connection lives.
+pub(crate) struct SourceGuard {
+    table: Arc<PerSource>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl PerSource {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        open: usize,
+        limits: &TcpLimits,
+    ) -> Option<SourceGuard> {
+        if open >= limits.max_connections {
+            return None;
+        }
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = t.entry(ip).or_default();
+        if *n >= limits.max_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceGuard {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Opens a connection to `addr` and runs it.
+pub(crate) fn connect(
+    addr: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    stats: Arc<Stats>,
+) {
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => run(stream, addr, inbound, limits, stats, None).await,
+            _ => {
+                stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("outgoing TCP connection failed");
+                let _ = inbound.send(Inbound::Closed(addr)).await;
+            }
+        }
+    });
+}
+
+/// Runs an accepted connection.
+pub(crate) fn spawn(
+    stream: TcpStream,
+    addr: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    stats: Arc<Stats>,
+    guard: Option<SourceGuard>,
+) {
+    tokio::spawn(run(stream, addr, inbound, limits, stats, guard));
+}
+
+async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    inbound: mpsc::Sender<Inbound>,
+    limits: TcpLimits,
+    stats: Arc<Stats>,
+    _guard: Option<SourceGuard>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    if inbound
+        .send(Inbound::Opened(addr, out_tx.clone()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut decoder = StreamDecoder::new(limits.message.clone());
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16_384];
+    'conn: loop {
+        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            match decoder.decode(&buf) {
+                Ok(Frame::Partial) => break,
+                Ok(Frame::KeepAlive { len }) => {
+                    buf.drain(..len);
+                    // RFC 5626 §3.5.1: a CRLFCRLF ping gets a CRLF pong.
+                    let _ = out_tx.try_send(b"\r\n".to_vec());
+                }
+                Ok(Frame::Message { skip, len }) => {
+                    let msg = buf[skip..skip + len].to_vec();
+                    buf.drain(..skip + len);
+                    if inbound.send(Inbound::Message(addr, msg)).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Err(_) => {
+                    // The framing is lost: nothing after this can be trusted.
+                    stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("TCP stream closed: bad framing");
+                    break 'conn;
+                }
+            }
+        }
+    }
+    writer.abort();
+    let _ = inbound.send(Inbound::Closed(addr)).await;
+}
