@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod auth;
 mod proxy;
 mod response;
 
+pub use auth::{Credentials, FAILURE_WINDOW, MAX_FAILURES};
 pub use proxy::{Next, Proxy, ProxyConfig, Resolver};
 pub use response::response_for;

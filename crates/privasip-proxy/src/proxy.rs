@@ -5,10 +5,12 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use privasip_identity::{Keyring, Token};
 use privasip_message::{BRANCH_COOKIE, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri};
 use privasip_registrar::{Registrar, RegistrarConfig};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 
+use crate::auth::{Authenticator, Credentials, Verdict};
 use crate::response::response_for;
 
 /// Where a hop goes, as the driver's resolver decides.
@@ -35,6 +37,9 @@ pub struct ProxyConfig {
     pub sent_by: String,
     /// Whether to add Record-Route (stay in the path of dialogs).
     pub record_route: bool,
+    /// Whether requests from our domains must carry Digest credentials
+    /// (REGISTER always does when users are configured).
+    pub authenticate: bool,
     /// Registrar limits.
     pub registrar: RegistrarConfig,
 }
@@ -65,13 +70,24 @@ pub struct Proxy<P> {
     outbox: VecDeque<Transmit<P>>,
     /// Made-here tags and branch salts.
     seq: u64,
+    auth: Authenticator<P>,
+    keyring: Option<Keyring>,
 }
 
-impl<P: Clone> Proxy<P> {
-    /// A proxy with this configuration and resolver.
-    pub fn new(cfg: ProxyConfig, resolve: Resolver<P>) -> Proxy<P> {
+impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
+    /// A proxy with this configuration and resolver. `nonce_key` (32
+    /// random bytes) signs Digest nonces; `epoch` is any instant before
+    /// every use.
+    pub fn new(
+        cfg: ProxyConfig,
+        resolve: Resolver<P>,
+        nonce_key: [u8; 32],
+        epoch: Instant,
+    ) -> Proxy<P> {
         let registrar = Registrar::new(cfg.registrar.clone());
         Proxy {
+            auth: Authenticator::new(nonce_key, epoch),
+            keyring: None,
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -81,6 +97,78 @@ impl<P: Clone> Proxy<P> {
             by_client: HashMap::new(),
             outbox: VecDeque::new(),
             seq: 0,
+        }
+    }
+
+    /// Adds or replaces a user of `realm` (one of our domains).
+    pub fn set_user(&mut self, realm: &str, user: &str, creds: Credentials) {
+        self.auth.set_user(realm, user, creds);
+    }
+
+    /// Removes a user.
+    pub fn remove_user(&mut self, realm: &str, user: &str) {
+        self.auth.remove_user(realm, user);
+    }
+
+    /// Accepts PrivaSIP tokens opened with these keys: caller tokens in
+    /// From and Digest usernames (home proxy), callee tokens in the
+    /// Request-URI (callee's proxy).
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.keyring = Some(keyring);
+    }
+
+    /// The real user behind a user part: a PrivaSIP token opened with our
+    /// keys, or the user part itself.
+    fn real_user(&mut self, user: &str, call_id: &str, now: Instant) -> Option<String> {
+        if !Token::looks_like(user) {
+            return Some(user.to_owned());
+        }
+        let ring = self.keyring.as_mut()?;
+        ring.open(user, call_id.as_bytes(), now)
+            .ok()
+            .map(|o| o.id.expose().to_owned())
+    }
+
+    /// Runs Digest for `realm`; answers 401/407/403 itself and returns
+    /// None unless the request is authenticated.
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        stx: ServerTx,
+        msg: &Message<'_>,
+        realm: &str,
+        proxy_auth: bool,
+        source: &P,
+    ) -> Option<String> {
+        let header = if proxy_auth {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
+        match self
+            .auth
+            .check(msg, header, realm, source, self.keyring.as_mut(), now)
+        {
+            Verdict::Ok(user) => Some(user),
+            Verdict::Challenge { stale } => {
+                let (code, reason, name) = if proxy_auth {
+                    (407, "Proxy Authentication Required", "Proxy-Authenticate")
+                } else {
+                    (401, "Unauthorized", "WWW-Authenticate")
+                };
+                let extra: Vec<String> = self
+                    .auth
+                    .challenges(realm, stale, now)
+                    .into_iter()
+                    .map(|c| format!("{name}: {c}"))
+                    .collect();
+                self.reply(now, stx, msg, code, reason, &extra);
+                None
+            }
+            Verdict::Forbidden(why) => {
+                self.reply(now, stx, msg, 403, why, &[]);
+                None
+            }
         }
     }
 
@@ -99,7 +187,7 @@ impl<P: Clone> Proxy<P> {
             return;
         };
         match self.tx.receive(now, &msg, from.clone(), reliable) {
-            Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes),
+            Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes, &from),
             Received::Response(ctx, status) => self.on_response(now, ctx, status, &msg),
             Received::AckFor2xx(_) => self.forward_stateless(&msg),
             Received::Stray if msg.is_request() => self.forward_stateless(&msg),
@@ -196,7 +284,14 @@ impl<P: Clone> Proxy<P> {
         format!("{BRANCH_COOKIE}psp{:016x}", h.finish())
     }
 
-    fn on_request(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, bytes: &[u8]) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        stx: ServerTx,
+        msg: &Message<'_>,
+        bytes: &[u8],
+        source: &P,
+    ) {
         let method = msg
             .method()
             .map(|m| m.as_str().to_owned())
@@ -262,7 +357,24 @@ impl<P: Clone> Proxy<P> {
         let routed = !fwd.routes().is_empty();
 
         if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
-            self.on_register(now, stx, msg);
+            self.on_register(now, stx, msg, source);
+            return;
+        }
+
+        // Our users' out-of-dialog requests carry credentials (RFC 3261
+        // §22.3); ACK and CANCEL cannot be challenged.
+        let from_host = msg
+            .from()
+            .and_then(|f| f.uri.as_sip().map(|u| u.host.to_ascii_lowercase()));
+        let in_dialog = msg.to().is_some_and(|t| t.tag().is_some());
+        if self.cfg.authenticate
+            && !in_dialog
+            && method != "ACK"
+            && let Some(realm) = from_host.filter(|h| self.is_our_domain(h))
+            && self
+                .authenticate(now, stx, msg, &realm, true, source)
+                .is_none()
+        {
             return;
         }
 
@@ -272,6 +384,12 @@ impl<P: Clone> Proxy<P> {
                 // A request for the domain itself, e.g. OPTIONS keep-alive.
                 let extra = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
                 self.reply(now, stx, msg, 200, "OK", &extra);
+                return;
+            };
+            // The callee's proxy opens a PrivaSIP callee token to route.
+            let call_id = msg.call_id().unwrap_or_default().to_owned();
+            let Some(user) = self.real_user(&user, &call_id, now) else {
+                self.reply(now, stx, msg, 404, "Not Found", &[]);
                 return;
             };
             let aor = format!("sip:{user}@{}", ruri_host.to_ascii_lowercase());
@@ -374,7 +492,7 @@ impl<P: Clone> Proxy<P> {
         (self.resolve)(u.host, u.port, &transport)
     }
 
-    fn on_register(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>) {
+    fn on_register(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, source: &P) {
         let Some(to) = msg.to() else {
             self.reply(now, stx, msg, 400, "No To", &[]);
             return;
@@ -391,6 +509,23 @@ impl<P: Clone> Proxy<P> {
         if !self.is_our_domain(&host) {
             self.reply(now, stx, msg, 403, "Not Our Domain", &[]);
             return;
+        }
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        let Some(user) = self.real_user(user, &call_id, now) else {
+            self.reply(now, stx, msg, 404, "Not Found", &[]);
+            return;
+        };
+        // With users configured, a registration needs their credentials,
+        // and one may register only oneself.
+        if self.cfg.authenticate || self.auth.knows(&host, &user) {
+            match self.authenticate(now, stx, msg, &host, false, source) {
+                Some(who) if who == user => {}
+                Some(_) => {
+                    self.reply(now, stx, msg, 403, "Not Your Address Of Record", &[]);
+                    return;
+                }
+                None => return,
+            }
         }
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {

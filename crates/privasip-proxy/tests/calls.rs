@@ -17,6 +17,7 @@ fn proxy() -> Proxy<&'static str> {
         domains: vec!["b.example".into()],
         sent_by: "192.0.2.10:5060".into(),
         record_route: true,
+        authenticate: false,
         registrar: RegistrarConfig::default(),
     };
     Proxy::new(
@@ -34,6 +35,8 @@ fn proxy() -> Proxy<&'static str> {
                 reliable: false,
             })
         }),
+        [7; 32],
+        Instant::now(),
     )
 }
 

@@ -63,6 +63,9 @@ struct ProxySection {
     record_route: bool,
     #[serde(default = "udp")]
     default_transport: String,
+    /// Require Digest credentials from our domains' users.
+    #[serde(default)]
+    authenticate: bool,
 }
 
 fn yes() -> bool {
@@ -206,6 +209,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         domains: cfg.proxy.domains.clone(),
         sent_by: cfg.proxy.sent_by.clone(),
         record_route: cfg.proxy.record_route,
+        authenticate: cfg.proxy.authenticate,
         registrar: RegistrarConfig {
             min_expires: cfg.registrar.min_expires,
             max_expires: cfg.registrar.max_expires,
@@ -213,7 +217,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             max_contacts: cfg.registrar.max_contacts,
         },
     };
-    let proxy = Proxy::new(proxy_cfg, resolver(&cfg)?);
+    let mut nonce_key = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce_key);
+    let proxy = Proxy::new(
+        proxy_cfg,
+        resolver(&cfg)?,
+        nonce_key,
+        std::time::Instant::now(),
+    );
     let listen = Listen {
         udp: cfg.listen.udp,
         tcp: cfg.listen.tcp,
