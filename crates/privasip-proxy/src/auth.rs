@@ -57,6 +57,8 @@ pub(crate) struct Authenticator<P> {
     users: HashMap<(String, String), Credentials>,
     nonces: Nonces,
     failures: HashMap<Failure<P>, (u32, Instant)>,
+    /// Offered in this order, and the only ones accepted.
+    algorithms: Vec<Algorithm>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -66,8 +68,9 @@ enum Failure<P> {
 }
 
 impl<P: Clone + Eq + Hash> Authenticator<P> {
-    pub(crate) fn new(nonce_key: [u8; 32], epoch: Instant) -> Self {
+    pub(crate) fn new(nonce_key: [u8; 32], epoch: Instant, algorithms: Vec<Algorithm>) -> Self {
         Authenticator {
+            algorithms,
             users: HashMap::new(),
             nonces: Nonces::new(nonce_key, epoch, Duration::from_secs(300)),
             failures: HashMap::new(),
@@ -88,12 +91,12 @@ impl<P: Clone + Eq + Hash> Authenticator<P> {
             .contains_key(&(realm.to_owned(), user.to_owned()))
     }
 
-    /// The WWW-/Proxy-Authenticate values: SHA-256 first (RFC 8760 §2.4),
-    /// then MD5 for older clients.
+    /// The WWW-/Proxy-Authenticate values, most preferred first (RFC 8760
+    /// §2.4).
     pub(crate) fn challenges(&mut self, realm: &str, stale: bool, now: Instant) -> Vec<String> {
         let nonce = self.nonces.issue(now);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        self.algorithms
             .iter()
             .map(|a| {
                 format!(
@@ -184,7 +187,9 @@ impl<P: Clone + Eq + Hash> Authenticator<P> {
         if self.locked_out(&user_key, now) {
             return Verdict::Forbidden("Too many failed attempts");
         }
-        let Some(alg) = Algorithm::parse(param("algorithm").as_deref()) else {
+        let Some(alg) =
+            Algorithm::parse(param("algorithm").as_deref()).filter(|a| self.algorithms.contains(a))
+        else {
             return Verdict::Challenge { stale: false };
         };
         let qop = param("qop");

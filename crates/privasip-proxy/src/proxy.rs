@@ -42,11 +42,45 @@ pub struct ProxyConfig {
     pub authenticate: bool,
     /// Registrar limits.
     pub registrar: RegistrarConfig,
+    /// Digest algorithms, most preferred first (RFC 8760: SHA-256, MD5).
+    /// Clients that take the first challenge whatever it is (SIPp) need
+    /// MD5 alone.
+    pub digest: Vec<privasip_digest::Algorithm>,
+}
+
+/// What the driver should persist (the core does no I/O).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreEvent {
+    /// The bindings of an address of record are now these.
+    Bindings {
+        /// The address of record (real, never a token).
+        aor: String,
+        /// Its bindings.
+        bindings: Vec<privasip_registrar::Binding>,
+    },
+    /// A call this proxy authenticated was answered (accounting).
+    CallStarted {
+        /// The authenticated caller (real ID).
+        caller: String,
+        /// The callee as routed (a token under PrivaSIP-2).
+        callee: String,
+        /// The dialog's Call-ID.
+        call_id: String,
+    },
+    /// A BYE was answered with 2xx.
+    CallEnded {
+        /// The dialog's Call-ID.
+        call_id: String,
+    },
 }
 
 /// A forwarded request and its branches.
 struct Fwd {
     invite: bool,
+    bye: bool,
+    /// The authenticated caller, for accounting.
+    caller: Option<String>,
     /// The request as received (for responses we make).
     request: Vec<u8>,
     /// Branches still without a final response: client tx and the bytes
@@ -72,6 +106,7 @@ pub struct Proxy<P> {
     seq: u64,
     auth: Authenticator<P>,
     keyring: Option<Keyring>,
+    store_events: VecDeque<StoreEvent>,
 }
 
 impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
@@ -86,8 +121,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     ) -> Proxy<P> {
         let registrar = Registrar::new(cfg.registrar.clone());
         Proxy {
-            auth: Authenticator::new(nonce_key, epoch),
+            auth: Authenticator::new(nonce_key, epoch, cfg.digest.clone()),
             keyring: None,
+            store_events: VecDeque::new(),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -213,6 +249,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 }
             }
         }
+    }
+
+    /// The next change to persist.
+    pub fn poll_store_event(&mut self) -> Option<StoreEvent> {
+        self.store_events.pop_front()
     }
 
     /// The next message to send.
@@ -342,6 +383,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         };
         let ruri_host = ruri.host.to_owned();
         let ruri_user = ruri.user.map(str::to_owned);
+        // A request addressed to this proxy itself (sipsak, keep-alives).
+        let to_us = self.is_us(&ruri);
 
         // §16.4: a Route naming us is ours to remove.
         let mut fwd = match Message::parse_datagram(bytes, &self.limits) {
@@ -361,25 +404,39 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         }
 
+        // A request for the proxy itself (a domain or our address, no
+        // user): OPTIONS pings are answered, anything else is not allowed.
+        if !routed && ruri_user.is_none() && (to_us || self.is_our_domain(&ruri_host)) {
+            let allow = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
+            if method == "OPTIONS" {
+                self.reply(now, stx, msg, 200, "OK", &allow);
+            } else {
+                self.reply(now, stx, msg, 405, "Method Not Allowed", &allow);
+            }
+            return;
+        }
+
         // Our users' out-of-dialog requests carry credentials (RFC 3261
         // §22.3); ACK and CANCEL cannot be challenged.
         let from_host = msg
             .from()
             .and_then(|f| f.uri.as_sip().map(|u| u.host.to_ascii_lowercase()));
         let in_dialog = msg.to().is_some_and(|t| t.tag().is_some());
+        let mut caller = None;
         if self.cfg.authenticate
             && !in_dialog
             && method != "ACK"
             && let Some(realm) = from_host.filter(|h| self.is_our_domain(h))
-            && self
-                .authenticate(now, stx, msg, &realm, true, source)
-                .is_none()
         {
-            return;
+            match self.authenticate(now, stx, msg, &realm, true, source) {
+                Some(user) => caller = Some(user),
+                None => return,
+            }
         }
 
         // §16.5: the targets.
-        let targets: Vec<String> = if !routed && self.is_our_domain(&ruri_host) {
+        let local = !routed && (self.is_our_domain(&ruri_host) || (to_us && ruri_user.is_none()));
+        let targets: Vec<String> = if local {
             let Some(user) = ruri_user else {
                 // A request for the domain itself, e.g. OPTIONS keep-alive.
                 let extra = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
@@ -414,6 +471,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         let mut call = Fwd {
             invite: method == "INVITE",
+            bye: method == "BYE",
+            caller,
             request: bytes.to_vec(),
             pending: Vec::new(),
             best: None,
@@ -530,6 +589,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
+                self.store_events.push_back(StoreEvent::Bindings {
+                    aor: aor.clone(),
+                    bindings: bindings.clone(),
+                });
                 let extra: Vec<String> = bindings
                     .iter()
                     .map(|b| format!("Contact: <{}>;expires={}", b.contact, b.remaining(now)))
@@ -627,8 +690,30 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             // Every 2xx goes up at once (§16.7 step 5); other branches of
             // an INVITE are cancelled (§16.7 step 10).
             let _ = self.tx.respond(now, stx, bytes);
+            let call_id = msg.call_id().unwrap_or_default().to_owned();
             let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
                 Some(call) => {
+                    // Accounting: the home proxy records its user's call
+                    // once, on the first 2xx; the callee as routed.
+                    if call.invite
+                        && !call.done
+                        && let Some(caller) = call.caller.clone()
+                    {
+                        let callee = Message::parse_datagram(&call.request, &self.limits)
+                            .ok()
+                            .and_then(|r| r.request_uri().map(str::to_owned))
+                            .unwrap_or_default();
+                        self.store_events.push_back(StoreEvent::CallStarted {
+                            caller,
+                            callee,
+                            call_id: call_id.clone(),
+                        });
+                    }
+                    if call.bye && !call.done {
+                        self.store_events.push_back(StoreEvent::CallEnded {
+                            call_id: call_id.clone(),
+                        });
+                    }
                     call.done = true;
                     call.pending.retain(|(c, _)| *c != ctx);
                     if call.invite {

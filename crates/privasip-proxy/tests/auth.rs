@@ -24,6 +24,7 @@ fn proxy(t0: Instant, authenticate: bool) -> Proxy<&'static str> {
         record_route: true,
         authenticate,
         registrar: RegistrarConfig::default(),
+        digest: vec![Algorithm::Sha256, Algorithm::Md5],
     };
     let mut p = Proxy::new(
         cfg,

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use privasip_digest::Algorithm;
 use privasip_message::{Limits, Message};
 use privasip_proxy::{Next, Proxy, ProxyConfig};
 use privasip_registrar::RegistrarConfig;
@@ -19,6 +20,7 @@ fn proxy() -> Proxy<&'static str> {
         record_route: true,
         authenticate: false,
         registrar: RegistrarConfig::default(),
+        digest: vec![Algorithm::Sha256, Algorithm::Md5],
     };
     Proxy::new(
         cfg,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use privasip_proxy::Proxy;
+use privasip_proxy::{Proxy, StoreEvent};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -58,11 +58,14 @@ pub(crate) enum Inbound {
     Closed(SocketAddr),
 }
 
-/// Runs the proxy on the given sockets until `shutdown` completes.
+/// Runs the proxy on the given sockets until `shutdown` completes. What
+/// the proxy wants persisted goes to `store` (a thread that owns the
+/// database), so no message waits on the disk.
 pub async fn run(
     mut proxy: Proxy<Peer>,
     listen: Listen,
     stats: Arc<Stats>,
+    store: Option<std::sync::mpsc::Sender<StoreEvent>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let udp = match listen.udp {
@@ -153,6 +156,11 @@ pub async fn run(
                 &stats.send_failures
             };
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+        while let Some(e) = proxy.poll_store_event() {
+            if let Some(tx) = &store {
+                let _ = tx.send(e);
+            }
         }
     }
     Ok(())

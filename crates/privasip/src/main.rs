@@ -36,6 +36,7 @@ enum Command {
     Keygen(cmd::keygen::Args),
     Identity(cmd::identity::Args),
     Proxy(cmd::proxy::Args),
+    User(cmd::user::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => report(cmd::keygen::run(&args)),
         Command::Identity(args) => report(cmd::identity::run(&args)),
         Command::Proxy(args) => report(cmd::proxy::run(&args)),
+        Command::User(args) => report(cmd::user::run(&args)),
     }
 }
 

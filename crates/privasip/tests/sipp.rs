@@ -4,42 +4,16 @@
 //! fail. Needs `sipp` (Debian package sip-tester; scripts/test.sh installs
 //! it).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// Kills what it holds when the test ends, however it ends.
-struct Running(Vec<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use common::{Running, scenario, wait_for_port};
 
 fn sipp() -> &'static str {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "sipp is not installed: `apt-get install sip-tester` (scripts/test.sh does it)"
-    );
+    common::require("sipp", "sip-tester");
     "sipp"
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/sipp")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 fn config(dir: &Path, proxy_port: u16, transport: &str) -> PathBuf {
@@ -54,23 +28,6 @@ fn config(dir: &Path, proxy_port: u16, transport: &str) -> PathBuf {
     )
     .expect("write config");
     path
-}
-
-/// Waits until something listens on the UDP or TCP port.
-fn wait_for_port(port: u16, tcp: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let busy = if tcp {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        } else {
-            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
-        };
-        if busy {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on port {port}");
 }
 
 fn calls_through_the_proxy(transport: &str, base: u16, calls: u32, rate: u32) {
@@ -122,12 +79,7 @@ fn calls_through_the_proxy(transport: &str, base: u16, calls: u32, rate: u32) {
         .output()
         .expect("sipp uac runs");
     let screen = String::from_utf8_lossy(&out.stdout);
-    let errors: String = std::fs::read_dir(dir.path())
-        .expect("dir")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+    let errors = common::sipp_errors(dir.path());
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -4,3 +4,4 @@ pub(crate) mod identity;
 pub(crate) mod keygen;
 pub(crate) mod parse;
 pub(crate) mod proxy;
+pub(crate) mod user;

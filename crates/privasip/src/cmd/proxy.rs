@@ -43,8 +43,8 @@ pub(crate) struct Args {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
-    proxy: ProxySection,
+pub(crate) struct Config {
+    pub(crate) proxy: ProxySection,
     listen: ListenSection,
     #[serde(default)]
     tcp: TcpSection,
@@ -52,12 +52,29 @@ struct Config {
     registrar: RegistrarSection,
     #[serde(default)]
     routes: HashMap<String, String>,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreSection {
+    /// The SQLite file, relative to the configuration file.
+    path: PathBuf,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: "privasip.db".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ProxySection {
-    domains: Vec<String>,
+pub(crate) struct ProxySection {
+    pub(crate) domains: Vec<String>,
     sent_by: String,
     #[serde(default = "yes")]
     record_route: bool,
@@ -66,6 +83,13 @@ struct ProxySection {
     /// Require Digest credentials from our domains' users.
     #[serde(default)]
     authenticate: bool,
+    /// Digest algorithms offered, most preferred first.
+    #[serde(default = "both_digests")]
+    digest: Vec<String>,
+}
+
+fn both_digests() -> Vec<String> {
+    vec!["SHA-256".into(), "MD5".into()]
 }
 
 fn yes() -> bool {
@@ -139,7 +163,117 @@ fn parse_route(s: &str) -> Result<(bool, SocketAddr)> {
     Ok((reliable, addr))
 }
 
-fn load(path: &PathBuf) -> Result<Config> {
+/// The store file a configuration names (relative to the file).
+pub(crate) fn store_path(config: &std::path::Path, cfg: &Config) -> PathBuf {
+    match config.parent() {
+        Some(dir) if cfg.store.path.is_relative() => dir.join(&cfg.store.path),
+        _ => cfg.store.path.clone(),
+    }
+}
+
+/// Opens the store a configuration names.
+pub(crate) fn open_store(config: &std::path::Path, cfg: &Config) -> Result<privasip_store::Store> {
+    let path = store_path(config, cfg);
+    privasip_store::Store::open(&path)
+        .with_context(|| format!("cannot open the store {}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Users and unexpired registrations from the store into the proxy.
+fn restore(
+    proxy: &mut Proxy<Peer>,
+    store: &privasip_store::Store,
+    now: std::time::Instant,
+) -> Result<(usize, usize)> {
+    use privasip_digest::{Algorithm, Ha1};
+    let users = store.users()?;
+    for u in &users {
+        let (Some(md5), Some(sha256)) = (
+            Ha1::from_hex(Algorithm::Md5, &u.ha1_md5),
+            Ha1::from_hex(Algorithm::Sha256, &u.ha1_sha256),
+        ) else {
+            bail!("the store holds a malformed HA1 for a user of {}", u.realm);
+        };
+        proxy.set_user(
+            &u.realm,
+            &u.user,
+            privasip_proxy::Credentials { md5, sha256 },
+        );
+    }
+    let unix = unix_now();
+    let mut by_aor: HashMap<String, Vec<privasip_registrar::Binding>> = HashMap::new();
+    let rows = store.bindings(unix)?;
+    for (aor, b) in &rows {
+        let left = Duration::from_secs(u64::try_from(b.expires_unix - unix).unwrap_or(0));
+        by_aor
+            .entry(aor.clone())
+            .or_default()
+            .push(privasip_registrar::Binding {
+                contact: b.contact.clone(),
+                q: b.q,
+                expires_at: now + left,
+                call_id: b.call_id.clone(),
+                cseq: b.cseq,
+            });
+    }
+    for (aor, list) in by_aor {
+        proxy.registrar_mut().restore(&aor, list);
+    }
+    Ok((users.len(), rows.len()))
+}
+
+/// The thread that owns the store and writes what the proxy reports.
+fn store_writer(
+    mut store: privasip_store::Store,
+) -> (
+    std::sync::mpsc::Sender<privasip_proxy::StoreEvent>,
+    std::thread::JoinHandle<()>,
+) {
+    use privasip_proxy::StoreEvent;
+    let (tx, rx) = std::sync::mpsc::channel::<StoreEvent>();
+    let handle = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let unix_at_start = unix_now();
+        for e in rx {
+            let result = match e {
+                StoreEvent::Bindings { aor, bindings } => {
+                    let rows: Vec<privasip_store::BindingRow> = bindings
+                        .iter()
+                        .map(|b| privasip_store::BindingRow {
+                            contact: b.contact.clone(),
+                            q: b.q,
+                            expires_unix: unix_at_start
+                                + b.expires_at.saturating_duration_since(started).as_secs() as i64,
+                            call_id: b.call_id.clone(),
+                            cseq: b.cseq,
+                        })
+                        .collect();
+                    store.put_bindings(&aor, &rows)
+                }
+                StoreEvent::CallStarted {
+                    caller,
+                    callee,
+                    call_id,
+                } => store.call_started(&caller, &callee, &call_id, unix_now()),
+                StoreEvent::CallEnded { call_id } => {
+                    store.call_ended(&call_id, unix_now()).map(drop)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!("store write failed: {e}");
+            }
+        }
+    });
+    (tx, handle)
+}
+
+pub(crate) fn load(path: &PathBuf) -> Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let cfg: Config = toml::from_str(&text)
@@ -155,6 +289,9 @@ fn load(path: &PathBuf) -> Result<Config> {
     }
     for r in cfg.routes.values() {
         parse_route(r)?;
+    }
+    if cfg.proxy.digest.is_empty() {
+        bail!("[proxy] digest is empty: offer \"SHA-256\", \"MD5\" or both");
     }
     Ok(cfg)
 }
@@ -210,6 +347,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         sent_by: cfg.proxy.sent_by.clone(),
         record_route: cfg.proxy.record_route,
         authenticate: cfg.proxy.authenticate,
+        digest: cfg
+            .proxy
+            .digest
+            .iter()
+            .map(|a| privasip_digest::Algorithm::parse(Some(a)))
+            .collect::<Option<Vec<_>>>()
+            .context("[proxy] digest: use \"SHA-256\" and/or \"MD5\"")?,
         registrar: RegistrarConfig {
             min_expires: cfg.registrar.min_expires,
             max_expires: cfg.registrar.max_expires,
@@ -219,12 +363,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let mut nonce_key = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce_key);
-    let proxy = Proxy::new(
-        proxy_cfg,
-        resolver(&cfg)?,
-        nonce_key,
-        std::time::Instant::now(),
-    );
+    let now = std::time::Instant::now();
+    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg)?, nonce_key, now);
+    let store = open_store(&args.config, &cfg)?;
+    let (users, bindings) = restore(&mut proxy, &store, now)?;
+    tracing::info!(users, bindings, "store loaded");
+    let (store_tx, store_thread) = store_writer(store);
     let listen = Listen {
         udp: cfg.listen.udp,
         tcp: cfg.listen.tcp,
@@ -262,10 +406,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 }
             }
         };
-        privasip_server::run(proxy, listen, stats.clone(), shutdown)
+        privasip_server::run(proxy, listen, stats.clone(), Some(store_tx), shutdown)
             .await
             .context("the proxy stopped")
     })?;
+    // The sender went with the proxy: the writer drains and ends.
+    let _ = store_thread.join();
     tracing::info!(
         received = stats.received.load(std::sync::atomic::Ordering::Relaxed),
         sent = stats.sent.load(std::sync::atomic::Ordering::Relaxed),

@@ -1,0 +1,254 @@
+#![doc = include_str!("../README.md")]
+
+use std::fmt;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// A store error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file is from a newer privasip.
+    #[error("store schema version {0} is newer than this privasip understands ({SCHEMA_VERSION})")]
+    TooNew(i64),
+    /// Setting the file's permissions failed.
+    #[error("store: cannot make the file private: {0}")]
+    Permissions(std::io::Error),
+}
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A user's stored credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The realm (one of the proxy's domains).
+    pub realm: String,
+    /// The real user name.
+    pub user: String,
+    /// MD5 HA1, hex.
+    pub ha1_md5: String,
+    /// SHA-256 HA1, hex.
+    pub ha1_sha256: String,
+}
+
+impl fmt::Debug for UserRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserRow([redacted])")
+    }
+}
+
+/// One registered contact.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BindingRow {
+    /// The contact URI.
+    pub contact: String,
+    /// q in thousandths.
+    pub q: u16,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_unix: i64,
+    /// The registering Call-ID.
+    pub call_id: String,
+    /// Its CSeq.
+    pub cseq: u32,
+}
+
+impl fmt::Debug for BindingRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindingRow([redacted])")
+    }
+}
+
+/// One accounted call.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallRow {
+    /// The authenticated caller (real ID).
+    pub caller: String,
+    /// The callee as routed (a token under PrivaSIP-2).
+    pub callee: String,
+    /// The dialog's Call-ID.
+    pub call_id: String,
+    /// Answered at, seconds since the Unix epoch.
+    pub started_unix: i64,
+    /// Ended at (BYE answered), if it has.
+    pub ended_unix: Option<i64>,
+}
+
+impl fmt::Debug for CallRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallRow([redacted])")
+    }
+}
+
+/// The SQLite store.
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(StoreError::Permissions)?;
+        }
+        // One writer, readers alongside; survive a crash mid-write.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew(version));
+        }
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE users (
+                     realm TEXT NOT NULL, user TEXT NOT NULL,
+                     ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,
+                     PRIMARY KEY (realm, user));
+                 CREATE TABLE bindings (
+                     aor TEXT NOT NULL, contact TEXT NOT NULL, q INTEGER NOT NULL,
+                     expires_unix INTEGER NOT NULL, call_id TEXT NOT NULL, cseq INTEGER NOT NULL,
+                     PRIMARY KEY (aor, contact));
+                 CREATE TABLE calls (
+                     id INTEGER PRIMARY KEY, caller TEXT NOT NULL, callee TEXT NOT NULL,
+                     call_id TEXT NOT NULL, started_unix INTEGER NOT NULL, ended_unix INTEGER);
+                 CREATE INDEX calls_by_call_id ON calls (call_id);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(Store { conn })
+    }
+
+    /// Adds or replaces a user.
+    pub fn put_user(&self, u: &UserRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (realm, user) DO UPDATE SET ha1_md5 = ?3, ha1_sha256 = ?4",
+            params![u.realm, u.user, u.ha1_md5, u.ha1_sha256],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a user; true if there was one.
+    pub fn delete_user(&self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM users WHERE realm = ?1 AND user = ?2",
+            params![realm, user],
+        )? > 0)
+    }
+
+    /// Every user, by realm and name.
+    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT realm, user, ha1_md5, ha1_sha256 FROM users ORDER BY realm, user")?;
+        let rows = st.query_map([], |r| {
+            Ok(UserRow {
+                realm: r.get(0)?,
+                user: r.get(1)?,
+                ha1_md5: r.get(2)?,
+                ha1_sha256: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the bindings of `aor` (none: removes them).
+    pub fn put_bindings(&mut self, aor: &str, bindings: &[BindingRow]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
+        for b in bindings {
+            tx.execute(
+                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![aor, b.contact, b.q, b.expires_unix, b.call_id, b.cseq],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every binding that has not expired at `now_unix`, by AOR.
+    pub fn bindings(&self, now_unix: i64) -> Result<Vec<(String, BindingRow)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT aor, contact, q, expires_unix, call_id, cseq FROM bindings
+             WHERE expires_unix > ?1 ORDER BY aor",
+        )?;
+        let rows = st.query_map(params![now_unix], |r| {
+            Ok((
+                r.get(0)?,
+                BindingRow {
+                    contact: r.get(1)?,
+                    q: r.get(2)?,
+                    expires_unix: r.get(3)?,
+                    call_id: r.get(4)?,
+                    cseq: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records an answered call.
+    pub fn call_started(
+        &self,
+        caller: &str,
+        callee: &str,
+        call_id: &str,
+        at_unix: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO calls (caller, callee, call_id, started_unix) VALUES (?1, ?2, ?3, ?4)",
+            params![caller, callee, call_id, at_unix],
+        )?;
+        Ok(())
+    }
+
+    /// Records the end of a call; false if no open call has that Call-ID.
+    pub fn call_ended(&self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE calls SET ended_unix = ?2 WHERE call_id = ?1 AND ended_unix IS NULL",
+            params![call_id, at_unix],
+        )? > 0)
+    }
+
+    /// Every accounted call, oldest first.
+    pub fn calls(&self) -> Result<Vec<CallRow>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT caller, callee, call_id, started_unix, ended_unix FROM calls ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(CallRow {
+                caller: r.get(0)?,
+                callee: r.get(1)?,
+                call_id: r.get(2)?,
+                started_unix: r.get(3)?,
+                ended_unix: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether a user exists.
+    pub fn has_user(&self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM users WHERE realm = ?1 AND user = ?2",
+                params![realm, user],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+}

@@ -1,0 +1,123 @@
+//! `privasip user`: the proxy's accounts.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use privasip_digest::{Algorithm, Ha1};
+use privasip_store::UserRow;
+
+use super::proxy::{load, open_store};
+
+/// Manage the users a proxy authenticates (Digest).
+///
+/// Users live in the proxy's store (the [store] path of its configuration,
+/// SQLite); only HA1 values are kept, never passwords. A running proxy
+/// reads users at start-up: restart it after changes.
+///
+/// Examples:
+///   echo 'secret' | privasip user add --config proxy.toml alice
+///   privasip user list --config proxy.toml
+///   privasip user del --config proxy.toml alice
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    op: Op,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Op {
+    /// Add a user, or set a user's password; the password is read from
+    /// the first line of standard input.
+    Add(UserArgs),
+    /// Remove a user.
+    Del(UserArgs),
+    /// List the users, one "user@domain" per line.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UserArgs {
+    /// The proxy's configuration.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The domain (realm); may be left out if the proxy serves one.
+    #[arg(long)]
+    domain: Option<String>,
+    /// The user name (the user part of the address of record).
+    user: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// The proxy's configuration.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn domain(cfg: &super::proxy::Config, given: Option<&String>) -> Result<String> {
+    match given {
+        Some(d) if cfg.proxy.domains.iter().any(|x| x.eq_ignore_ascii_case(d)) => {
+            Ok(d.to_ascii_lowercase())
+        }
+        Some(d) => bail!(
+            "{d} is not one of this proxy's domains ({})",
+            cfg.proxy.domains.join(", ")
+        ),
+        None => match cfg.proxy.domains.as_slice() {
+            [one] => Ok(one.to_ascii_lowercase()),
+            _ => bail!("this proxy serves several domains: say which with --domain"),
+        },
+    }
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    match &args.op {
+        Op::Add(a) => {
+            let cfg = load(&a.config)?;
+            let realm = domain(&cfg, a.domain.as_ref())?;
+            if a.user.is_empty() || a.user.contains(['@', ':', ' ']) {
+                bail!("{:?} is not a user name (no '@', ':' or spaces)", a.user);
+            }
+            let mut line = zeroize::Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("no password on standard input");
+            }
+            let store = open_store(&a.config, &cfg)?;
+            store.put_user(&UserRow {
+                realm: realm.clone(),
+                user: a.user.clone(),
+                ha1_md5: Ha1::from_password(Algorithm::Md5, &a.user, &realm, password)
+                    .expose_hex()
+                    .to_owned(),
+                ha1_sha256: Ha1::from_password(Algorithm::Sha256, &a.user, &realm, password)
+                    .expose_hex()
+                    .to_owned(),
+            })?;
+            println!("{}@{realm}: saved", a.user);
+        }
+        Op::Del(a) => {
+            let cfg = load(&a.config)?;
+            let realm = domain(&cfg, a.domain.as_ref())?;
+            let store = open_store(&a.config, &cfg)?;
+            if !store.delete_user(&realm, &a.user)? {
+                bail!("no user {}@{realm}", a.user);
+            }
+            println!("{}@{realm}: removed", a.user);
+        }
+        Op::List(a) => {
+            let cfg = load(&a.config)?;
+            let store = open_store(&a.config, &cfg)?;
+            for u in store.users()? {
+                println!("{}@{}", u.user, u.realm);
+            }
+        }
+    }
+    Ok(())
+}

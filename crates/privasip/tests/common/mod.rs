@@ -1,0 +1,123 @@
+//! Helpers for tests that run privasip next to foreign SIP software.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills what it holds when the test ends, however it ends.
+pub struct Running(pub Vec<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Asks a child to stop (SIGTERM) and waits for it.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Fails with how to install it if `tool` is missing.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new(tool)
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{tool} is not installed: `apt-get install {package}` (scripts/test.sh does it)"
+    );
+}
+
+pub fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/sipp")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Waits until something listens on the UDP or TCP port.
+pub fn wait_for_port(port: u16, tcp: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let busy = if tcp {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        } else {
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        };
+        if busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// Starts `privasip proxy --config FILE`, waiting for its UDP socket.
+pub fn proxy(config: &Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["proxy", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("privasip proxy starts");
+    wait_for_port(port, false);
+    child
+}
+
+/// Writes a proxy configuration.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `privasip user add`, the password on stdin.
+pub fn add_user(config: &Path, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["user", "add", "--config"])
+        .arg(config)
+        .arg(user)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("privasip user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password");
+    assert!(child.wait().expect("exits").success(), "user add {user}");
+}
+
+/// SIPp's error log lines, for a failure message.
+pub fn sipp_errors(dir: &Path) -> String {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
