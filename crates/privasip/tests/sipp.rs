@@ -69,6 +69,7 @@ fn calls_through_the_proxy(transport: &str, base: u16, calls: u32, rate: u32) {
     wait_for_port(uas_port, transport == "tcp");
     let out = Command::new(sipp)
         .args(["-sf", &scenario("uac_rr.xml"), "-t", t, "-s", "service"])
+        .args(["-key", "to_domain", &format!("127.0.0.1:{uas_port}")])
         .args(["-i", "127.0.0.1", "-p", &uac_port.to_string()])
         .args(["-rsa", &format!("127.0.0.1:{proxy_port}")])
         .arg(format!("127.0.0.1:{uas_port}"))
@@ -100,4 +101,99 @@ fn sipp_calls_through_the_proxy_over_udp() {
 #[test]
 fn sipp_calls_through_the_proxy_over_tcp() {
     calls_through_the_proxy("tcp", 26060, 2000, 400);
+}
+
+/// Kamailio (SER's descendant, the paper's proxy family) as the next hop:
+/// SIPp uac -> privasip -> Kamailio -> SIPp uas, both proxies
+/// record-routing, plain SIP over UDP.
+#[test]
+fn kamailio_as_the_next_hop() {
+    let sipp = sipp();
+    common::require("kamailio", "kamailio");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proxy_port, kam_port, uas_port) = (29060u16, 29080u16, 29070u16);
+    let rundir = dir.path().join("kamailio-run");
+    std::fs::create_dir_all(&rundir).expect("rundir");
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/kamailio/relay.cfg"),
+    )
+    .expect("relay.cfg");
+    let kam_cfg = dir.path().join("kamailio.cfg");
+    std::fs::write(
+        &kam_cfg,
+        template
+            .replace("@PORT@", &kam_port.to_string())
+            .replace("@NEXT@", &format!("sip:127.0.0.1:{uas_port}")),
+    )
+    .expect("write kamailio.cfg");
+    let config = common::write_config(
+        dir.path(),
+        &format!(
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
+             [listen]\nudp = \"127.0.0.1:{proxy_port}\"\n\
+             [routes]\n\"c.example\" = \"udp:127.0.0.1:{kam_port}\"\n"
+        ),
+    );
+    // Kamailio forks: its children go by their command line.
+    let _kamailio = common::KillMatching(kam_cfg.display().to_string());
+    let mut running = Running(Vec::new());
+    running.0.push(
+        Command::new("kamailio")
+            .arg("-f")
+            .arg(&kam_cfg)
+            .args(["-DD", "-E", "-n", "1", "-m", "64", "-M", "8", "-Y"])
+            .arg(&rundir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kamailio starts"),
+    );
+    wait_for_port(kam_port, false);
+    running.0.push(common::proxy(&config, proxy_port));
+    running.0.push(
+        Command::new(sipp)
+            .args(["-sf", &scenario("uas_rr.xml"), "-i", "127.0.0.1"])
+            .args([
+                "-p",
+                &uas_port.to_string(),
+                "-m",
+                "500",
+                "-nostdin",
+                "-timeout",
+                "60s",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp uas starts"),
+    );
+    wait_for_port(uas_port, false);
+    let out = Command::new(sipp)
+        .args(["-sf", &scenario("uac_rr.xml"), "-s", "service"])
+        .args(["-key", "to_domain", "c.example"])
+        .args(["-i", "127.0.0.1", "-p", "29090"])
+        .args(["-rsa", &format!("127.0.0.1:{proxy_port}")])
+        .arg(format!("127.0.0.1:{proxy_port}"))
+        .args([
+            "-m",
+            "500",
+            "-r",
+            "250",
+            "-nostdin",
+            "-timeout",
+            "50s",
+            "-trace_err",
+        ])
+        .args(["-default_behaviors", "all,-abortunexp"])
+        .current_dir(dir.path())
+        .output()
+        .expect("sipp uac runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "calls through privasip and Kamailio failed\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        common::sipp_errors(dir.path())
+    );
 }

@@ -17,6 +17,19 @@ impl Drop for Running {
     }
 }
 
+/// Kills, when dropped, every process whose command line contains a
+/// pattern (a daemon's unique temporary config path): for programs that
+/// fork children of their own, like Kamailio.
+pub struct KillMatching(pub String);
+
+impl Drop for KillMatching {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.0])
+            .status();
+    }
+}
+
 /// Asks a child to stop (SIGTERM) and waits for it.
 pub fn stop(child: &mut Child) {
     let _ = Command::new("kill")
