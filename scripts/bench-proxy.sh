@@ -5,6 +5,7 @@
 # testdata/kamailio/relay.cfg) measured in the same run at the same rates.
 #
 #   bash scripts/bench-proxy.sh [SECONDS] [RATES...]     default: 10 1000 2000 3000
+#   PRIVASIP_ONLY=1 bash scripts/bench-proxy.sh ...      privasip alone
 #
 # A rate passes when SIPp's uac exits 0 (every call succeeded). CPU per
 # call is the proxy's user+system time over the run divided by the calls.
@@ -75,6 +76,7 @@ pattern="$work/privasip.toml"
 for r in "${rates[@]}"; do results+=("$(run_point privasip "$r")"); echo "${results[-1]}"; done
 kill "$proxy"; wait "$proxy" 2>/dev/null || true
 
+if [ -n "${PRIVASIP_ONLY:-}" ]; then printf '%s\n' "${results[@]}"; exit 0; fi
 step "Kamailio $(kamailio -v 2>/dev/null | head -1 | awk '{print $2}') stateful relay, 2 children"
 sed "s/@PORT@/35060/g; s|@NEXT@|sip:127.0.0.1:35070|" testdata/kamailio/relay.cfg > "$work/kamailio.cfg"
 mkdir -p "$work/kamrun"

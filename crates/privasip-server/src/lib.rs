@@ -69,7 +69,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let udp = match listen.udp {
-        Some(a) => Some(UdpSocket::bind(a).await?),
+        Some(a) => Some(bind_udp(a)?),
         None => None,
     };
     let tcp = match listen.tcp {
@@ -164,6 +164,22 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Socket buffers for bursts: a proxy under load receives faster than one
+/// task drains in short spikes, and the kernel's default (~200 KiB) drops.
+const UDP_BUFFER: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // The kernel may cap these (net.core.rmem_max); a smaller buffer is
+    // still a working socket.
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
 }
 
 async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
