@@ -48,8 +48,9 @@ pub struct ProxyConfig {
     pub digest: Vec<privasip_digest::Algorithm>,
 }
 
-/// What the driver should persist (the core does no I/O).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the driver should persist (the core does no I/O). It carries real
+/// IDs: `Debug` shows only which kind of event it is.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreEvent {
     /// The bindings of an address of record are now these.
@@ -73,6 +74,16 @@ pub enum StoreEvent {
         /// The dialog's Call-ID.
         call_id: String,
     },
+}
+
+impl std::fmt::Debug for StoreEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreEvent::Bindings { .. } => "StoreEvent::Bindings([redacted])",
+            StoreEvent::CallStarted { .. } => "StoreEvent::CallStarted([redacted])",
+            StoreEvent::CallEnded { .. } => "StoreEvent::CallEnded([redacted])",
+        })
+    }
 }
 
 /// A forwarded request and its branches.
@@ -218,7 +229,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// dropped.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, reliable: bool) {
         // What does not parse has no Via to answer to: RFC 3261 §16.3
-        // lets a proxy drop it. (The driver counts these.)
+        // lets a proxy drop it.
         let Ok(msg) = Message::parse_datagram(bytes, &self.limits) else {
             return;
         };
@@ -435,17 +446,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
 
         // §16.5: the targets.
-        let local = !routed && (self.is_our_domain(&ruri_host) || (to_us && ruri_user.is_none()));
-        let targets: Vec<String> = if local {
-            let Some(user) = ruri_user else {
-                // A request for the domain itself, e.g. OPTIONS keep-alive.
-                let extra = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
-                self.reply(now, stx, msg, 200, "OK", &extra);
-                return;
-            };
+        // (Requests for our domains without a user were answered above.)
+        let targets: Vec<String> = if let (false, Some(user)) = (routed, &ruri_user)
+            && self.is_our_domain(&ruri_host)
+        {
             // The callee's proxy opens a PrivaSIP callee token to route.
             let call_id = msg.call_id().unwrap_or_default().to_owned();
-            let Some(user) = self.real_user(&user, &call_id, now) else {
+            let Some(user) = self.real_user(user, &call_id, now) else {
                 self.reply(now, stx, msg, 404, "Not Found", &[]);
                 return;
             };

@@ -83,14 +83,22 @@ pub enum TxError {
     WrongState,
 }
 
-/// The timers a transaction has armed.
+/// The timers a transaction has armed, and those armed since the layer
+/// last scheduled them (only these go on the heap: re-pushing unchanged
+/// timers after every message would fill it with duplicates).
 #[derive(Default, Debug)]
-pub(crate) struct Armed(Vec<(Timer, Instant)>);
+pub(crate) struct Armed(Vec<(Timer, Instant)>, Vec<(Timer, Instant)>);
 
 impl Armed {
     pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
         self.disarm(t);
         self.0.push((t, at));
+        self.1.push((t, at));
+    }
+
+    /// Timers armed since the last call.
+    fn take_new(&mut self) -> Vec<(Timer, Instant)> {
+        std::mem::take(&mut self.1)
     }
 
     pub(crate) fn disarm(&mut self, t: Timer) {
@@ -406,7 +414,10 @@ impl<P: Clone> Transactions<P> {
             }
             return;
         }
-        for &(t, at) in &e.tx.armed.0 {
+        let Some(e) = self.clients.get_mut(&id) else {
+            return;
+        };
+        for (t, at) in e.tx.armed.take_new() {
             self.timers.push(Reverse((at, Which::Client(id), t)));
         }
     }
@@ -427,7 +438,10 @@ impl<P: Clone> Transactions<P> {
             }
             return;
         }
-        for &(t, at) in &e.tx.armed.0 {
+        let Some(e) = self.servers.get_mut(&id) else {
+            return;
+        };
+        for (t, at) in e.tx.armed.take_new() {
             self.timers.push(Reverse((at, Which::Server(id), t)));
         }
     }
