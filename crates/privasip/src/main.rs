@@ -37,6 +37,7 @@ enum Command {
     Identity(cmd::identity::Args),
     Proxy(cmd::proxy::Args),
     User(cmd::user::Args),
+    Testnet(cmd::testnet::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Identity(args) => report(cmd::identity::run(&args)),
         Command::Proxy(args) => report(cmd::proxy::run(&args)),
         Command::User(args) => report(cmd::user::run(&args)),
+        Command::Testnet(args) => report(cmd::testnet::run(&args)),
     }
 }
 

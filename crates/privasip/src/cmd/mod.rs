@@ -4,4 +4,5 @@ pub(crate) mod identity;
 pub(crate) mod keygen;
 pub(crate) mod parse;
 pub(crate) mod proxy;
+pub(crate) mod testnet;
 pub(crate) mod user;

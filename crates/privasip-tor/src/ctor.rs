@@ -1,0 +1,211 @@
+//! The C tor daemon as a backend: SOCKS5 for streams, the control port
+//! for onion services.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use crate::control::ControlConn;
+use crate::{BoxFuture, Isolation, OnionService, OnionSpec, TorBackend, TorError, TorStream};
+
+/// How long a new onion service may take to publish its descriptor.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the daemon listens, and where our onion keys live.
+#[derive(Clone, Debug)]
+pub struct CTorConfig {
+    /// Its `SocksPort` (configured with `IsolateSOCKSAuth`).
+    pub socks: SocketAddr,
+    /// Its `ControlPort` (with `CookieAuthentication 1`).
+    pub control: SocketAddr,
+    /// Directory for onion service keys (created 0700; keys 0600).
+    pub key_dir: PathBuf,
+}
+
+/// The C tor daemon backend.
+pub struct CTor {
+    cfg: CTorConfig,
+    /// Random per process, so fresh-circuit usernames never repeat across
+    /// restarts (tor would otherwise reuse a circuit it still has).
+    session: u64,
+    next: AtomicU64,
+}
+
+impl CTor {
+    /// A backend for the daemon `cfg` describes (nothing is opened yet).
+    pub fn new(cfg: CTorConfig) -> Self {
+        CTor {
+            cfg,
+            session: rand_core::RngCore::next_u64(&mut rand_core::OsRng),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A new authenticated control connection (for checks and tests:
+    /// `GETINFO circuit-status`, `stream-status`, ...).
+    pub async fn control(&self) -> Result<ControlConn, TorError> {
+        ControlConn::connect(self.cfg.control)
+            .await
+            .map_err(|e| TorError::Backend(e.to_string()))
+    }
+
+    /// The SOCKS username for an isolation choice: tor with
+    /// `IsolateSOCKSAuth` gives each distinct username its own circuits.
+    fn username(&self, isolation: Isolation) -> String {
+        match isolation {
+            Isolation::Shared => format!("privasip-{:x}-shared", self.session),
+            Isolation::Group(g) => format!("privasip-{:x}-group-{g}", self.session),
+            Isolation::Fresh => format!(
+                "privasip-{:x}-fresh-{}",
+                self.session,
+                self.next.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    async fn open(&self, host: &str, port: u16, iso: Isolation) -> Result<TorStream, TorError> {
+        let user = self.username(iso);
+        let s = crate::socks5_connect(self.cfg.socks, host, port, &user, "privasip")
+            .await
+            .map_err(|e| match e {
+                crate::SocksError::Refused(_) => TorError::Connect(e.to_string()),
+                other => TorError::Backend(other.to_string()),
+            })?;
+        Ok(Box::new(s))
+    }
+
+    async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {
+        let key = self.onion_key(&spec.nickname)?;
+        let local = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let local_port = local.local_addr()?.port();
+        let mut ctl = self.control().await?;
+        let err = |e: crate::ControlError| TorError::Onion(e.to_string());
+        ctl.command("SETEVENTS HS_DESC").await.map_err(err)?;
+        let key_arg = match &key {
+            Some(k) => k.as_str().to_owned(),
+            None => "NEW:ED25519-V3".to_owned(),
+        };
+        let reply = ctl
+            .command(&format!(
+                "ADD_ONION {key_arg} Port={},127.0.0.1:{local_port}",
+                spec.port
+            ))
+            .await
+            .map_err(err)?;
+        drop(Zeroizing::new(key_arg));
+        let id = reply
+            .value("ServiceID")
+            .ok_or_else(|| TorError::Onion("ADD_ONION gave no ServiceID".into()))?
+            .to_owned();
+        if key.is_none() {
+            let pk = reply
+                .value("PrivateKey")
+                .ok_or_else(|| TorError::Onion("ADD_ONION gave no private key".into()))?;
+            self.save_key(&spec.nickname, pk)?;
+        }
+        // Reachable once one HSDir holds the descriptor.
+        let published = async {
+            loop {
+                let ev = ctl.next_event().await.map_err(err)?;
+                let text = ev.lines.join(" ");
+                if text.starts_with("HS_DESC UPLOADED ") && text.contains(&id) {
+                    return Ok::<(), TorError>(());
+                }
+            }
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, published)
+            .await
+            .map_err(|_| TorError::Timeout("publishing the onion service descriptor"))??;
+        let _ = ctl.command("SETEVENTS").await;
+        let (tx, incoming) = mpsc::channel::<TorStream>(64);
+        tokio::spawn(async move {
+            // The onion service lives as long as this control connection
+            // (ADD_ONION without Detach): it goes when the receiver goes.
+            let _ctl = ctl;
+            loop {
+                tokio::select! {
+                    () = tx.closed() => break,
+                    r = local.accept() => {
+                        let Ok((s, from)) = r else { continue };
+                        // Only tor, from loopback, may hand us streams.
+                        if !from.ip().is_loopback() {
+                            continue;
+                        }
+                        let _ = s.set_nodelay(true);
+                        if tx.send(Box::new(s)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(OnionService {
+            address: format!("{id}.onion"),
+            port: spec.port,
+            incoming,
+        })
+    }
+
+    fn key_path(&self, nickname: &str) -> Result<PathBuf, TorError> {
+        if nickname.is_empty()
+            || !nickname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(TorError::Onion(format!(
+                "nickname {nickname:?}: use letters, digits, - and _"
+            )));
+        }
+        Ok(self.cfg.key_dir.join(format!("{nickname}.ctor-onion-key")))
+    }
+
+    fn onion_key(&self, nickname: &str) -> Result<Option<Zeroizing<String>>, TorError> {
+        let path = self.key_path(nickname)?;
+        match std::fs::read_to_string(&path) {
+            Ok(k) => Ok(Some(Zeroizing::new(k.trim().to_owned()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn save_key(&self, nickname: &str, key: &str) -> Result<(), TorError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.cfg.key_dir)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.key_path(nickname)?)?;
+        f.write_all(key.as_bytes())?;
+        f.write_all(b"\n")?;
+        Ok(())
+    }
+}
+
+impl TorBackend for CTor {
+    fn name(&self) -> &'static str {
+        "c-tor"
+    }
+
+    fn connect<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        isolation: Isolation,
+    ) -> BoxFuture<'a, Result<TorStream, TorError>> {
+        Box::pin(self.open(host, port, isolation))
+    }
+
+    fn host_onion(&self, spec: OnionSpec) -> BoxFuture<'_, Result<OnionService, TorError>> {
+        Box::pin(self.host(spec))
+    }
+}

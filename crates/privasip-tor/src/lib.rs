@@ -1,0 +1,128 @@
+#![doc = include_str!("../README.md")]
+
+mod control;
+mod ctor;
+mod network;
+mod socks;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+pub use control::{ControlConn, ControlError, Reply};
+pub use ctor::{CTor, CTorConfig};
+pub use network::{DirAuthority, PrivateNetwork};
+pub use socks::{SocksError, socks5_connect};
+
+/// A byte stream through Tor.
+pub trait TorIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> TorIo for T {}
+
+/// A stream through Tor, whichever backend made it.
+pub type TorStream = Box<dyn TorIo>;
+
+/// A boxed future, so the trait stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which circuit a new stream may share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// One long-lived circuit per destination for everything so marked.
+    Shared,
+    /// A circuit of its own, never used by another stream.
+    Fresh,
+    /// Streams with the same group number share a circuit, and no other.
+    Group(u64),
+}
+
+/// What went wrong talking to Tor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TorError {
+    /// The backend could not be reached or failed locally.
+    #[error("tor backend: {0}")]
+    Backend(String),
+    /// Tor could not open the stream (no circuit, rendezvous failed,
+    /// refused by the far end).
+    #[error("tor could not connect: {0}")]
+    Connect(String),
+    /// The onion service could not be set up or published.
+    #[error("onion service: {0}")]
+    Onion(String),
+    /// The step did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// A local I/O error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// An onion service we host.
+pub struct OnionService {
+    /// Its address, `<56 base32 characters>.onion`.
+    pub address: String,
+    /// The virtual port clients connect to.
+    pub port: u16,
+    /// Incoming streams, as clients open them.
+    pub incoming: mpsc::Receiver<TorStream>,
+}
+
+impl fmt::Debug for OnionService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnionService")
+            .field("address", &self.address)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an onion service needs.
+#[derive(Clone, Debug)]
+pub struct OnionSpec {
+    /// A short name for the service (arti's nickname; a file name for C tor).
+    pub nickname: String,
+    /// The virtual port clients connect to.
+    pub port: u16,
+}
+
+/// A way to reach Tor: the embedded arti client or the C tor daemon.
+pub trait TorBackend: Send + Sync + 'static {
+    /// Short name for logs and reports (`arti`, `c-tor`).
+    fn name(&self) -> &'static str;
+
+    /// Opens a stream to `host:port` through Tor. `host` is a name (a
+    /// `.onion` address or a DNS name the exit resolves) or an IP address;
+    /// it is never resolved locally.
+    fn connect<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+        isolation: Isolation,
+    ) -> BoxFuture<'a, Result<TorStream, TorError>>;
+
+    /// Hosts an onion service with a key that persists across restarts and
+    /// returns once it is published (reachable by clients).
+    fn host_onion(&self, spec: OnionSpec) -> BoxFuture<'_, Result<OnionService, TorError>>;
+}
+
+/// True for a `.onion` host name (RFC 7686: never resolved outside Tor).
+pub fn is_onion(host: &str) -> bool {
+    let h = host.trim_end_matches('.');
+    h.len() > 6 && h[h.len() - 6..].eq_ignore_ascii_case(".onion")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn onion_names() {
+        assert!(is_onion("abc.onion"));
+        assert!(is_onion("ABC.ONION."));
+        assert!(!is_onion(".onion"));
+        assert!(!is_onion("onion.example"));
+    }
+}
