@@ -15,7 +15,7 @@ step "no I/O in the sans-IO crates"
 scripts/check-sans-io.sh
 
 step "foreign peers the tests drive (Debian packages)"
-ensure_deb sip-tester sipsak kamailio
+ensure_deb sip-tester sipsak kamailio tor iproute2
 
 step "tests (debug build)"
 cargo test --workspace --locked

@@ -118,6 +118,15 @@ pub struct Proxy<P> {
     auth: Authenticator<P>,
     keyring: Option<Keyring>,
     store_events: VecDeque<StoreEvent>,
+    tor: Option<TorName<P>>,
+}
+
+/// How the proxy names itself on Tor links.
+struct TorName<P> {
+    /// The name (our onion address, `host:port` or `host`).
+    name: String,
+    /// Whether a peer is reached over Tor.
+    is_tor: Box<dyn Fn(&P) -> bool + Send>,
 }
 
 impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
@@ -135,6 +144,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             auth: Authenticator::new(nonce_key, epoch, cfg.digest.clone()),
             keyring: None,
             store_events: VecDeque::new(),
+            tor: None,
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -145,6 +155,31 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             outbox: VecDeque::new(),
             seq: 0,
         }
+    }
+
+    /// Names this proxy on Tor links: Via and Record-Route on a hop to or
+    /// from a peer for which `is_tor` holds carry `name` (our onion
+    /// address) instead of `sent_by`, so no local address crosses Tor.
+    /// Route headers naming either are ours.
+    pub fn set_tor_name(&mut self, name: String, is_tor: Box<dyn Fn(&P) -> bool + Send>) {
+        self.tor = Some(TorName { name, is_tor });
+    }
+
+    /// The name for Via and Record-Route on a hop.
+    fn sent_by_for(&self, peers: &[&P]) -> &str {
+        match &self.tor {
+            Some(t) if peers.iter().any(|p| (t.is_tor)(p)) => &t.name,
+            _ => &self.cfg.sent_by,
+        }
+    }
+
+    /// Whether `host[:port]` is one of our names.
+    fn is_our_name(&self, host_port: &str) -> bool {
+        host_port.eq_ignore_ascii_case(&self.cfg.sent_by)
+            || self
+                .tor
+                .as_ref()
+                .is_some_and(|t| host_port.eq_ignore_ascii_case(&t.name))
     }
 
     /// Adds or replaces a user of `realm` (one of our domains).
@@ -297,13 +332,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             Some(p) => format!("{}:{p}", uri.host),
             None => uri.host.to_owned(),
         };
-        ours.eq_ignore_ascii_case(&self.cfg.sent_by)
-            || self
-                .cfg
-                .sent_by
-                .split(':')
-                .next()
-                .is_some_and(|h| uri.port.is_none() && h.eq_ignore_ascii_case(uri.host))
+        self.is_our_name(&ours)
+            || [
+                Some(self.cfg.sent_by.as_str()),
+                self.tor.as_ref().map(|t| t.name.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.split(':').next())
+            .any(|h| uri.port.is_none() && h.eq_ignore_ascii_case(uri.host))
     }
 
     fn is_our_domain(&self, host: &str) -> bool {
@@ -374,7 +411,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 Some(p) => format!("{}:{p}", v.host),
                 None => v.host.to_owned(),
             };
-            sent_by.eq_ignore_ascii_case(&self.cfg.sent_by) && v.branch().is_some_and(ours)
+            self.is_our_name(&sent_by) && v.branch().is_some_and(ours)
         });
         if looped {
             self.reply(now, stx, msg, 482, "Loop Detected", &[]);
@@ -486,7 +523,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             done: false,
         };
         for (i, target) in targets.iter().enumerate() {
-            match self.forward(now, &fwd, target, &format!("{branch}.{i}")) {
+            match self.forward(now, &fwd, target, &format!("{branch}.{i}"), source) {
                 Some((ctx, sent)) => {
                     self.by_client.insert(ctx, stx);
                     call.pending.push((ctx, sent));
@@ -515,25 +552,29 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         msg: &Message<'_>,
         target: &str,
         branch: &str,
+        source: &P,
     ) -> Option<(ClientTx, Vec<u8>)> {
         let mut m = msg.clone();
         m.set_request_uri(target.to_owned()).ok()?;
         let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));
         m.set_max_forwards(mf);
-        if self.cfg.record_route {
-            m.push_record_route(format!("<sip:{};lr>", self.cfg.sent_by))
-                .ok()?;
-        }
         // §16.6 step 6: the next hop is the top Route, else the target.
         let hop = match m.routes().first() {
             Some(r) => r.uri_raw.to_owned(),
             None => target.to_owned(),
         };
         let next = self.resolve_uri(&hop)?;
+        // §16.6 step 4. The Record-Route travels both ways (in this request
+        // and in responses), so a dialog touching Tor on either side sees
+        // only our Tor name.
+        if self.cfg.record_route {
+            let rr = self.sent_by_for(&[source, &next.peer]);
+            m.push_record_route(format!("<sip:{rr};lr>")).ok()?;
+        }
         m.push_via(format!(
             "SIP/2.0/{} {};branch={branch}",
             via_transport(&next),
-            self.cfg.sent_by
+            self.sent_by_for(&[&next.peer])
         ))
         .ok()?;
         let bytes = m.to_bytes();
@@ -828,7 +869,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if m.push_via(format!(
             "SIP/2.0/{} {};branch={branch}",
             via_transport(&next),
-            self.cfg.sent_by
+            self.sent_by_for(&[&next.peer])
         ))
         .is_err()
         {
@@ -848,7 +889,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             Some(p) => format!("{}:{p}", top.host),
             None => top.host.to_owned(),
         };
-        if !ours.eq_ignore_ascii_case(&self.cfg.sent_by) {
+        if !self.is_our_name(&ours) {
             return;
         }
         let mut m = msg.clone();

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod tcp;
+mod tor;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 pub use tcp::TcpLimits;
+pub use tor::{TorRoute, TorSetup};
 
 /// Where a message goes or came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,17 +25,32 @@ pub enum Peer {
     Udp(SocketAddr),
     /// A TCP connection's remote address (one connection per address).
     Tcp(SocketAddr),
+    /// One open Tor stream (incoming on our onion service, or one we
+    /// opened), by number.
+    Stream(u64),
+    /// A configured Tor route (an index into [`TorSetup::routes`]): the
+    /// driver picks or opens the stream.
+    Onion(u16),
+}
+
+impl Peer {
+    /// Whether this peer is reached through Tor.
+    pub fn is_tor(&self) -> bool {
+        matches!(self, Peer::Stream(_) | Peer::Onion(_))
+    }
 }
 
 /// What to listen on.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Listen {
     /// UDP socket address, if any.
     pub udp: Option<SocketAddr>,
     /// TCP listening address, if any.
     pub tcp: Option<SocketAddr>,
-    /// TCP connection limits.
+    /// TCP connection limits (also applied to Tor streams' framing).
     pub tcp_limits: TcpLimits,
+    /// Tor: the backend, our onion service, the routes.
+    pub tor: Option<TorSetup>,
 }
 
 /// Counters for operators (and tests).
@@ -53,9 +70,9 @@ pub struct Stats {
 
 /// What connection tasks tell the core task.
 pub(crate) enum Inbound {
-    Message(SocketAddr, Vec<u8>),
-    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
-    Closed(SocketAddr),
+    Message(Peer, Vec<u8>),
+    Opened(Peer, mpsc::Sender<Vec<u8>>),
+    Closed(Peer),
 }
 
 /// Runs the proxy on the given sockets until `shutdown` completes. What
@@ -63,7 +80,7 @@ pub(crate) enum Inbound {
 /// database), so no message waits on the disk.
 pub async fn run(
     mut proxy: Proxy<Peer>,
-    listen: Listen,
+    mut listen: Listen,
     stats: Arc<Stats>,
     store: Option<std::sync::mpsc::Sender<StoreEvent>>,
     shutdown: impl Future<Output = ()>,
@@ -77,9 +94,14 @@ pub async fn run(
         None => None,
     };
     let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(4096);
-    let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    // Messages waiting for an outgoing connection to open.
-    let mut waiting: HashMap<SocketAddr, Vec<Vec<u8>>> = HashMap::new();
+    let mut conns: HashMap<Peer, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    // Messages waiting for an outgoing connection to open (an entry, even
+    // empty, means the connection is being opened).
+    let mut waiting: HashMap<Peer, Vec<Vec<u8>>> = HashMap::new();
+    let mut tor = listen
+        .tor
+        .take()
+        .map(|t| tor::Driver::new(t, stats.clone()));
     let per_source: Arc<tcp::PerSource> = Arc::default();
     let mut buf = vec![0u8; 65_536];
     tokio::pin!(shutdown);
@@ -109,10 +131,15 @@ pub async fn run(
                     }
                 }
             }
+            Some(s) = tor::accept(tor.as_mut()) => {
+                if let Some(t) = tor.as_mut() {
+                    t.spawn_incoming(s, in_tx.clone(), listen.tcp_limits.clone());
+                }
+            }
             Some(ev) = in_rx.recv() => match ev {
                 Inbound::Message(from, bytes) => {
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    proxy.receive(Instant::now(), &bytes, Peer::Tcp(from), true);
+                    proxy.receive(Instant::now(), &bytes, from, true);
                 }
                 Inbound::Opened(addr, writer) => {
                     for m in waiting.remove(&addr).unwrap_or_default() {
@@ -123,6 +150,9 @@ pub async fn run(
                 Inbound::Closed(addr) => {
                     conns.remove(&addr);
                     waiting.remove(&addr);
+                    if let Some(t) = tor.as_mut() {
+                        t.closed(addr);
+                    }
                 }
             },
             () = sleep => proxy.handle_timeout(Instant::now()),
@@ -133,11 +163,41 @@ pub async fn run(
                     Some(sock) => sock.try_send_to(&t.bytes, addr).is_ok(),
                     None => false,
                 },
-                Peer::Tcp(addr) => match conns.get(&addr) {
+                Peer::Stream(_) => match conns.get(&t.to) {
+                    Some(w) => w.try_send(t.bytes).is_ok(),
+                    None => match waiting.get_mut(&t.to) {
+                        Some(q) => {
+                            q.push(t.bytes);
+                            true
+                        }
+                        None => false,
+                    },
+                },
+                Peer::Onion(route) => match tor.as_mut() {
+                    Some(d) => {
+                        let stream = d.stream_for(
+                            route,
+                            &t.bytes,
+                            &conns,
+                            &mut waiting,
+                            &in_tx,
+                            &listen.tcp_limits,
+                        );
+                        match conns.get(&stream) {
+                            Some(w) => w.try_send(t.bytes).is_ok(),
+                            None => {
+                                waiting.entry(stream).or_default().push(t.bytes);
+                                true
+                            }
+                        }
+                    }
+                    None => false,
+                },
+                Peer::Tcp(addr) => match conns.get(&t.to) {
                     Some(w) => w.try_send(t.bytes).is_ok(),
                     None => {
-                        let first = !waiting.contains_key(&addr);
-                        waiting.entry(addr).or_default().push(t.bytes);
+                        let first = !waiting.contains_key(&t.to);
+                        waiting.entry(t.to).or_default().push(t.bytes);
                         if first {
                             tcp::connect(
                                 addr,

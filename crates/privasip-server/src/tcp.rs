@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use privasip_message::{Frame, Limits, StreamDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::{Inbound, Stats};
+use crate::{Inbound, Peer, Stats};
 
 /// Limits on TCP connections.
 #[derive(Clone, Debug)]
@@ -91,11 +91,14 @@ pub(crate) fn connect(
 ) {
     tokio::spawn(async move {
         match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => run(stream, addr, inbound, limits, stats, None).await,
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                run(stream, Peer::Tcp(addr), inbound, limits, stats, None).await;
+            }
             _ => {
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("outgoing TCP connection failed");
-                let _ = inbound.send(Inbound::Closed(addr)).await;
+                let _ = inbound.send(Inbound::Closed(Peer::Tcp(addr))).await;
             }
         }
     });
@@ -110,19 +113,21 @@ pub(crate) fn spawn(
     stats: Arc<Stats>,
     guard: Option<SourceGuard>,
 ) {
-    tokio::spawn(run(stream, addr, inbound, limits, stats, guard));
+    let _ = stream.set_nodelay(true);
+    tokio::spawn(run(stream, Peer::Tcp(addr), inbound, limits, stats, guard));
 }
 
-async fn run(
-    stream: TcpStream,
-    addr: SocketAddr,
+/// Runs one SIP stream (a TCP connection or a Tor stream) until it closes:
+/// RFC 3261 §18.3 framing in, a writer task out.
+pub(crate) async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    addr: Peer,
     inbound: mpsc::Sender<Inbound>,
     limits: TcpLimits,
     stats: Arc<Stats>,
     _guard: Option<SourceGuard>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
     if inbound
         .send(Inbound::Opened(addr, out_tx.clone()))
@@ -133,7 +138,8 @@ async fn run(
     }
     let writer = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
+            // Tor streams buffer into cells until flushed.
+            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod keyfile;
+mod tor;
 
 use std::process::ExitCode;
 

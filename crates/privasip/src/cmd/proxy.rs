@@ -54,6 +54,7 @@ pub(crate) struct Config {
     routes: HashMap<String, String>,
     #[serde(default)]
     store: StoreSection,
+    tor: Option<crate::tor::TorSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,13 +291,16 @@ pub(crate) fn load(path: &PathBuf) -> Result<Config> {
     for r in cfg.routes.values() {
         parse_route(r)?;
     }
+    if let Some(t) = &cfg.tor {
+        t.check()?;
+    }
     if cfg.proxy.digest.is_empty() {
         bail!("[proxy] digest is empty: offer \"SHA-256\", \"MD5\" or both");
     }
     Ok(cfg)
 }
 
-fn resolver(cfg: &Config) -> Result<Resolver<Peer>> {
+fn resolver(cfg: &Config, tor_hosts: HashMap<String, u16>) -> Result<Resolver<Peer>> {
     let mut routes: HashMap<String, (bool, SocketAddr)> = HashMap::new();
     for (domain, r) in &cfg.routes {
         routes.insert(domain.to_ascii_lowercase(), parse_route(r)?);
@@ -304,6 +308,19 @@ fn resolver(cfg: &Config) -> Result<Resolver<Peer>> {
     let default_tcp = cfg.proxy.default_transport == "tcp";
     Ok(Box::new(
         move |host: &str, port: Option<u16>, transport: &str| {
+            // Tor routes first: a domain or onion host named in [tor.routes].
+            // Any other .onion host has no route: it is never looked up
+            // outside Tor (RFC 7686).
+            let lower = host.to_ascii_lowercase();
+            if let Some(&i) = tor_hosts.get(&lower) {
+                return Some(Next {
+                    peer: Peer::Onion(i),
+                    reliable: true,
+                });
+            }
+            if privasip_tor::is_onion(&lower) {
+                return None;
+            }
             let reliable = match transport {
                 "TCP" => true,
                 "UDP" => false,
@@ -364,7 +381,27 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut nonce_key = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce_key);
     let now = std::time::Instant::now();
-    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg)?, nonce_key, now);
+    // One thread carries the proxy best; Tor backends get a second.
+    let rt = if cfg.tor.is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
+    let tor = match &cfg.tor {
+        Some(t) => Some(rt.block_on(crate::tor::setup(t, &args.config))?),
+        None => None,
+    };
+    let tor_hosts = tor.as_ref().map(|t| t.hosts.clone()).unwrap_or_default();
+    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_hosts)?, nonce_key, now);
+    if let Some(t) = &tor {
+        proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
+    }
     let store = open_store(&args.config, &cfg)?;
     let (users, bindings) = restore(&mut proxy, &store, now)?;
     tracing::info!(users, bindings, "store loaded");
@@ -378,11 +415,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             idle_timeout: Duration::from_secs(cfg.tcp.idle_timeout_secs),
             ..TcpLimits::default()
         },
+        tor: tor.map(|t| t.setup),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let stats = Arc::new(Stats::default());
     rt.block_on(async {
         tracing::info!(

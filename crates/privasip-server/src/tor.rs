@@ -1,0 +1,268 @@
+//! SIP over Tor streams: our onion service's incoming streams, and
+//! outgoing streams per route, with a fresh circuit per call on request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use privasip_message::{Limits, Message};
+use privasip_tor::{Isolation, OnionService, TorBackend, TorStream};
+use tokio::sync::mpsc;
+
+use crate::tcp::{self, TcpLimits};
+use crate::{Inbound, Peer, Stats};
+
+/// How long one attempt to open a Tor stream may take (a fresh onion
+/// connection builds a rendezvous circuit).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per stream before the messages for it are dropped (the
+/// transaction layer then answers 408).
+const CONNECT_ATTEMPTS: u32 = 3;
+/// Calls remembered per route for in-dialog requests; beyond this the
+/// oldest mapping is forgotten (its requests open a new stream).
+const MAX_CALLS: usize = 100_000;
+
+/// A SIP domain reached through Tor.
+#[derive(Clone, Debug)]
+pub struct TorRoute {
+    /// The host to connect to: an onion address (or a name an exit
+    /// resolves; never resolved here).
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// A new circuit for every call (the paper's worst case): each
+    /// out-of-dialog INVITE opens its own stream on a fresh circuit, built
+    /// ahead of need; the call's later requests follow it. Otherwise one
+    /// stream on one circuit carries everything.
+    pub per_call: bool,
+}
+
+/// Tor in the driver.
+pub struct TorSetup {
+    /// The backend (arti or C tor).
+    pub backend: Arc<dyn TorBackend>,
+    /// Our onion service, if we host one.
+    pub service: Option<OnionService>,
+    /// Routes, indexed by [`Peer::Onion`].
+    pub routes: Vec<TorRoute>,
+}
+
+impl std::fmt::Debug for TorSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorSetup")
+            .field("backend", &self.backend.name())
+            .field("service", &self.service)
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
+struct RouteState {
+    route: TorRoute,
+    /// The stream most requests take.
+    current: Option<Peer>,
+    /// A stream on a fresh circuit, opened before the next call needs it.
+    spare: Option<Peer>,
+    /// Call-ID -> the stream its INVITE took (per-call routes).
+    calls: HashMap<String, Peer>,
+}
+
+pub(crate) struct Driver {
+    backend: Arc<dyn TorBackend>,
+    incoming: Option<mpsc::Receiver<TorStream>>,
+    routes: Vec<RouteState>,
+    next_id: u64,
+    stats: Arc<Stats>,
+}
+
+/// The next incoming stream on our onion service (never, without one).
+pub(crate) async fn accept(d: Option<&mut Driver>) -> Option<TorStream> {
+    match d.and_then(|d| d.incoming.as_mut()) {
+        Some(rx) => match rx.recv().await {
+            Some(s) => Some(s),
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    pub(crate) fn new(setup: TorSetup, stats: Arc<Stats>) -> Self {
+        Driver {
+            backend: setup.backend,
+            incoming: setup.service.map(|s| s.incoming),
+            routes: setup
+                .routes
+                .into_iter()
+                .map(|route| RouteState {
+                    route,
+                    current: None,
+                    spare: None,
+                    calls: HashMap::new(),
+                })
+                .collect(),
+            next_id: 0,
+            stats,
+        }
+    }
+
+    fn new_peer(&mut self) -> Peer {
+        self.next_id += 1;
+        Peer::Stream(self.next_id)
+    }
+
+    pub(crate) fn spawn_incoming(
+        &mut self,
+        s: TorStream,
+        inbound: mpsc::Sender<Inbound>,
+        limits: TcpLimits,
+    ) {
+        let peer = self.new_peer();
+        tokio::spawn(tcp::run(s, peer, inbound, limits, self.stats.clone(), None));
+    }
+
+    /// A stream closed: forget it wherever a route held it.
+    pub(crate) fn closed(&mut self, peer: Peer) {
+        for r in &mut self.routes {
+            if r.current == Some(peer) {
+                r.current = None;
+            }
+            if r.spare == Some(peer) {
+                r.spare = None;
+            }
+            r.calls.retain(|_, p| *p != peer);
+        }
+    }
+
+    /// The stream a message to `route` takes, opening one if needed.
+    pub(crate) fn stream_for(
+        &mut self,
+        route: u16,
+        bytes: &[u8],
+        conns: &HashMap<Peer, mpsc::Sender<Vec<u8>>>,
+        waiting: &mut HashMap<Peer, Vec<Vec<u8>>>,
+        inbound: &mpsc::Sender<Inbound>,
+        limits: &TcpLimits,
+    ) -> Peer {
+        let alive = |p: &Peer, waiting: &HashMap<Peer, Vec<Vec<u8>>>| {
+            conns.contains_key(p) || waiting.contains_key(p)
+        };
+        let idx = usize::from(route);
+        let Some(per_call) = self.routes.get(idx).map(|r| r.route.per_call) else {
+            // No such route: a stream that never opens drops the message.
+            return Peer::Stream(0);
+        };
+        if per_call {
+            let (call_id, initial_invite) = call_of(bytes);
+            if let Some(cid) = &call_id
+                && let Some(p) = self.routes[idx].calls.get(cid).copied()
+                && alive(&p, waiting)
+            {
+                return p;
+            }
+            if initial_invite || call_id.is_some() {
+                let chosen = if initial_invite {
+                    // The spare's circuit was built before this call came;
+                    // build the next call's now.
+                    let spare = self.routes[idx].spare.take();
+                    let chosen = match spare {
+                        Some(p) if alive(&p, waiting) => p,
+                        _ => self.open(idx, Isolation::Fresh, waiting, inbound, limits),
+                    };
+                    let next = self.open(idx, Isolation::Fresh, waiting, inbound, limits);
+                    self.routes[idx].spare = Some(next);
+                    chosen
+                } else {
+                    self.open(idx, Isolation::Fresh, waiting, inbound, limits)
+                };
+                let calls = &mut self.routes[idx].calls;
+                if let Some(cid) = call_id {
+                    if calls.len() >= MAX_CALLS {
+                        calls.clear();
+                    }
+                    calls.insert(cid, chosen);
+                }
+                return chosen;
+            }
+        }
+        if let Some(p) = self.routes[idx].current
+            && alive(&p, waiting)
+        {
+            return p;
+        }
+        let iso = if per_call {
+            Isolation::Fresh
+        } else {
+            Isolation::Shared
+        };
+        let p = self.open(idx, iso, waiting, inbound, limits);
+        self.routes[idx].current = Some(p);
+        p
+    }
+
+    fn open(
+        &mut self,
+        idx: usize,
+        iso: Isolation,
+        waiting: &mut HashMap<Peer, Vec<Vec<u8>>>,
+        inbound: &mpsc::Sender<Inbound>,
+        limits: &TcpLimits,
+    ) -> Peer {
+        let peer = self.new_peer();
+        waiting.insert(peer, Vec::new());
+        let route = self.routes[idx].route.clone();
+        let backend = self.backend.clone();
+        let stats = self.stats.clone();
+        let inbound = inbound.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let mut last = String::new();
+            for attempt in 1..=CONNECT_ATTEMPTS {
+                match tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    backend.connect(&route.host, route.port, iso),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => {
+                        tcp::run(s, peer, inbound, limits, stats, None).await;
+                        return;
+                    }
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(_) => last = format!("no stream after {}s", CONNECT_TIMEOUT.as_secs()),
+                }
+                tracing::debug!(route = idx, attempt, "Tor stream failed: {last}");
+                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+            }
+            stats.send_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                route = idx,
+                backend = backend.name(),
+                "cannot open a Tor stream after {CONNECT_ATTEMPTS} attempts: {last}"
+            );
+            let _ = inbound.send(Inbound::Closed(peer)).await;
+        });
+        peer
+    }
+}
+
+/// A request's Call-ID, and whether it is an INVITE outside a dialog.
+/// Responses and unparsable bytes have no call.
+fn call_of(bytes: &[u8]) -> (Option<String>, bool) {
+    if !bytes.starts_with(b"INVITE ")
+        && !bytes.starts_with(b"ACK ")
+        && !bytes.starts_with(b"BYE ")
+        && !bytes.starts_with(b"CANCEL ")
+        && !bytes.starts_with(b"INFO ")
+        && !bytes.starts_with(b"UPDATE ")
+        && !bytes.starts_with(b"PRACK ")
+    {
+        return (None, false);
+    }
+    let Ok(m) = Message::parse_datagram(bytes, &Limits::default()) else {
+        return (None, false);
+    };
+    let invite = bytes.starts_with(b"INVITE ") && m.to().is_some_and(|t| t.tag().is_none());
+    (m.call_id().map(str::to_owned), invite)
+}

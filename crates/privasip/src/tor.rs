@@ -1,0 +1,174 @@
+//! The `[tor]` section of a proxy configuration, and setting Tor up.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use privasip_server::{TorRoute, TorSetup};
+use privasip_tor::{CTor, CTorConfig, OnionSpec, TorBackend};
+use serde::Deserialize;
+
+/// `[tor]`: how this proxy reaches Tor and which domains are behind it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TorSection {
+    /// `c-tor`: an external tor daemon (SOCKS and control port).
+    #[serde(default = "c_tor")]
+    backend: String,
+    /// A `privasip testnet` directory to take the daemon's ports from
+    /// (relative to the configuration file).
+    testnet: Option<PathBuf>,
+    /// Which of the testnet's client daemons (`a` or `b`).
+    #[serde(default = "client_a")]
+    testnet_client: String,
+    /// The daemon's SOCKS port (with IsolateSOCKSAuth), without a testnet.
+    socks: Option<SocketAddr>,
+    /// The daemon's control port (cookie authentication), without a testnet.
+    control: Option<SocketAddr>,
+    /// Host an onion service for SIP on this port (0: none).
+    #[serde(default)]
+    onion_port: u16,
+    /// Where onion keys persist (relative to the configuration file).
+    #[serde(default = "keys_dir")]
+    key_dir: PathBuf,
+    /// `per-call`: a fresh circuit for every call; `shared`: one circuit.
+    #[serde(default = "per_call")]
+    isolation: String,
+    /// SIP domain (or onion host) -> `ONION:PORT`.
+    #[serde(default)]
+    routes: HashMap<String, String>,
+}
+
+fn c_tor() -> String {
+    "c-tor".into()
+}
+fn client_a() -> String {
+    "a".into()
+}
+fn keys_dir() -> PathBuf {
+    "keys".into()
+}
+fn per_call() -> String {
+    "per-call".into()
+}
+
+/// Tor, ready for the driver.
+pub(crate) struct Tor {
+    /// Driver settings.
+    pub(crate) setup: TorSetup,
+    /// Resolver entries: lowercased domain or onion host -> route index.
+    pub(crate) hosts: HashMap<String, u16>,
+    /// Our name on Tor links.
+    pub(crate) name: String,
+}
+
+fn parse_target(s: &str) -> Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("[tor.routes] {s:?}: expected ONION:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("[tor.routes] {s:?}: bad port"))?;
+    if host.is_empty() {
+        bail!("[tor.routes] {s:?}: no host");
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+impl TorSection {
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.backend != "c-tor" {
+            bail!("[tor] backend {:?}: use \"c-tor\"", self.backend);
+        }
+        if !matches!(self.isolation.as_str(), "per-call" | "shared") {
+            bail!("[tor] isolation must be \"per-call\" or \"shared\"");
+        }
+        if self.testnet.is_none() && (self.socks.is_none() || self.control.is_none()) {
+            bail!("[tor] needs testnet = \"DIR\", or both socks and control");
+        }
+        for t in self.routes.values() {
+            parse_target(t)?;
+        }
+        Ok(())
+    }
+}
+
+fn relative(config: &Path, p: &Path) -> PathBuf {
+    match config.parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_owned(),
+    }
+}
+
+/// The file where a proxy writes its onion address (next to its keys).
+pub(crate) fn address_file(key_dir: &Path) -> PathBuf {
+    key_dir.join("sip.onion")
+}
+
+/// Connects the backend, hosts the onion service (when asked) and builds
+/// the routes.
+pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
+    t.check()?;
+    let key_dir = relative(config, &t.key_dir);
+    let ctor_cfg = match &t.testnet {
+        Some(dir) => {
+            let dir = relative(config, dir);
+            let net = privasip_testnet::Testnet::load(&dir)?;
+            net.ctor(&t.testnet_client, key_dir.clone())
+                .with_context(|| format!("the testnet has no client {:?}", t.testnet_client))?
+        }
+        None => CTorConfig {
+            socks: t.socks.context("[tor] socks")?,
+            control: t.control.context("[tor] control")?,
+            key_dir: key_dir.clone(),
+        },
+    };
+    let backend: Arc<dyn TorBackend> = Arc::new(CTor::new(ctor_cfg));
+    let service = if t.onion_port != 0 {
+        tracing::info!("publishing the onion service (can take a few seconds)");
+        let s = backend
+            .host_onion(OnionSpec {
+                nickname: "sip".into(),
+                port: t.onion_port,
+            })
+            .await
+            .context("cannot host the onion service")?;
+        std::fs::write(address_file(&key_dir), format!("{}\n", s.address))
+            .context("cannot write the onion address file")?;
+        tracing::info!(address = %s.address, port = s.port, "onion service published");
+        Some(s)
+    } else {
+        None
+    };
+    let name = match &service {
+        Some(s) => format!("{}:{}", s.address, s.port),
+        // No service: a name that says nothing about us.
+        None => "anonymous.invalid".to_owned(),
+    };
+    let mut routes = Vec::new();
+    let mut hosts = HashMap::new();
+    let mut domains: Vec<(&String, &String)> = t.routes.iter().collect();
+    domains.sort();
+    for (domain, target) in domains {
+        let (host, port) = parse_target(target)?;
+        let i = u16::try_from(routes.len()).context("too many [tor.routes]")?;
+        hosts.insert(domain.to_ascii_lowercase(), i);
+        hosts.entry(host.clone()).or_insert(i);
+        routes.push(TorRoute {
+            host,
+            port,
+            per_call: t.isolation == "per-call",
+        });
+    }
+    Ok(Tor {
+        setup: TorSetup {
+            backend,
+            service,
+            routes,
+        },
+        hosts,
+        name,
+    })
+}

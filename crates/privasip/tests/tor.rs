@@ -1,0 +1,268 @@
+//! SIP between two privasip proxies over a Tor onion service, on a real
+//! private Tor network that the test starts (`privasip testnet`, from
+//! Debian's tor; scripts/test.sh installs it):
+//!
+//!   SIPp uac -> proxy A (UDP) -> Tor -> B's onion service -> proxy B -> SIPp uas
+//!
+//! with a fresh circuit per call, a REGISTER with Digest across the same
+//! path, a check that fresh isolation really gives distinct circuits, and a
+//! check that proxy A talks to nothing but its tor daemon.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Running, scenario, wait_for_port};
+use privasip_tor::{CTor, Isolation, TorBackend};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Stops the network when the test ends, pass or fail.
+struct Testnet(PathBuf);
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_privasip"))
+            .args(["testnet", "down", "--dir"])
+            .arg(&self.0)
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn testnet_up(dir: &Path, base: u16) -> Testnet {
+    common::require("tor", "tor");
+    let guard = Testnet(dir.to_owned());
+    let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["testnet", "up", "--dir"])
+        .arg(dir)
+        .args(["--base-port", &base.to_string()])
+        .output()
+        .expect("privasip testnet up runs");
+    assert!(
+        out.status.success(),
+        "testnet up failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    guard
+}
+
+/// Starts a proxy and waits for its UDP port (after Tor set-up).
+fn proxy(config: &Path, port: u16, log: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["proxy", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("privasip proxy starts");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "proxy on {port} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+fn sipp(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-timeout", "120s", "-trace_err"])
+        .args(["-default_behaviors", "all,-abortunexp"])
+        .current_dir(dir)
+        .output()
+        .expect("sipp runs");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code() == Some(0),
+        format!("{screen}\n{}", common::sipp_errors(dir)),
+    )
+}
+
+/// The remote ends of a process's TCP and UDP sockets (from `ss`).
+fn peers_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tunapH"])
+        .output()
+        .expect("ss runs (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .filter_map(|l| l.split_whitespace().nth(5).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn sip_between_proxies_over_an_onion_service_with_c_tor() {
+    common::require("sipp", "sip-tester");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let net_dir = d.join("net");
+    let _net = testnet_up(&net_dir, 16000);
+    let net = privasip_testnet::Testnet::load(&net_dir).unwrap();
+
+    let (a_port, b_port, uas_port, uac_port) = (22060u16, 22062u16, 22070u16, 22090u16);
+    let b_cfg = d.join("b.toml");
+    std::fs::write(
+        &b_cfg,
+        format!(
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\n\
+             digest = [\"MD5\"]\n\
+             [listen]\nudp = \"127.0.0.1:{b_port}\"\n\
+             [routes]\n\"c.example\" = \"udp:127.0.0.1:{uas_port}\"\n\
+             [store]\npath = \"b.db\"\n\
+             [tor]\ntestnet = \"net\"\ntestnet_client = \"b\"\nonion_port = 5060\nkey_dir = \"keys-b\"\n"
+        ),
+    )
+    .unwrap();
+    common::add_user(&b_cfg, "bob", "zanzibar");
+    let mut running = Running(Vec::new());
+    running.0.push(proxy(&b_cfg, b_port, &d.join("b.log")));
+    let onion = std::fs::read_to_string(d.join("keys-b/sip.onion"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(privasip_tor::is_onion(&onion), "{onion}");
+
+    // Fresh isolation gives distinct circuits: two streams to B's onion
+    // service from client a, then a's control port says which circuit
+    // each stream rides.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let a = CTor::new(net.ctor("a", d.join("keys-probe")).unwrap());
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let mut s = a.connect(&onion, 5060, Isolation::Fresh).await.unwrap();
+            s.write_all(b"\r\n\r\n").await.unwrap();
+            let mut pong = [0u8; 2];
+            s.read_exact(&mut pong).await.unwrap();
+            assert_eq!(&pong, b"\r\n", "CRLF keep-alive answered over Tor");
+            streams.push(s);
+        }
+        let mut ctl = a.control().await.unwrap();
+        let status = ctl.command("GETINFO stream-status").await.unwrap();
+        let circuits: Vec<String> = status
+            .lines
+            .join("\n")
+            .lines()
+            .filter(|l| l.contains(".onion:5060"))
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect();
+        assert_eq!(circuits.len(), 2, "{status:?}");
+        assert_ne!(circuits[0], circuits[1], "fresh streams share a circuit");
+    });
+
+    let a_cfg = d.join("a.toml");
+    std::fs::write(
+        &a_cfg,
+        format!(
+            "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{a_port}\"\n\
+             [listen]\nudp = \"127.0.0.1:{a_port}\"\n\
+             [store]\npath = \"a.db\"\n\
+             [tor]\ntestnet = \"net\"\ntestnet_client = \"a\"\nkey_dir = \"keys-a\"\n\
+             isolation = \"per-call\"\n\
+             [tor.routes]\n\"b.example\" = \"{onion}:5060\"\n\"c.example\" = \"{onion}:5060\"\n"
+        ),
+    )
+    .unwrap();
+    running.0.push(proxy(&a_cfg, a_port, &d.join("a.log")));
+    let a_pid = running.0.last().unwrap().id();
+
+    // REGISTER with Digest: SIPp -> A -> Tor -> B's registrar.
+    let (ok, report) = sipp(
+        d,
+        &[
+            "-sf",
+            &scenario("reg_auth.xml"),
+            "-s",
+            "b.example",
+            "-key",
+            "user",
+            "bob",
+            "-au",
+            "bob",
+            "-ap",
+            "zanzibar",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uac_port.to_string(),
+            &format!("127.0.0.1:{a_port}"),
+            "-m",
+            "3",
+        ],
+    );
+    assert!(ok, "REGISTER over Tor failed:\n{report}");
+
+    // Calls, each on a fresh circuit: INVITE, ACK and BYE cross both
+    // proxies (both record-route).
+    let calls = "10";
+    running.0.push(
+        Command::new("sipp")
+            .args(["-sf", &scenario("uas_rr.xml"), "-i", "127.0.0.1"])
+            .args(["-p", &uas_port.to_string(), "-m", calls])
+            .args(["-nostdin", "-timeout", "120s"])
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp uas starts"),
+    );
+    wait_for_port(uas_port, false);
+    let (ok, report) = sipp(
+        d,
+        &[
+            "-sf",
+            &scenario("uac_rr.xml"),
+            "-s",
+            "service",
+            "-key",
+            "to_domain",
+            "c.example",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &(uac_port + 1).to_string(),
+            "-rsa",
+            &format!("127.0.0.1:{a_port}"),
+            &format!("127.0.0.1:{uas_port}"),
+            "-m",
+            calls,
+            "-r",
+            "2",
+        ],
+    );
+    assert!(ok, "calls over Tor failed:\n{report}");
+    let summary = report
+        .lines()
+        .find(|l| l.contains("Successful call"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(summary.contains(calls), "{summary}");
+
+    // Proxy A's sockets: its UDP listener, and TCP only to its tor
+    // daemon's SOCKS and control ports. Nothing to port 53, nothing off
+    // the machine.
+    let client = &net.clients["a"];
+    let allowed = [client.socks.to_string(), client.control.to_string()];
+    for peer in peers_of(a_pid) {
+        let listening = peer.ends_with(":*") || peer == "*:*" || peer.starts_with("0.0.0.0:");
+        assert!(
+            listening || allowed.contains(&peer),
+            "proxy A talks to {peer} (allowed: its tor daemon {allowed:?})"
+        );
+        assert!(!peer.ends_with(":53"), "proxy A made a DNS query: {peer}");
+    }
+    drop(running);
+}
