@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "no I/O in the sans-IO crates"
 scripts/check-sans-io.sh
 
+step "arti only in privasip-arti"
+scripts/check-arti.sh
+
 step "foreign peers the tests drive (Debian packages)"
 ensure_deb sip-tester sipsak kamailio tor iproute2
 

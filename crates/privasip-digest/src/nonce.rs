@@ -37,6 +37,10 @@ pub struct Nonces {
     /// Highest nc seen per nonce still alive, with its issue time.
     seen: HashMap<String, (u32, Instant)>,
     max_tracked: usize,
+    /// Makes nonces issued in the same millisecond distinct: two clients
+    /// challenged at once must not share a nonce, or the second one's
+    /// nc=1 would look like a replay of the first's.
+    issued: u64,
 }
 
 impl Nonces {
@@ -49,25 +53,31 @@ impl Nonces {
             lifetime,
             seen: HashMap::new(),
             max_tracked: 100_000,
+            issued: 0,
         }
     }
 
-    fn tag(&self, millis: u64) -> [u8; TAG_LEN] {
+    fn tag(&self, millis: u64, serial: u64) -> [u8; TAG_LEN] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref())
             .expect("HMAC takes a key of any length");
         mac.update(&millis.to_be_bytes());
+        mac.update(&serial.to_be_bytes());
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(&full[..TAG_LEN]);
         out
     }
 
-    /// A fresh nonce: its issue time and a MAC over it.
+    /// A fresh nonce, never issued before: its issue time, a serial
+    /// number and a MAC over both.
     pub fn issue(&mut self, now: Instant) -> String {
         let millis = u64::try_from(now.saturating_duration_since(self.epoch).as_millis())
             .unwrap_or(u64::MAX);
+        self.issued += 1;
+        let serial = self.issued;
         let mut raw = millis.to_be_bytes().to_vec();
-        raw.extend_from_slice(&self.tag(millis));
+        raw.extend_from_slice(&serial.to_be_bytes());
+        raw.extend_from_slice(&self.tag(millis, serial));
         B64.encode(raw)
     }
 
@@ -104,13 +114,14 @@ impl Nonces {
 
     fn issued_at(&self, nonce: &str) -> Option<Instant> {
         let raw = B64.decode(nonce).ok()?;
-        if raw.len() != 8 + TAG_LEN {
+        if raw.len() != 16 + TAG_LEN {
             return None;
         }
         let millis = u64::from_be_bytes(raw[..8].try_into().ok()?);
-        let expected = self.tag(millis);
+        let serial = u64::from_be_bytes(raw[8..16].try_into().ok()?);
+        let expected = self.tag(millis, serial);
         // Constant-time comparison of the MAC.
-        let ok = subtle::ConstantTimeEq::ct_eq(&expected[..], &raw[8..]);
+        let ok = subtle::ConstantTimeEq::ct_eq(&expected[..], &raw[16..]);
         bool::from(ok).then(|| self.epoch + Duration::from_millis(millis))
     }
 
@@ -131,6 +142,20 @@ impl Nonces {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    /// Regression: two clients challenged in the same millisecond got the
+    /// same nonce, and the second one's first answer was refused as a
+    /// replay (seen with three SIPp registrations at once through Tor).
+    #[test]
+    fn nonces_issued_at_once_are_distinct() {
+        let t0 = Instant::now();
+        let mut n = Nonces::new([7; 32], t0, Duration::from_secs(300));
+        let a = n.issue(t0);
+        let b = n.issue(t0);
+        assert_ne!(a, b);
+        assert_eq!(n.check(&a, Some("00000001"), t0), NonceCheck::Valid);
+        assert_eq!(n.check(&b, Some("00000001"), t0), NonceCheck::Valid);
+    }
 
     #[test]
     fn fresh_stale_forged_and_replayed() {

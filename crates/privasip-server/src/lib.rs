@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 pub use tcp::TcpLimits;
-pub use tor::{TorRoute, TorSetup};
+pub use tor::{TorRoute, TorRoutes, TorSetup};
 
 /// Where a message goes or came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -93,7 +93,8 @@ pub(crate) fn connect(
         match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                run(stream, Peer::Tcp(addr), inbound, limits, stats, None).await;
+                let (r, w) = stream.into_split();
+                run(r, w, Peer::Tcp(addr), inbound, limits, stats, None).await;
             }
             _ => {
                 stats.send_failures.fetch_add(1, Ordering::Relaxed);
@@ -114,20 +115,24 @@ pub(crate) fn spawn(
     guard: Option<SourceGuard>,
 ) {
     let _ = stream.set_nodelay(true);
-    tokio::spawn(run(stream, Peer::Tcp(addr), inbound, limits, stats, guard));
+    let (r, w) = stream.into_split();
+    tokio::spawn(run(r, w, Peer::Tcp(addr), inbound, limits, stats, guard));
 }
 
 /// Runs one SIP stream (a TCP connection or a Tor stream) until it closes:
 /// RFC 3261 §18.3 framing in, a writer task out.
-pub(crate) async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
-    stream: S,
+pub(crate) async fn run<R, W>(
+    mut rd: R,
+    mut wr: W,
     addr: Peer,
     inbound: mpsc::Sender<Inbound>,
     limits: TcpLimits,
     stats: Arc<Stats>,
     _guard: Option<SourceGuard>,
-) {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
     if inbound
         .send(Inbound::Opened(addr, out_tx.clone()))
@@ -139,17 +144,36 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
     let writer = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
             // Tor streams buffer into cells until flushed.
-            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+            if let Err(e) = wr.write_all(&bytes).await {
+                tracing::debug!("stream write failed: {e}");
                 break;
             }
+            if let Err(e) = wr.flush().await {
+                tracing::debug!("stream flush failed: {e}");
+                break;
+            }
+            tracing::trace!(bytes = bytes.len(), "stream message written");
         }
     });
     let mut decoder = StreamDecoder::new(limits.message.clone());
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16_384];
+    let kind = if addr.is_tor() { "Tor" } else { "TCP" };
+    tracing::debug!("{kind} stream open");
     'conn: loop {
         let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(0)) => {
+                tracing::debug!("{kind} stream closed by the peer");
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("{kind} stream read error: {e}");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!("{kind} stream idle: closing");
+                break;
+            }
             Ok(Ok(n)) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
@@ -162,6 +186,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
                     let _ = out_tx.try_send(b"\r\n".to_vec());
                 }
                 Ok(Frame::Message { skip, len }) => {
+                    tracing::trace!(bytes = len, "stream message read");
                     let msg = buf[skip..skip + len].to_vec();
                     buf.drain(..skip + len);
                     if inbound.send(Inbound::Message(addr, msg)).await.is_err() {

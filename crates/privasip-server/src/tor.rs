@@ -2,8 +2,8 @@
 //! outgoing streams per route, with a fresh circuit per call on request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use privasip_message::{Limits, Message};
@@ -38,14 +38,43 @@ pub struct TorRoute {
     pub per_call: bool,
 }
 
+/// The Tor destinations, indexed by [`Peer::Onion`]: the configured
+/// routes first, then onion hosts met in messages (a callee's onion
+/// Contact, a peer proxy's onion Record-Route), added by the resolver.
+/// Shared between the resolver and the driver.
+#[derive(Clone, Debug, Default)]
+pub struct TorRoutes(Arc<Mutex<Vec<TorRoute>>>);
+
+impl TorRoutes {
+    /// The index of `route` (its host and port), added if new; `None`
+    /// once the table is full.
+    pub fn add(&self, route: TorRoute) -> Option<u16> {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = t
+            .iter()
+            .position(|r| r.host.eq_ignore_ascii_case(&route.host) && r.port == route.port)
+        {
+            return u16::try_from(i).ok();
+        }
+        let i = u16::try_from(t.len()).ok()?;
+        t.push(route);
+        Some(i)
+    }
+
+    fn get(&self, i: u16) -> Option<TorRoute> {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.get(usize::from(i)).cloned()
+    }
+}
+
 /// Tor in the driver.
 pub struct TorSetup {
     /// The backend (arti or C tor).
     pub backend: Arc<dyn TorBackend>,
     /// Our onion service, if we host one.
     pub service: Option<OnionService>,
-    /// Routes, indexed by [`Peer::Onion`].
-    pub routes: Vec<TorRoute>,
+    /// Where [`Peer::Onion`] peers lead.
+    pub routes: TorRoutes,
 }
 
 impl std::fmt::Debug for TorSetup {
@@ -53,7 +82,7 @@ impl std::fmt::Debug for TorSetup {
         f.debug_struct("TorSetup")
             .field("backend", &self.backend.name())
             .field("service", &self.service)
-            .field("routes", &self.routes.len())
+            .field("routes", &self.routes)
             .finish()
     }
 }
@@ -71,6 +100,7 @@ struct RouteState {
 pub(crate) struct Driver {
     backend: Arc<dyn TorBackend>,
     incoming: Option<mpsc::Receiver<TorStream>>,
+    table: TorRoutes,
     routes: Vec<RouteState>,
     next_id: u64,
     stats: Arc<Stats>,
@@ -92,16 +122,8 @@ impl Driver {
         Driver {
             backend: setup.backend,
             incoming: setup.service.map(|s| s.incoming),
-            routes: setup
-                .routes
-                .into_iter()
-                .map(|route| RouteState {
-                    route,
-                    current: None,
-                    spare: None,
-                    calls: HashMap::new(),
-                })
-                .collect(),
+            table: setup.routes,
+            routes: Vec::new(),
             next_id: 0,
             stats,
         }
@@ -119,7 +141,16 @@ impl Driver {
         limits: TcpLimits,
     ) {
         let peer = self.new_peer();
-        tokio::spawn(tcp::run(s, peer, inbound, limits, self.stats.clone(), None));
+        let (r, w) = s.into_split();
+        tokio::spawn(tcp::run(
+            r,
+            w,
+            peer,
+            inbound,
+            limits,
+            self.stats.clone(),
+            None,
+        ));
     }
 
     /// A stream closed: forget it wherever a route held it.
@@ -149,10 +180,23 @@ impl Driver {
             conns.contains_key(p) || waiting.contains_key(p)
         };
         let idx = usize::from(route);
-        let Some(per_call) = self.routes.get(idx).map(|r| r.route.per_call) else {
-            // No such route: a stream that never opens drops the message.
-            return Peer::Stream(0);
-        };
+        // Routes the resolver added since we last looked.
+        while self.routes.len() <= idx {
+            let Some(r) = u16::try_from(self.routes.len())
+                .ok()
+                .and_then(|i| self.table.get(i))
+            else {
+                // No such route: a stream that never opens drops the message.
+                return Peer::Stream(0);
+            };
+            self.routes.push(RouteState {
+                route: r,
+                current: None,
+                spare: None,
+                calls: HashMap::new(),
+            });
+        }
+        let per_call = self.routes[idx].route.per_call;
         if per_call {
             let (call_id, initial_invite) = call_of(bytes);
             if let Some(cid) = &call_id
@@ -226,7 +270,8 @@ impl Driver {
                 .await
                 {
                     Ok(Ok(s)) => {
-                        tcp::run(s, peer, inbound, limits, stats, None).await;
+                        let (r, w) = s.into_split();
+                        tcp::run(r, w, peer, inbound, limits, stats, None).await;
                         return;
                     }
                     Ok(Err(e)) => last = e.to_string(),

@@ -76,7 +76,8 @@ impl CTor {
                 crate::SocksError::Refused(_) => TorError::Connect(e.to_string()),
                 other => TorError::Backend(other.to_string()),
             })?;
-        Ok(Box::new(s))
+        let (r, w) = s.into_split();
+        Ok(TorStream::new(r, w))
     }
 
     async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {
@@ -137,7 +138,8 @@ impl CTor {
                             continue;
                         }
                         let _ = s.set_nodelay(true);
-                        if tx.send(Box::new(s)).await.is_err() {
+                        let (r, w) = s.into_split();
+                        if tx.send(TorStream::new(r, w)).await.is_err() {
                             break;
                         }
                     }

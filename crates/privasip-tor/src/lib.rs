@@ -17,12 +17,79 @@ pub use ctor::{CTor, CTorConfig};
 pub use network::{DirAuthority, PrivateNetwork};
 pub use socks::{SocksError, socks5_connect};
 
-/// A byte stream through Tor.
-pub trait TorIo: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> TorIo for T {}
+/// A stream through Tor, whichever backend made it, as its two halves.
+///
+/// Backends hand over halves they split themselves: arti's `DataStream`
+/// shares state between reading and writing that a generic split would
+/// starve (seen here: a pending read never woke once a write was polled
+/// on the same stream).
+pub struct TorStream {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
+}
 
-/// A stream through Tor, whichever backend made it.
-pub type TorStream = Box<dyn TorIo>;
+impl TorStream {
+    /// A stream from its two halves.
+    pub fn new(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+    ) -> Self {
+        TorStream {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }
+    }
+
+    /// The two halves, to read and write from different tasks.
+    pub fn into_split(
+        self,
+    ) -> (
+        Box<dyn AsyncRead + Send + Unpin>,
+        Box<dyn AsyncWrite + Send + Unpin>,
+    ) {
+        (self.reader, self.writer)
+    }
+}
+
+impl AsyncRead for TorStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TorStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.writer).poll_shutdown(cx)
+    }
+}
+
+impl fmt::Debug for TorStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TorStream")
+    }
+}
 
 /// A boxed future, so the trait stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -39,6 +39,7 @@ enum Command {
     Proxy(cmd::proxy::Args),
     User(cmd::user::Args),
     Testnet(cmd::testnet::Args),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => report(cmd::proxy::run(&args)),
         Command::User(args) => report(cmd::user::run(&args)),
         Command::Testnet(args) => report(cmd::testnet::run(&args)),
+        Command::Bench(args) => report(cmd::bench::run(&args)),
     }
 }
 

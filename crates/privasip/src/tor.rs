@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use privasip_server::{TorRoute, TorSetup};
+use privasip_server::{TorRoute, TorRoutes, TorSetup};
 use privasip_tor::{CTor, CTorConfig, OnionSpec, TorBackend};
 use serde::Deserialize;
 
@@ -14,13 +14,14 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TorSection {
-    /// `c-tor`: an external tor daemon (SOCKS and control port).
-    #[serde(default = "c_tor")]
+    /// `arti`: Tor embedded in this process (default); `c-tor`: an
+    /// external tor daemon (SOCKS and control port).
+    #[serde(default = "arti")]
     backend: String,
     /// A `privasip testnet` directory to take the daemon's ports from
     /// (relative to the configuration file).
     testnet: Option<PathBuf>,
-    /// Which of the testnet's client daemons (`a` or `b`).
+    /// Which of the testnet's client daemons (`a` or `b`), for `c-tor`.
     #[serde(default = "client_a")]
     testnet_client: String,
     /// The daemon's SOCKS port (with IsolateSOCKSAuth), without a testnet.
@@ -30,7 +31,8 @@ pub(crate) struct TorSection {
     /// Host an onion service for SIP on this port (0: none).
     #[serde(default)]
     onion_port: u16,
-    /// Where onion keys persist (relative to the configuration file).
+    /// Where onion keys (and arti's state) persist, relative to the
+    /// configuration file.
     #[serde(default = "keys_dir")]
     key_dir: PathBuf,
     /// `per-call`: a fresh circuit for every call; `shared`: one circuit.
@@ -41,8 +43,8 @@ pub(crate) struct TorSection {
     routes: HashMap<String, String>,
 }
 
-fn c_tor() -> String {
-    "c-tor".into()
+fn arti() -> String {
+    "arti".into()
 }
 fn client_a() -> String {
     "a".into()
@@ -62,6 +64,8 @@ pub(crate) struct Tor {
     pub(crate) hosts: HashMap<String, u16>,
     /// Our name on Tor links.
     pub(crate) name: String,
+    /// A fresh circuit per call on routes added later.
+    pub(crate) per_call: bool,
 }
 
 fn parse_target(s: &str) -> Result<(String, u16)> {
@@ -79,14 +83,20 @@ fn parse_target(s: &str) -> Result<(String, u16)> {
 
 impl TorSection {
     pub(crate) fn check(&self) -> Result<()> {
-        if self.backend != "c-tor" {
-            bail!("[tor] backend {:?}: use \"c-tor\"", self.backend);
+        if !matches!(self.backend.as_str(), "arti" | "c-tor") {
+            bail!(
+                "[tor] backend {:?}: use \"arti\" or \"c-tor\"",
+                self.backend
+            );
         }
         if !matches!(self.isolation.as_str(), "per-call" | "shared") {
             bail!("[tor] isolation must be \"per-call\" or \"shared\"");
         }
-        if self.testnet.is_none() && (self.socks.is_none() || self.control.is_none()) {
-            bail!("[tor] needs testnet = \"DIR\", or both socks and control");
+        if self.backend == "c-tor"
+            && self.testnet.is_none()
+            && (self.socks.is_none() || self.control.is_none())
+        {
+            bail!("[tor] backend c-tor needs testnet = \"DIR\", or both socks and control");
         }
         for t in self.routes.values() {
             parse_target(t)?;
@@ -112,20 +122,33 @@ pub(crate) fn address_file(key_dir: &Path) -> PathBuf {
 pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
     t.check()?;
     let key_dir = relative(config, &t.key_dir);
-    let ctor_cfg = match &t.testnet {
-        Some(dir) => {
-            let dir = relative(config, dir);
-            let net = privasip_testnet::Testnet::load(&dir)?;
-            net.ctor(&t.testnet_client, key_dir.clone())
-                .with_context(|| format!("the testnet has no client {:?}", t.testnet_client))?
-        }
-        None => CTorConfig {
-            socks: t.socks.context("[tor] socks")?,
-            control: t.control.context("[tor] control")?,
-            key_dir: key_dir.clone(),
-        },
+    let testnet = match &t.testnet {
+        Some(dir) => Some(privasip_testnet::Testnet::load(&relative(config, dir))?),
+        None => None,
     };
-    let backend: Arc<dyn TorBackend> = Arc::new(CTor::new(ctor_cfg));
+    let backend: Arc<dyn TorBackend> = if t.backend == "arti" {
+        tracing::info!("starting arti (embedded Tor) and bootstrapping");
+        let arti = privasip_arti::Arti::start(privasip_arti::ArtiConfig {
+            state_dir: key_dir.join("arti-state"),
+            cache_dir: key_dir.join("arti-cache"),
+            network: testnet.as_ref().map(|n| n.network.clone()),
+        })
+        .await
+        .context("cannot start arti")?;
+        Arc::new(arti)
+    } else {
+        let ctor_cfg = match &testnet {
+            Some(net) => net
+                .ctor(&t.testnet_client, key_dir.clone())
+                .with_context(|| format!("the testnet has no client {:?}", t.testnet_client))?,
+            None => CTorConfig {
+                socks: t.socks.context("[tor] socks")?,
+                control: t.control.context("[tor] control")?,
+                key_dir: key_dir.clone(),
+            },
+        };
+        Arc::new(CTor::new(ctor_cfg))
+    };
     let service = if t.onion_port != 0 {
         tracing::info!("publishing the onion service (can take a few seconds)");
         let s = backend
@@ -147,20 +170,21 @@ pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
         // No service: a name that says nothing about us.
         None => "anonymous.invalid".to_owned(),
     };
-    let mut routes = Vec::new();
+    let per_call = t.isolation == "per-call";
+    let routes = TorRoutes::default();
     let mut hosts = HashMap::new();
     let mut domains: Vec<(&String, &String)> = t.routes.iter().collect();
     domains.sort();
     for (domain, target) in domains {
         let (host, port) = parse_target(target)?;
-        let i = u16::try_from(routes.len()).context("too many [tor.routes]")?;
+        let i = routes
+            .add(TorRoute {
+                host,
+                port,
+                per_call,
+            })
+            .context("too many [tor.routes]")?;
         hosts.insert(domain.to_ascii_lowercase(), i);
-        hosts.entry(host.clone()).or_insert(i);
-        routes.push(TorRoute {
-            host,
-            port,
-            per_call: t.isolation == "per-call",
-        });
     }
     Ok(Tor {
         setup: TorSetup {
@@ -170,5 +194,6 @@ pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
         },
         hosts,
         name,
+        per_call,
     })
 }

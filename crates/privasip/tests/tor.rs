@@ -56,6 +56,7 @@ fn proxy(config: &Path, port: u16, log: &Path) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_privasip"))
         .args(["proxy", "--config"])
         .arg(config)
+        .env("RUST_LOG", "privasip_server=debug,privasip=info,error")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -100,16 +101,34 @@ fn peers_of(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// One private network; three pairings of backends on it: C tor to C tor,
+/// arti to arti, and an arti client calling a C tor onion service.
 #[test]
-fn sip_between_proxies_over_an_onion_service_with_c_tor() {
+fn sip_between_proxies_over_an_onion_service() {
     common::require("sipp", "sip-tester");
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let net_dir = d.join("net");
+    let net_dir = dir.path().join("net");
     let _net = testnet_up(&net_dir, 16000);
     let net = privasip_testnet::Testnet::load(&net_dir).unwrap();
+    for (i, (a, b)) in [("c-tor", "c-tor"), ("arti", "arti"), ("arti", "c-tor")]
+        .into_iter()
+        .enumerate()
+    {
+        let d = dir.path().join(format!("{a}-to-{b}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::symlink(&net_dir, d.join("net")).unwrap();
+        calls_over_tor(&d, &net, a, b, 22000 + 100 * i as u16);
+    }
+}
 
-    let (a_port, b_port, uas_port, uac_port) = (22060u16, 22062u16, 22070u16, 22090u16);
+fn calls_over_tor(
+    d: &Path,
+    net: &privasip_testnet::Testnet,
+    a_backend: &str,
+    b_backend: &str,
+    base: u16,
+) {
+    let (a_port, b_port, uas_port, uac_port) = (base + 60, base + 62, base + 70, base + 90);
     let b_cfg = d.join("b.toml");
     std::fs::write(
         &b_cfg,
@@ -119,7 +138,8 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
              [listen]\nudp = \"127.0.0.1:{b_port}\"\n\
              [routes]\n\"c.example\" = \"udp:127.0.0.1:{uas_port}\"\n\
              [store]\npath = \"b.db\"\n\
-             [tor]\ntestnet = \"net\"\ntestnet_client = \"b\"\nonion_port = 5060\nkey_dir = \"keys-b\"\n"
+             [tor]\nbackend = \"{b_backend}\"\ntestnet = \"net\"\ntestnet_client = \"b\"\n\
+             onion_port = 5060\nkey_dir = \"keys-b\"\n"
         ),
     )
     .unwrap();
@@ -135,32 +155,16 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
     // Fresh isolation gives distinct circuits: two streams to B's onion
     // service from client a, then a's control port says which circuit
     // each stream rides.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let a = CTor::new(net.ctor("a", d.join("keys-probe")).unwrap());
-        let mut streams = Vec::new();
-        for _ in 0..2 {
-            let mut s = a.connect(&onion, 5060, Isolation::Fresh).await.unwrap();
-            s.write_all(b"\r\n\r\n").await.unwrap();
-            let mut pong = [0u8; 2];
-            s.read_exact(&mut pong).await.unwrap();
-            assert_eq!(&pong, b"\r\n", "CRLF keep-alive answered over Tor");
-            streams.push(s);
+        if a_backend == "arti" {
+            distinct_circuits_arti(d, net, &onion).await;
+        } else {
+            distinct_circuits_c_tor(d, net, &onion).await;
         }
-        let mut ctl = a.control().await.unwrap();
-        let status = ctl.command("GETINFO stream-status").await.unwrap();
-        let circuits: Vec<String> = status
-            .lines
-            .join("\n")
-            .lines()
-            .filter(|l| l.contains(".onion:5060"))
-            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
-            .collect();
-        assert_eq!(circuits.len(), 2, "{status:?}");
-        assert_ne!(circuits[0], circuits[1], "fresh streams share a circuit");
     });
 
     let a_cfg = d.join("a.toml");
@@ -170,7 +174,8 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
             "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{a_port}\"\n\
              [listen]\nudp = \"127.0.0.1:{a_port}\"\n\
              [store]\npath = \"a.db\"\n\
-             [tor]\ntestnet = \"net\"\ntestnet_client = \"a\"\nkey_dir = \"keys-a\"\n\
+             [tor]\nbackend = \"{a_backend}\"\ntestnet = \"net\"\ntestnet_client = \"a\"\n\
+             key_dir = \"keys-a\"\n\
              isolation = \"per-call\"\n\
              [tor.routes]\n\"b.example\" = \"{onion}:5060\"\n\"c.example\" = \"{onion}:5060\"\n"
         ),
@@ -178,6 +183,15 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
     .unwrap();
     running.0.push(proxy(&a_cfg, a_port, &d.join("a.log")));
     let a_pid = running.0.last().unwrap().id();
+    let context = format!("A ({a_backend}) -> B ({b_backend})");
+    let logs = || {
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+        format!(
+            "--- proxy A log:\n{}\n--- proxy B log:\n{}",
+            read("a.log"),
+            read("b.log")
+        )
+    };
 
     // REGISTER with Digest: SIPp -> A -> Tor -> B's registrar.
     let (ok, report) = sipp(
@@ -203,7 +217,11 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
             "3",
         ],
     );
-    assert!(ok, "REGISTER over Tor failed:\n{report}");
+    assert!(
+        ok,
+        "{context}: REGISTER over Tor failed:\n{report}\n{}",
+        logs()
+    );
 
     // Calls, each on a fresh circuit: INVITE, ACK and BYE cross both
     // proxies (both record-route).
@@ -243,7 +261,11 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
             "2",
         ],
     );
-    assert!(ok, "calls over Tor failed:\n{report}");
+    assert!(
+        ok,
+        "{context}: calls over Tor failed:\n{report}\n{}",
+        logs()
+    );
     let summary = report
         .lines()
         .find(|l| l.contains("Successful call"))
@@ -254,15 +276,90 @@ fn sip_between_proxies_over_an_onion_service_with_c_tor() {
     // Proxy A's sockets: its UDP listener, and TCP only to its tor
     // daemon's SOCKS and control ports. Nothing to port 53, nothing off
     // the machine.
+    // (With arti, A is a Tor client itself: its peers are relays' OR
+    // ports, all in the private network.)
     let client = &net.clients["a"];
-    let allowed = [client.socks.to_string(), client.control.to_string()];
+    let mut allowed = vec![client.socks.to_string(), client.control.to_string()];
+    if a_backend == "arti" {
+        allowed.extend(relay_or_ports(d));
+    }
     for peer in peers_of(a_pid) {
         let listening = peer.ends_with(":*") || peer == "*:*" || peer.starts_with("0.0.0.0:");
         assert!(
             listening || allowed.contains(&peer),
-            "proxy A talks to {peer} (allowed: its tor daemon {allowed:?})"
+            "{context}: proxy A talks to {peer} (allowed: {allowed:?})"
         );
         assert!(!peer.ends_with(":53"), "proxy A made a DNS query: {peer}");
     }
     drop(running);
+}
+
+/// Every relay's OR port in the network (from the nodes' torrcs).
+fn relay_or_ports(d: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d.join("net/nodes")).unwrap() {
+        let torrc = std::fs::read_to_string(e.unwrap().path().join("torrc")).unwrap_or_default();
+        for l in torrc.lines() {
+            if let Some(addr) = l.strip_prefix("ORPort ") {
+                out.push(addr.trim().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Two fresh streams from C tor client a ride two circuits (its control
+/// port's stream-status says which).
+async fn distinct_circuits_c_tor(d: &Path, net: &privasip_testnet::Testnet, onion: &str) {
+    let a = CTor::new(net.ctor("a", d.join("keys-probe")).unwrap());
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut s = a.connect(onion, 5060, Isolation::Fresh).await.unwrap();
+        ping(&mut s).await;
+        streams.push(s);
+    }
+    let mut ctl = a.control().await.unwrap();
+    let status = ctl.command("GETINFO stream-status").await.unwrap();
+    let circuits: Vec<String> = status
+        .lines
+        .join("\n")
+        .lines()
+        .filter(|l| l.contains(".onion:5060"))
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    assert_eq!(circuits.len(), 2, "{status:?}");
+    assert_ne!(circuits[0], circuits[1], "fresh streams share a circuit");
+}
+
+/// Two fresh streams from an arti client ride two circuits (arti's own
+/// circuit ids).
+async fn distinct_circuits_arti(d: &Path, net: &privasip_testnet::Testnet, onion: &str) {
+    let arti = privasip_arti::Arti::start(privasip_arti::ArtiConfig {
+        state_dir: d.join("probe-arti/state"),
+        cache_dir: d.join("probe-arti/cache"),
+        network: Some(net.network.clone()),
+    })
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let mut s = arti
+            .connect_stream(onion, 5060, Isolation::Fresh)
+            .await
+            .unwrap();
+        ping(&mut s).await;
+        ids.push(privasip_arti::circuit_id(&s).expect("a circuit"));
+        streams.push(s);
+    }
+    assert_ne!(ids[0], ids[1], "fresh streams share a circuit");
+}
+
+/// A CRLF keep-alive answered across Tor by proxy B.
+async fn ping<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S) {
+    s.write_all(b"\r\n\r\n").await.unwrap();
+    s.flush().await.unwrap();
+    let mut pong = [0u8; 2];
+    s.read_exact(&mut pong).await.unwrap();
+    assert_eq!(&pong, b"\r\n", "CRLF keep-alive answered over Tor");
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod identity;
 pub(crate) mod keygen;
 pub(crate) mod parse;

@@ -300,7 +300,15 @@ pub(crate) fn load(path: &PathBuf) -> Result<Config> {
     Ok(cfg)
 }
 
-fn resolver(cfg: &Config, tor_hosts: HashMap<String, u16>) -> Result<Resolver<Peer>> {
+/// Tor as the resolver sees it: configured domains, and the table that
+/// any other onion host is added to.
+#[derive(Default)]
+struct TorResolve {
+    hosts: HashMap<String, u16>,
+    routes: Option<(privasip_server::TorRoutes, bool)>,
+}
+
+fn resolver(cfg: &Config, tor: TorResolve) -> Result<Resolver<Peer>> {
     let mut routes: HashMap<String, (bool, SocketAddr)> = HashMap::new();
     for (domain, r) in &cfg.routes {
         routes.insert(domain.to_ascii_lowercase(), parse_route(r)?);
@@ -308,18 +316,28 @@ fn resolver(cfg: &Config, tor_hosts: HashMap<String, u16>) -> Result<Resolver<Pe
     let default_tcp = cfg.proxy.default_transport == "tcp";
     Ok(Box::new(
         move |host: &str, port: Option<u16>, transport: &str| {
-            // Tor routes first: a domain or onion host named in [tor.routes].
-            // Any other .onion host has no route: it is never looked up
-            // outside Tor (RFC 7686).
+            // Tor first: a domain named in [tor.routes], or any onion host
+            // (a callee's onion Contact, a proxy's onion Record-Route),
+            // dialled through Tor and never looked up outside it (RFC
+            // 7686). Without Tor an onion host has no route.
             let lower = host.to_ascii_lowercase();
-            if let Some(&i) = tor_hosts.get(&lower) {
+            if let Some(&i) = tor.hosts.get(&lower) {
                 return Some(Next {
                     peer: Peer::Onion(i),
                     reliable: true,
                 });
             }
             if privasip_tor::is_onion(&lower) {
-                return None;
+                let (table, per_call) = tor.routes.as_ref()?;
+                let i = table.add(privasip_server::TorRoute {
+                    host: lower,
+                    port: port.unwrap_or(5060),
+                    per_call: *per_call,
+                })?;
+                return Some(Next {
+                    peer: Peer::Onion(i),
+                    reliable: true,
+                });
             }
             let reliable = match transport {
                 "TCP" => true,
@@ -346,6 +364,11 @@ fn resolver(cfg: &Config, tor_hosts: HashMap<String, u16>) -> Result<Resolver<Pe
     ))
 }
 
+/// Our own progress at info; arti's crates only when something is wrong
+/// (in a small test network arti warns about path choices it copes with).
+const DEFAULT_LOG: &str = "info,tor_netdir=error,tor_dirmgr=warn,tor_guardmgr=warn,\
+    tor_hsservice=warn,tor_memquota=warn,tor_circmgr=warn,tor_chanmgr=warn,arti_client=warn";
+
 pub(crate) fn run(args: &Args) -> Result<()> {
     let cfg = load(&args.config)?;
     if args.check {
@@ -355,7 +378,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -397,8 +420,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         Some(t) => Some(rt.block_on(crate::tor::setup(t, &args.config))?),
         None => None,
     };
-    let tor_hosts = tor.as_ref().map(|t| t.hosts.clone()).unwrap_or_default();
-    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_hosts)?, nonce_key, now);
+    let tor_resolve = match &tor {
+        Some(t) => TorResolve {
+            hosts: t.hosts.clone(),
+            routes: Some((t.setup.routes.clone(), t.per_call)),
+        },
+        None => TorResolve::default(),
+    };
+    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_resolve)?, nonce_key, now);
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
     }
