@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
-for crate in privasip-message privasip-identity privasip-digest privasip-transaction privasip-registrar privasip-proxy; do
+for crate in privasip-message privasip-identity privasip-digest privasip-transaction privasip-registrar privasip-proxy privasip-ua; do
   if cargo tree -p "$crate" -e normal --prefix none 2>/dev/null | grep -qE '^(tokio|async-std|mio) '; then
     echo "$crate depends on an async runtime" >&2
     status=1

@@ -40,6 +40,7 @@ enum Command {
     User(cmd::user::Args),
     Testnet(cmd::testnet::Args),
     Bench(cmd::bench::Args),
+    Ua(cmd::ua::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::User(args) => report(cmd::user::run(&args)),
         Command::Testnet(args) => report(cmd::testnet::run(&args)),
         Command::Bench(args) => report(cmd::bench::run(&args)),
+        Command::Ua(args) => report(cmd::ua::run(&args)),
     }
 }
 

@@ -6,4 +6,5 @@ pub(crate) mod keygen;
 pub(crate) mod parse;
 pub(crate) mod proxy;
 pub(crate) mod testnet;
+pub(crate) mod ua;
 pub(crate) mod user;

@@ -55,6 +55,18 @@ pub(crate) struct Config {
     #[serde(default)]
     store: StoreSection,
     tor: Option<crate::tor::TorSection>,
+    #[serde(default)]
+    privasip: PrivaSipSection,
+}
+
+/// `[privasip]`: the domain's private keys, to open PrivaSIP tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivaSipSection {
+    /// Private key files (`privasip keygen`), relative to the
+    /// configuration file; mode 0600.
+    #[serde(default)]
+    keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,6 +442,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_resolve)?, nonce_key, now);
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
+    }
+    if !cfg.privasip.keys.is_empty() {
+        let mut ring = privasip_identity::Keyring::default();
+        for k in &cfg.privasip.keys {
+            let path = match args.config.parent() {
+                Some(dir) if k.is_relative() => dir.join(k),
+                _ => k.clone(),
+            };
+            let key = crate::keyfile::read_private(&path)?;
+            ring.add_key(key.into_decryptor());
+        }
+        proxy.set_keyring(ring);
+        tracing::info!(keys = cfg.privasip.keys.len(), "PrivaSIP keys loaded");
     }
     let store = open_store(&args.config, &cfg)?;
     let (users, bindings) = restore(&mut proxy, &store, now)?;

@@ -1,0 +1,144 @@
+//! Requests and responses as the user agent writes them.
+
+use std::fmt::Write as _;
+
+use privasip_message::{HeaderName, Message};
+
+/// One request's parts.
+pub(crate) struct Req<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) ruri: &'a str,
+    pub(crate) local: &'a str,
+    pub(crate) transport: &'a str,
+    pub(crate) branch: &'a str,
+    pub(crate) from: &'a str,
+    pub(crate) from_tag: &'a str,
+    pub(crate) to: &'a str,
+    pub(crate) to_tag: Option<&'a str>,
+    pub(crate) call_id: &'a str,
+    pub(crate) cseq: u32,
+    pub(crate) contact: Option<&'a str>,
+    pub(crate) routes: &'a [String],
+    pub(crate) extra: &'a [String],
+    pub(crate) sdp: Option<&'a [u8]>,
+}
+
+pub(crate) fn request(r: &Req<'_>) -> Vec<u8> {
+    let mut s = String::with_capacity(512);
+    let _ = write!(s, "{} {} SIP/2.0\r\n", r.method, r.ruri);
+    let _ = write!(
+        s,
+        "Via: SIP/2.0/{} {};branch={};rport\r\n",
+        r.transport, r.local, r.branch
+    );
+    s.push_str("Max-Forwards: 70\r\n");
+    for route in r.routes {
+        let _ = write!(s, "Route: {route}\r\n");
+    }
+    let _ = write!(s, "From: <{}>;tag={}\r\n", r.from, r.from_tag);
+    match r.to_tag {
+        Some(t) => {
+            let _ = write!(s, "To: <{}>;tag={t}\r\n", r.to);
+        }
+        None => {
+            let _ = write!(s, "To: <{}>\r\n", r.to);
+        }
+    }
+    let _ = write!(s, "Call-ID: {}\r\n", r.call_id);
+    let _ = write!(s, "CSeq: {} {}\r\n", r.cseq, r.method);
+    if let Some(c) = r.contact {
+        let _ = write!(s, "Contact: <{c}>\r\n");
+    }
+    for e in r.extra {
+        s.push_str(e);
+        s.push_str("\r\n");
+    }
+    let mut out = match r.sdp {
+        Some(body) => {
+            let _ = write!(
+                s,
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut v = s.into_bytes();
+            v.extend_from_slice(body);
+            v
+        }
+        None => {
+            s.push_str("Content-Length: 0\r\n\r\n");
+            s.into_bytes()
+        }
+    };
+    out.shrink_to_fit();
+    out
+}
+
+/// A response to `req` (RFC 3261 §8.2.6): its Via, From, To (with our tag
+/// if given), Call-ID and CSeq; for dialog-making responses its
+/// Record-Route too (§12.1.1).
+pub(crate) fn response(
+    req: &Message<'_>,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    contact: Option<&str>,
+    sdp: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in req.values(HeaderName::Via) {
+        let _ = write!(s, "Via: {v}\r\n");
+    }
+    if (101..300).contains(&code) {
+        for rr in req.values(HeaderName::RecordRoute) {
+            let _ = write!(s, "Record-Route: {rr}\r\n");
+        }
+    }
+    for (name, h) in [
+        ("From", HeaderName::From),
+        ("Call-ID", HeaderName::CallId),
+        ("CSeq", HeaderName::CSeq),
+    ] {
+        if let Some(v) = req.header(h).map(|x| x.value()) {
+            let _ = write!(s, "{name}: {v}\r\n");
+        }
+    }
+    if let Some(to) = req.header(HeaderName::To).map(|x| x.value()) {
+        match to_tag {
+            Some(t) if !to.contains(";tag=") => {
+                let _ = write!(s, "To: {to};tag={t}\r\n");
+            }
+            _ => {
+                let _ = write!(s, "To: {to}\r\n");
+            }
+        }
+    }
+    if let Some(c) = contact {
+        let _ = write!(s, "Contact: <{c}>\r\n");
+    }
+    match sdp {
+        Some(body) => {
+            let _ = write!(
+                s,
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut v = s.into_bytes();
+            v.extend_from_slice(body);
+            v
+        }
+        None => {
+            s.push_str("Content-Length: 0\r\n\r\n");
+            s.into_bytes()
+        }
+    }
+}
+
+/// A minimal audio offer or answer that names nobody (signalling only:
+/// no media flows). RFC 8866: `o=-` and `s=-` are allowed.
+pub(crate) fn sdp(session: u64) -> Vec<u8> {
+    format!(
+        "v=0\r\no=- {session} 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+         m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=inactive\r\n"
+    )
+    .into_bytes()
+}

@@ -1,0 +1,102 @@
+#![doc = include_str!("../README.md")]
+
+mod build;
+mod ua;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use privasip_identity::PublicKey;
+use zeroize::Zeroizing;
+
+pub use ua::{CallId, Ua, UaEvent};
+
+/// How this user agent protects identities.
+#[derive(Default)]
+pub enum Privacy {
+    /// Plain SIP: real IDs in From, To, Contact and the Digest user name.
+    #[default]
+    Plain,
+    /// PrivaSIP: the caller's ID encrypted to `home` (PrivaSIP-1); the
+    /// callee's too when `callee_keys` has its domain (PrivaSIP-2).
+    PrivaSip {
+        /// The home proxy's public key.
+        home: PublicKey,
+        /// Public keys of callee domains, by domain.
+        callee_keys: HashMap<String, PublicKey>,
+    },
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Privacy::Plain => f.write_str("Plain"),
+            Privacy::PrivaSip { callee_keys, .. } => f
+                .debug_struct("PrivaSip")
+                .field("callee_domains", &callee_keys.len())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What to do with an incoming call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Ring, then answer with 200.
+    Accept,
+    /// 486 Busy Here.
+    Busy,
+    /// 603 Decline.
+    Decline,
+}
+
+/// The user agent's settings.
+pub struct UaConfig {
+    /// The user (real ID; never sent under PrivaSIP).
+    pub user: String,
+    /// The home domain (registrar, Digest realm).
+    pub domain: String,
+    /// The Digest password.
+    pub password: Zeroizing<String>,
+    /// `host:port` for Via and Contact (an onion name behind Tor).
+    pub local: String,
+    /// Whether the transport to the proxy is reliable (TCP, Tor).
+    pub reliable: bool,
+    /// Requested registration lifetime, seconds.
+    pub expires: u32,
+    /// Identity protection.
+    pub privacy: Privacy,
+    /// Incoming calls: what to answer.
+    pub answer: Answer,
+    /// Incoming calls: how long to ring before answering.
+    pub ring_time: Duration,
+}
+
+impl std::fmt::Debug for UaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UaConfig")
+            .field("user", &"[redacted]")
+            .field("domain", &self.domain)
+            .field("reliable", &self.reliable)
+            .field("privacy", &self.privacy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user agent's refusal to do something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UaError {
+    /// The target is not a SIP URI.
+    #[error("not a SIP URI: {0}")]
+    BadTarget(String),
+    /// An identity could not be encrypted.
+    #[error("PrivaSIP: {0}")]
+    Identity(String),
+    /// The message could not be built or sent.
+    #[error("cannot send: {0}")]
+    Send(String),
+    /// No such call.
+    #[error("no such call")]
+    NoCall,
+}

@@ -1,0 +1,535 @@
+//! `privasip ua`: the user agent (the paper's Alice and Bob).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use privasip_identity::PublicKey;
+use privasip_message::{Frame, Limits, StreamDecoder};
+use privasip_ua::{Answer, CallId, Privacy, Ua, UaConfig, UaEvent};
+use rand_core::OsRng;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use zeroize::Zeroizing;
+
+/// Run a SIP user agent: register, call, answer.
+///
+/// Signalling only (no media). Plain SIP or PrivaSIP-1/-2 as the
+/// configuration says; over UDP or TCP to the home proxy.
+///
+/// Examples:
+///   privasip ua --config alice.toml register
+///   privasip ua --config alice.toml call sip:bob@b.example --count 10 --interval 1
+///   privasip ua --config bob.toml listen
+///
+/// `call` prints one line per call (times from INVITE sent); `--json`
+/// prints one JSON object per call instead. Exit status: 0 if every call
+/// was answered, 1 otherwise.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct Args {
+    /// The user agent's TOML configuration.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Register once and exit.
+    Register,
+    /// Call a SIP URI, hang up after --hold seconds.
+    Call {
+        /// Whom to call, e.g. sip:bob@b.example.
+        target: String,
+        /// How many calls, one after the other.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Seconds between the end of one call and the next.
+        #[arg(long, default_value_t = 0.0)]
+        interval: f64,
+        /// Seconds to stay in an answered call before BYE.
+        #[arg(long, default_value_t = 0.0)]
+        hold: f64,
+        /// Register before calling.
+        #[arg(long)]
+        register: bool,
+        /// One JSON object per call on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register and answer calls until Ctrl-C (or --for seconds).
+    Listen {
+        /// Stop after this many seconds.
+        #[arg(long = "for", value_name = "SECONDS")]
+        duration: Option<f64>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    ua: UaSection,
+    #[serde(default)]
+    privasip: PrivaSipSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UaSection {
+    user: String,
+    domain: String,
+    /// The Digest password (keep the file private), or use the
+    /// PRIVASIP_PASSWORD environment variable.
+    password: Option<String>,
+    /// Local address to bind (also our Via/Contact host:port).
+    local: SocketAddr,
+    /// The home proxy: "udp:IP:PORT" or "tcp:IP:PORT".
+    proxy: String,
+    #[serde(default = "default_expires")]
+    expires: u32,
+    /// Incoming calls: "accept", "busy" or "decline".
+    #[serde(default = "accept")]
+    answer: String,
+    /// Incoming calls: ring this long before answering.
+    #[serde(default)]
+    ring_ms: u64,
+}
+
+fn default_expires() -> u32 {
+    3600
+}
+fn accept() -> String {
+    "accept".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivaSipSection {
+    /// "plain", "privasip-1" or "privasip-2".
+    #[serde(default)]
+    mode: Option<String>,
+    /// The home proxy's public key file (relative to this file).
+    home_key: Option<PathBuf>,
+    /// PrivaSIP-2: callee domain -> its public key file.
+    #[serde(default)]
+    callee_keys: HashMap<String, PathBuf>,
+}
+
+fn relative(config: &Path, p: &Path) -> PathBuf {
+    match config.parent() {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_owned(),
+    }
+}
+
+fn load_key(path: &Path) -> Result<PublicKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the public key {}", path.display()))?;
+    PublicKey::from_text(&text).with_context(|| format!("{} is not a public key", path.display()))
+}
+
+/// A configuration, read.
+struct Loaded {
+    cfg: UaConfig,
+    reliable: bool,
+    local: SocketAddr,
+    proxy: SocketAddr,
+}
+
+fn load(path: &Path) -> Result<Loaded> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let cfg: Config = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid user agent configuration", path.display()))?;
+    let password = match (&cfg.ua.password, std::env::var("PRIVASIP_PASSWORD")) {
+        (_, Ok(p)) => p,
+        (Some(p), Err(_)) => p.clone(),
+        (None, Err(_)) => bail!("[ua] password is missing (or set PRIVASIP_PASSWORD)"),
+    };
+    let (reliable, proxy) = match cfg.ua.proxy.split_once(':') {
+        Some(("udp", a)) => (false, a.parse().context("[ua] proxy: not IP:PORT")?),
+        Some(("tcp", a)) => (true, a.parse().context("[ua] proxy: not IP:PORT")?),
+        _ => bail!("[ua] proxy must be \"udp:IP:PORT\" or \"tcp:IP:PORT\""),
+    };
+    let answer = match cfg.ua.answer.as_str() {
+        "accept" => Answer::Accept,
+        "busy" => Answer::Busy,
+        "decline" => Answer::Decline,
+        other => bail!("[ua] answer {other:?}: use accept, busy or decline"),
+    };
+    let mode = cfg.privasip.mode.as_deref().unwrap_or("plain");
+    let privacy = match mode {
+        "plain" => Privacy::Plain,
+        "privasip-1" | "privasip-2" => {
+            let home = cfg
+                .privasip
+                .home_key
+                .as_ref()
+                .context("[privasip] home_key is needed for PrivaSIP")?;
+            let mut callee_keys = HashMap::new();
+            if mode == "privasip-2" {
+                for (domain, key) in &cfg.privasip.callee_keys {
+                    callee_keys
+                        .insert(domain.to_ascii_lowercase(), load_key(&relative(path, key))?);
+                }
+            }
+            Privacy::PrivaSip {
+                home: load_key(&relative(path, home))?,
+                callee_keys,
+            }
+        }
+        other => bail!("[privasip] mode {other:?}: use plain, privasip-1 or privasip-2"),
+    };
+    Ok(Loaded {
+        cfg: UaConfig {
+            user: cfg.ua.user,
+            domain: cfg.ua.domain,
+            password: Zeroizing::new(password),
+            local: cfg.ua.local.to_string(),
+            reliable,
+            expires: cfg.ua.expires,
+            privacy,
+            answer,
+            ring_time: Duration::from_millis(cfg.ua.ring_ms),
+        },
+        reliable,
+        local: cfg.ua.local,
+        proxy,
+    })
+}
+
+/// The wire: a UDP socket, or one TCP connection to the proxy.
+enum Wire {
+    Udp(UdpSocket),
+    Tcp {
+        stream: TcpStream,
+        decoder: StreamDecoder,
+        buf: Vec<u8>,
+    },
+}
+
+impl Wire {
+    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> Result<()> {
+        match self {
+            Wire::Udp(s) => {
+                s.send_to(bytes, to).await?;
+            }
+            Wire::Tcp { stream, .. } => stream.write_all(bytes).await?,
+        }
+        Ok(())
+    }
+
+    /// The next message (bytes and sender).
+    async fn recv(&mut self) -> Result<(Vec<u8>, SocketAddr)> {
+        match self {
+            Wire::Udp(s) => {
+                let mut buf = vec![0u8; 65_536];
+                let (n, from) = s.recv_from(&mut buf).await?;
+                buf.truncate(n);
+                Ok((buf, from))
+            }
+            Wire::Tcp {
+                stream,
+                decoder,
+                buf,
+            } => loop {
+                match decoder.decode(buf) {
+                    Ok(Frame::Message { skip, len }) => {
+                        let msg = buf[skip..skip + len].to_vec();
+                        buf.drain(..skip + len);
+                        return Ok((msg, stream.peer_addr()?));
+                    }
+                    Ok(Frame::KeepAlive { len }) => {
+                        buf.drain(..len);
+                    }
+                    Ok(Frame::Partial) => {
+                        let mut chunk = [0u8; 16_384];
+                        let n = stream.read(&mut chunk).await?;
+                        if n == 0 {
+                            bail!("the proxy closed the connection");
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    Err(e) => bail!("broken framing from the proxy: {e}"),
+                }
+            },
+        }
+    }
+}
+
+struct Agent {
+    ua: Ua<SocketAddr>,
+    wire: Wire,
+}
+
+impl Agent {
+    async fn flush(&mut self) -> Result<()> {
+        while let Some(t) = self.ua.poll_transmit() {
+            self.wire.send(t.to, &t.bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `until` returns true for an event, or `deadline`.
+    async fn run_until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut on_event: impl FnMut(Instant, UaEvent) -> bool,
+    ) -> Result<bool> {
+        loop {
+            self.flush().await?;
+            while let Some(ev) = self.ua.poll_event() {
+                if on_event(Instant::now(), ev) {
+                    self.flush().await?;
+                    return Ok(true);
+                }
+            }
+            let next = [self.ua.poll_timeout(), deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.wire.recv() => {
+                    let (bytes, from) = r?;
+                    self.ua.receive(Instant::now(), &bytes, from, &mut OsRng);
+                }
+                () = sleep => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        return Ok(false);
+                    }
+                    self.ua.handle_timeout(now, &mut OsRng);
+                }
+                _ = tokio::signal::ctrl_c() => return Ok(false),
+            }
+        }
+    }
+
+    async fn register(&mut self) -> Result<u32> {
+        self.ua.register(Instant::now(), &mut OsRng)?;
+        let mut result = None;
+        self.run_until(
+            Some(Instant::now() + Duration::from_secs(40)),
+            |_, ev| match ev {
+                UaEvent::Registered { expires } => {
+                    result = Some(Ok(expires));
+                    true
+                }
+                UaEvent::RegistrationFailed { status } => {
+                    result = Some(Err(status));
+                    true
+                }
+                _ => false,
+            },
+        )
+        .await?;
+        match result {
+            Some(Ok(e)) => Ok(e),
+            Some(Err(status)) => bail!("registration refused: {status}"),
+            None => bail!("no answer to REGISTER"),
+        }
+    }
+}
+
+/// One call's record.
+#[derive(Default)]
+struct Record {
+    trying_ms: Option<f64>,
+    ringing_ms: Option<f64>,
+    answered_ms: Option<f64>,
+    status: Option<u16>,
+    ended: bool,
+}
+
+fn ms(since: Instant, at: Instant) -> f64 {
+    at.saturating_duration_since(since).as_secs_f64() * 1000.0
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let Loaded {
+        cfg,
+        reliable,
+        local,
+        proxy,
+    } = load(&args.config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let wire = if reliable {
+            let stream = TcpStream::connect(proxy)
+                .await
+                .context("cannot connect to the proxy")?;
+            stream.set_nodelay(true)?;
+            Wire::Tcp {
+                stream,
+                decoder: StreamDecoder::new(Limits::default()),
+                buf: Vec::new(),
+            }
+        } else {
+            Wire::Udp(
+                UdpSocket::bind(local)
+                    .await
+                    .with_context(|| format!("cannot bind {local}"))?,
+            )
+        };
+        let mut agent = Agent {
+            ua: Ua::new(cfg, proxy),
+            wire,
+        };
+        match &args.action {
+            Action::Register => {
+                let e = agent.register().await?;
+                println!("registered for {e} s");
+                Ok(())
+            }
+            Action::Listen { duration } => {
+                let e = agent.register().await?;
+                eprintln!("registered for {e} s; answering calls (Ctrl-C stops)");
+                let deadline = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+                agent
+                    .run_until(deadline, |_, ev| {
+                        match ev {
+                            UaEvent::Incoming { call, caller } => {
+                                println!("call {}: incoming from {caller}", call.0);
+                            }
+                            UaEvent::Ended { call } => println!("call {}: ended", call.0),
+                            UaEvent::Failed { call, status } => {
+                                println!("call {}: failed {status}", call.0);
+                            }
+                            UaEvent::RegistrationFailed { status } => {
+                                eprintln!("registration refresh failed: {status}");
+                            }
+                            _ => {}
+                        }
+                        false
+                    })
+                    .await?;
+                Ok(())
+            }
+            Action::Call {
+                target,
+                count,
+                interval,
+                hold,
+                register,
+                json,
+            } => {
+                if *register {
+                    agent.register().await?;
+                }
+                let mut all_ok = true;
+                for n in 1..=*count {
+                    let rec = one_call(&mut agent, target, *hold).await?;
+                    all_ok &= rec.answered_ms.is_some();
+                    report(n, &rec, *json);
+                    if n < *count && *interval > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
+                    }
+                }
+                if !all_ok {
+                    bail!("not every call was answered");
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn one_call(agent: &mut Agent, target: &str, hold: f64) -> Result<Record> {
+    let sent = Instant::now();
+    let call: CallId = agent.ua.call(sent, target, &mut OsRng)?;
+    let mut rec = Record::default();
+    let deadline = Some(sent + Duration::from_secs(60));
+    agent
+        .run_until(deadline, |at, ev| match ev {
+            UaEvent::Response { call: c, status } if c == call => {
+                match status {
+                    100 => rec.trying_ms = rec.trying_ms.or(Some(ms(sent, at))),
+                    180 | 183 => rec.ringing_ms = rec.ringing_ms.or(Some(ms(sent, at))),
+                    s if s >= 200 => rec.status = Some(s),
+                    _ => {}
+                }
+                false
+            }
+            UaEvent::Answered { call: c } if c == call => {
+                rec.answered_ms = Some(ms(sent, at));
+                true
+            }
+            UaEvent::Failed { call: c, status } if c == call => {
+                rec.status = Some(status);
+                true
+            }
+            _ => false,
+        })
+        .await?;
+    if rec.answered_ms.is_some() {
+        if hold > 0.0 {
+            let until = Some(Instant::now() + Duration::from_secs_f64(hold));
+            agent.run_until(until, |_, _| false).await?;
+        }
+        agent.ua.hangup(Instant::now(), call, &mut OsRng)?;
+        let until = Some(Instant::now() + Duration::from_secs(35));
+        agent
+            .run_until(until, |_, ev| {
+                if ev == (UaEvent::Ended { call }) {
+                    rec.ended = true;
+                    return true;
+                }
+                false
+            })
+            .await?;
+    }
+    Ok(rec)
+}
+
+fn report(n: usize, r: &Record, json: bool) {
+    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
+    let outcome = match (r.answered_ms, r.status) {
+        (Some(_), _) if r.ended => "answered",
+        (Some(_), _) => "answered-no-bye",
+        (None, Some(_)) => "failed",
+        (None, None) => "no-answer",
+    };
+    if json {
+        println!(
+            "{{\"call\":{n},\"invite_sent_ms\":0,\"trying_ms\":{},\"ringing_ms\":{},\"answered_ms\":{},\"status\":{},\"outcome\":\"{outcome}\"}}",
+            opt(r.trying_ms),
+            opt(r.ringing_ms),
+            opt(r.answered_ms),
+            r.status.map_or("null".to_owned(), |s| s.to_string()),
+        );
+    } else {
+        let part = |name: &str, v: Option<f64>| v.map(|x| format!("{name} {x:.1} ms"));
+        let parts: Vec<String> = [
+            part("100", r.trying_ms),
+            part("180", r.ringing_ms),
+            part("200", r.answered_ms),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        println!(
+            "call {n}: {outcome}{}{}",
+            r.status.map_or(String::new(), |s| format!(" ({s})")),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", parts.join(", "))
+            }
+        );
+    }
+}
