@@ -6,6 +6,7 @@
 mod cmd;
 mod keyfile;
 mod tor;
+mod ua_wire;
 
 use std::process::ExitCode;
 

@@ -117,16 +117,15 @@ pub(crate) fn address_file(key_dir: &Path) -> PathBuf {
     key_dir.join("sip.onion")
 }
 
-/// Connects the backend, hosts the onion service (when asked) and builds
-/// the routes.
-pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
+/// The backend a `[tor]` section names, started (arti bootstraps here).
+pub(crate) async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn TorBackend>> {
     t.check()?;
     let key_dir = relative(config, &t.key_dir);
     let testnet = match &t.testnet {
         Some(dir) => Some(privasip_testnet::Testnet::load(&relative(config, dir))?),
         None => None,
     };
-    let backend: Arc<dyn TorBackend> = if t.backend == "arti" {
+    if t.backend == "arti" {
         tracing::info!("starting arti (embedded Tor) and bootstrapping");
         let arti = privasip_arti::Arti::start(privasip_arti::ArtiConfig {
             state_dir: key_dir.join("arti-state"),
@@ -135,36 +134,52 @@ pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
         })
         .await
         .context("cannot start arti")?;
-        Arc::new(arti)
-    } else {
-        let ctor_cfg = match &testnet {
-            Some(net) => net
-                .ctor(&t.testnet_client, key_dir.clone())
-                .with_context(|| format!("the testnet has no client {:?}", t.testnet_client))?,
-            None => CTorConfig {
-                socks: t.socks.context("[tor] socks")?,
-                control: t.control.context("[tor] control")?,
-                key_dir: key_dir.clone(),
-            },
-        };
-        Arc::new(CTor::new(ctor_cfg))
+        return Ok(Arc::new(arti));
+    }
+    let ctor_cfg = match &testnet {
+        Some(net) => net
+            .ctor(&t.testnet_client, key_dir)
+            .with_context(|| format!("the testnet has no client {:?}", t.testnet_client))?,
+        None => CTorConfig {
+            socks: t.socks.context("[tor] socks")?,
+            control: t.control.context("[tor] control")?,
+            key_dir,
+        },
     };
-    let service = if t.onion_port != 0 {
-        tracing::info!("publishing the onion service (can take a few seconds)");
-        let s = backend
-            .host_onion(OnionSpec {
-                nickname: "sip".into(),
-                port: t.onion_port,
-            })
-            .await
-            .context("cannot host the onion service")?;
-        std::fs::write(address_file(&key_dir), format!("{}\n", s.address))
-            .context("cannot write the onion address file")?;
-        tracing::info!(address = %s.address, port = s.port, "onion service published");
-        Some(s)
-    } else {
-        None
-    };
+    Ok(Arc::new(CTor::new(ctor_cfg)))
+}
+
+/// Hosts our SIP onion service when `onion_port` asks for one, and writes
+/// its address to KEY_DIR/sip.onion.
+pub(crate) async fn onion_service(
+    t: &TorSection,
+    config: &Path,
+    backend: &dyn TorBackend,
+) -> Result<Option<privasip_tor::OnionService>> {
+    if t.onion_port == 0 {
+        return Ok(None);
+    }
+    let key_dir = relative(config, &t.key_dir);
+    tracing::info!("publishing the onion service (can take a few seconds)");
+    let s = backend
+        .host_onion(OnionSpec {
+            nickname: "sip".into(),
+            port: t.onion_port,
+        })
+        .await
+        .context("cannot host the onion service")?;
+    std::fs::create_dir_all(&key_dir).ok();
+    std::fs::write(address_file(&key_dir), format!("{}\n", s.address))
+        .context("cannot write the onion address file")?;
+    tracing::info!(address = %s.address, port = s.port, "onion service published");
+    Ok(Some(s))
+}
+
+/// Connects the backend, hosts the onion service (when asked) and builds
+/// the routes.
+pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
+    let backend = backend(t, config).await?;
+    let service = onion_service(t, config, backend.as_ref()).await?;
     let name = match &service {
         Some(s) => format!("{}:{}", s.address, s.port),
         // No service: a name that says nothing about us.

@@ -378,7 +378,7 @@ fn resolver(cfg: &Config, tor: TorResolve) -> Result<Resolver<Peer>> {
 
 /// Our own progress at info; arti's crates only when something is wrong
 /// (in a small test network arti warns about path choices it copes with).
-const DEFAULT_LOG: &str = "info,tor_netdir=error,tor_dirmgr=warn,tor_guardmgr=warn,\
+pub(crate) const DEFAULT_LOG: &str = "info,tor_netdir=error,tor_dirmgr=warn,tor_guardmgr=warn,\
     tor_hsservice=warn,tor_memquota=warn,tor_circmgr=warn,tor_chanmgr=warn,arti_client=warn";
 
 pub(crate) fn run(args: &Args) -> Result<()> {

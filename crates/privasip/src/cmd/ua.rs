@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use privasip_identity::PublicKey;
-use privasip_message::{Frame, Limits, StreamDecoder};
+use privasip_tor::Isolation;
 use privasip_ua::{Answer, CallId, Privacy, Ua, UaConfig, UaEvent};
 use rand_core::OsRng;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use zeroize::Zeroizing;
+
+use crate::ua_wire::{Link, PROXY_STREAM, Streams, Wire};
 
 /// Run a SIP user agent: register, call, answer.
 ///
@@ -77,6 +78,9 @@ struct Config {
     ua: UaSection,
     #[serde(default)]
     privasip: PrivaSipSection,
+    /// Reach the proxy through Tor (`proxy = "tor:ONION:PORT"`), and host
+    /// our own onion service for incoming calls (`onion_port`).
+    tor: Option<crate::tor::TorSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,9 +91,11 @@ struct UaSection {
     /// The Digest password (keep the file private), or use the
     /// PRIVASIP_PASSWORD environment variable.
     password: Option<String>,
-    /// Local address to bind (also our Via/Contact host:port).
+    /// Local address to bind (also our Via/Contact host:port; behind
+    /// Tor our onion address replaces it).
     local: SocketAddr,
-    /// The home proxy: "udp:IP:PORT" or "tcp:IP:PORT".
+    /// The home proxy: "udp:IP:PORT", "tcp:IP:PORT" or, with [tor],
+    /// "tor:ONION:PORT".
     proxy: String,
     #[serde(default = "default_expires")]
     expires: u32,
@@ -134,12 +140,19 @@ fn load_key(path: &Path) -> Result<PublicKey> {
     PublicKey::from_text(&text).with_context(|| format!("{} is not a public key", path.display()))
 }
 
+/// Where the proxy is.
+enum ProxyAt {
+    Udp(SocketAddr),
+    Tcp(SocketAddr),
+    Tor(String, u16),
+}
+
 /// A configuration, read.
 struct Loaded {
     cfg: UaConfig,
-    reliable: bool,
     local: SocketAddr,
-    proxy: SocketAddr,
+    proxy: ProxyAt,
+    tor: Option<crate::tor::TorSection>,
 }
 
 fn load(path: &Path) -> Result<Loaded> {
@@ -152,11 +165,19 @@ fn load(path: &Path) -> Result<Loaded> {
         (Some(p), Err(_)) => p.clone(),
         (None, Err(_)) => bail!("[ua] password is missing (or set PRIVASIP_PASSWORD)"),
     };
-    let (reliable, proxy) = match cfg.ua.proxy.split_once(':') {
-        Some(("udp", a)) => (false, a.parse().context("[ua] proxy: not IP:PORT")?),
-        Some(("tcp", a)) => (true, a.parse().context("[ua] proxy: not IP:PORT")?),
-        _ => bail!("[ua] proxy must be \"udp:IP:PORT\" or \"tcp:IP:PORT\""),
+    let proxy = match cfg.ua.proxy.split_once(':') {
+        Some(("udp", a)) => ProxyAt::Udp(a.parse().context("[ua] proxy: not IP:PORT")?),
+        Some(("tcp", a)) => ProxyAt::Tcp(a.parse().context("[ua] proxy: not IP:PORT")?),
+        Some(("tor", a)) => {
+            let (h, p) = a.rsplit_once(':').context("[ua] proxy: tor:HOST:PORT")?;
+            if cfg.tor.is_none() {
+                bail!("[ua] proxy over tor needs a [tor] section");
+            }
+            ProxyAt::Tor(h.to_owned(), p.parse().context("[ua] proxy: bad port")?)
+        }
+        _ => bail!("[ua] proxy must be \"udp:IP:PORT\", \"tcp:IP:PORT\" or \"tor:ONION:PORT\""),
     };
+    let reliable = !matches!(proxy, ProxyAt::Udp(_));
     let answer = match cfg.ua.answer.as_str() {
         "accept" => Answer::Accept,
         "busy" => Answer::Busy,
@@ -198,80 +219,21 @@ fn load(path: &Path) -> Result<Loaded> {
             answer,
             ring_time: Duration::from_millis(cfg.ua.ring_ms),
         },
-        reliable,
         local: cfg.ua.local,
         proxy,
+        tor: cfg.tor,
     })
 }
 
-/// The wire: a UDP socket, or one TCP connection to the proxy.
-enum Wire {
-    Udp(UdpSocket),
-    Tcp {
-        stream: TcpStream,
-        decoder: StreamDecoder,
-        buf: Vec<u8>,
-    },
-}
-
-impl Wire {
-    async fn send(&mut self, to: SocketAddr, bytes: &[u8]) -> Result<()> {
-        match self {
-            Wire::Udp(s) => {
-                s.send_to(bytes, to).await?;
-            }
-            Wire::Tcp { stream, .. } => stream.write_all(bytes).await?,
-        }
-        Ok(())
-    }
-
-    /// The next message (bytes and sender).
-    async fn recv(&mut self) -> Result<(Vec<u8>, SocketAddr)> {
-        match self {
-            Wire::Udp(s) => {
-                let mut buf = vec![0u8; 65_536];
-                let (n, from) = s.recv_from(&mut buf).await?;
-                buf.truncate(n);
-                Ok((buf, from))
-            }
-            Wire::Tcp {
-                stream,
-                decoder,
-                buf,
-            } => loop {
-                match decoder.decode(buf) {
-                    Ok(Frame::Message { skip, len }) => {
-                        let msg = buf[skip..skip + len].to_vec();
-                        buf.drain(..skip + len);
-                        return Ok((msg, stream.peer_addr()?));
-                    }
-                    Ok(Frame::KeepAlive { len }) => {
-                        buf.drain(..len);
-                    }
-                    Ok(Frame::Partial) => {
-                        let mut chunk = [0u8; 16_384];
-                        let n = stream.read(&mut chunk).await?;
-                        if n == 0 {
-                            bail!("the proxy closed the connection");
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    Err(e) => bail!("broken framing from the proxy: {e}"),
-                }
-            },
-        }
-    }
-}
-
 struct Agent {
-    ua: Ua<SocketAddr>,
+    ua: Ua<Link>,
     wire: Wire,
 }
 
 impl Agent {
     async fn flush(&mut self) -> Result<()> {
         while let Some(t) = self.ua.poll_transmit() {
-            self.wire.send(t.to, &t.bytes).await?;
+            self.wire.send(t.to, t.bytes).await?;
         }
         Ok(())
     }
@@ -359,35 +321,63 @@ fn ms(since: Instant, at: Instant) -> f64 {
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     let Loaded {
-        cfg,
-        reliable,
+        mut cfg,
         local,
         proxy,
+        tor,
     } = load(&args.config)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
+    if tor.is_some() {
+        init_logs();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let config_path = args.config.clone();
     rt.block_on(async move {
-        let wire = if reliable {
-            let stream = TcpStream::connect(proxy)
-                .await
-                .context("cannot connect to the proxy")?;
-            stream.set_nodelay(true)?;
-            Wire::Tcp {
-                stream,
-                decoder: StreamDecoder::new(Limits::default()),
-                buf: Vec::new(),
-            }
-        } else {
-            Wire::Udp(
-                UdpSocket::bind(local)
+        let (wire, peer) = match proxy {
+            ProxyAt::Udp(addr) => (
+                Wire::Udp(
+                    UdpSocket::bind(local)
+                        .await
+                        .with_context(|| format!("cannot bind {local}"))?,
+                ),
+                Link::Addr(addr),
+            ),
+            ProxyAt::Tcp(addr) => {
+                let stream = TcpStream::connect(addr)
                     .await
-                    .with_context(|| format!("cannot bind {local}"))?,
-            )
+                    .context("cannot connect to the proxy")?;
+                stream.set_nodelay(true)?;
+                (
+                    Wire::Streams(Streams::new(stream.into_split(), None)),
+                    PROXY_STREAM,
+                )
+            }
+            ProxyAt::Tor(host, port) => {
+                let t = tor.as_ref().context("[tor]")?;
+                let backend = crate::tor::backend(t, &config_path).await?;
+                let service = crate::tor::onion_service(t, &config_path, backend.as_ref()).await?;
+                // Behind Tor our Contact and Via name our onion service
+                // (or nothing reachable, without one).
+                cfg.local = match &service {
+                    Some(s) => format!("{}:{}", s.address, s.port),
+                    None => "anonymous.invalid".to_owned(),
+                };
+                let stream = backend
+                    .connect(&host, port, Isolation::Shared)
+                    .await
+                    .context("cannot reach the proxy through Tor")?;
+                let incoming = service.map(|s| s.incoming);
+                (
+                    Wire::Streams(Streams::new(stream.into_split(), incoming)),
+                    PROXY_STREAM,
+                )
+            }
         };
         let mut agent = Agent {
-            ua: Ua::new(cfg, proxy),
+            ua: Ua::new(cfg, peer),
             wire,
         };
         match &args.action {
@@ -447,6 +437,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             }
         }
     })
+}
+
+/// Logs to stderr (Tor start-up progress; arti only when it matters).
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(crate::cmd::proxy::DEFAULT_LOG)
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn one_call(agent: &mut Agent, target: &str, hold: f64) -> Result<Record> {

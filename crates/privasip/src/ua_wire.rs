@@ -1,0 +1,168 @@
+//! The user agent's transports: a UDP socket, one TCP connection to the
+//! proxy, or Tor streams (one to the proxy's onion service, and those
+//! that arrive at our own onion service).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use anyhow::{Result, bail};
+use privasip_message::{Frame, Limits, StreamDecoder};
+use privasip_tor::TorStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Where a message goes or came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Link {
+    /// A UDP peer, or the TCP connection to the proxy.
+    Addr(SocketAddr),
+    /// A stream: 0 is the one to the proxy; others arrived at our onion
+    /// service (or any accepted connection).
+    Stream(u64),
+}
+
+/// The stream to the proxy.
+pub(crate) const PROXY_STREAM: Link = Link::Stream(0);
+
+pub(crate) enum Wire {
+    Udp(UdpSocket),
+    Streams(Streams),
+}
+
+/// Framed streams, each read by its own task.
+pub(crate) struct Streams {
+    rx: mpsc::Receiver<(u64, Option<Vec<u8>>)>,
+    tx: mpsc::Sender<(u64, Option<Vec<u8>>)>,
+    writers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    incoming: Option<mpsc::Receiver<TorStream>>,
+    next: u64,
+}
+
+impl Streams {
+    /// `proxy`: the stream to the proxy (id 0); `incoming`: streams that
+    /// arrive at our onion service.
+    pub(crate) fn new<R, W>(proxy: (R, W), incoming: Option<mpsc::Receiver<TorStream>>) -> Streams
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut s = Streams {
+            rx,
+            tx,
+            writers: HashMap::new(),
+            incoming,
+            next: 1,
+        };
+        s.add(0, proxy.0, proxy.1);
+        s
+    }
+
+    fn add<R, W>(&mut self, id: u64, mut rd: R, mut wr: W)
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
+        self.writers.insert(id, out_tx);
+        tokio::spawn(async move {
+            while let Some(b) = out_rx.recv().await {
+                if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut decoder = StreamDecoder::new(Limits::default());
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 16_384];
+            'read: loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    match decoder.decode(&buf) {
+                        Ok(Frame::Partial) => break,
+                        Ok(Frame::KeepAlive { len }) => {
+                            buf.drain(..len);
+                        }
+                        Ok(Frame::Message { skip, len }) => {
+                            let m = buf[skip..skip + len].to_vec();
+                            buf.drain(..skip + len);
+                            if tx.send((id, Some(m))).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+            let _ = tx.send((id, None)).await;
+        });
+    }
+}
+
+impl Wire {
+    pub(crate) async fn send(&mut self, to: Link, bytes: Vec<u8>) -> Result<()> {
+        match (self, to) {
+            (Wire::Udp(s), Link::Addr(a)) => {
+                s.send_to(&bytes, a).await?;
+            }
+            (Wire::Streams(s), Link::Stream(id)) => {
+                let sent = match s.writers.get(&id) {
+                    Some(w) => w.send(bytes).await.is_ok(),
+                    None => false,
+                };
+                // A caller's stream that went away only loses its answer;
+                // the proxy's is our lifeline.
+                if !sent && id == 0 {
+                    bail!("the connection to the proxy is gone");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The next message and where it came from.
+    pub(crate) async fn recv(&mut self) -> Result<(Vec<u8>, Link)> {
+        match self {
+            Wire::Udp(s) => {
+                let mut buf = vec![0u8; 65_536];
+                let (n, from) = s.recv_from(&mut buf).await?;
+                buf.truncate(n);
+                Ok((buf, Link::Addr(from)))
+            }
+            Wire::Streams(s) => loop {
+                let incoming = async {
+                    match s.incoming.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    st = incoming => match st {
+                        Some(st) => {
+                            let id = s.next;
+                            s.next += 1;
+                            let (r, w) = st.into_split();
+                            s.add(id, r, w);
+                        }
+                        None => s.incoming = None,
+                    },
+                    m = s.rx.recv() => match m {
+                        Some((id, Some(bytes))) => return Ok((bytes, Link::Stream(id))),
+                        Some((0, None)) | None => bail!("the connection to the proxy closed"),
+                        Some((id, None)) => {
+                            s.writers.remove(&id);
+                        }
+                    },
+                }
+            },
+        }
+    }
+}
