@@ -42,6 +42,7 @@ enum Command {
     Testnet(cmd::testnet::Args),
     Bench(cmd::bench::Args),
     Ua(cmd::ua::Args),
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Testnet(args) => report(cmd::testnet::run(&args)),
         Command::Bench(args) => report(cmd::bench::run(&args)),
         Command::Ua(args) => report(cmd::ua::run(&args)),
+        Command::Demo(args) => report(cmd::demo::run(&args)),
     }
 }
 

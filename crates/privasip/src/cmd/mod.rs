@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod demo;
 pub(crate) mod identity;
 pub(crate) mod keygen;
 pub(crate) mod parse;

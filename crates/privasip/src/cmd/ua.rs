@@ -36,6 +36,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
 
+    /// Append every message sent and received to FILE, as on the wire
+    /// (what an observer of this hop sees, before Tor if any).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+
     #[command(subcommand)]
     action: Action,
 }
@@ -228,11 +233,24 @@ fn load(path: &Path) -> Result<Loaded> {
 struct Agent {
     ua: Ua<Link>,
     wire: Wire,
+    trace: Option<std::fs::File>,
+}
+
+impl Agent {
+    fn trace(&mut self, dir: &str, bytes: &[u8]) {
+        use std::io::Write;
+        if let Some(f) = self.trace.as_mut() {
+            let _ = writeln!(f, "=== {dir}");
+            let _ = f.write_all(bytes);
+            let _ = writeln!(f);
+        }
+    }
 }
 
 impl Agent {
     async fn flush(&mut self) -> Result<()> {
         while let Some(t) = self.ua.poll_transmit() {
+            self.trace("sent", &t.bytes);
             self.wire.send(t.to, t.bytes).await?;
         }
         Ok(())
@@ -265,6 +283,7 @@ impl Agent {
             tokio::select! {
                 r = self.wire.recv() => {
                     let (bytes, from) = r?;
+                    self.trace("received", &bytes);
                     self.ua.receive(Instant::now(), &bytes, from, &mut OsRng);
                 }
                 () = sleep => {
@@ -376,9 +395,20 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 )
             }
         };
+        let trace = match &args.trace {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open {}", p.display()))?,
+            ),
+            None => None,
+        };
         let mut agent = Agent {
             ua: Ua::new(cfg, peer),
             wire,
+            trace,
         };
         match &args.action {
             Action::Register => {
