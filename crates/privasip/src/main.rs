@@ -5,6 +5,8 @@
 
 mod cmd;
 mod keyfile;
+mod paper;
+mod stage;
 mod tor;
 mod ua_wire;
 

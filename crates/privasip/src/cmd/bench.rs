@@ -11,6 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Measure privasip on a private Tor network.
 ///
+/// `paper`: the paper's experiment, reproduced (see its --help).
+///
 /// `tor`: the time to open a stream and complete one SIP transaction
 /// (OPTIONS -> 200) through Tor, for every combination of backend (arti,
 /// C tor), destination (an onion service, or a server reached through an
@@ -30,6 +32,27 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum What {
+    /// The paper's experiment (§5.2): sequential calls Alice -> Bob over
+    /// Tor, INVITE->180 at Alice, plain SIP and PrivaSIP-2 interleaved, a
+    /// new circuit per call; frequency tables, histograms (SVG, PNG), raw
+    /// data (CSV, JSON) and summary.json into --out.
+    Paper {
+        /// Calls per scenario.
+        #[arg(long, default_value_t = 100)]
+        calls: usize,
+        /// PrivaSIP scheme: hpke (default), ecies or rsa (the paper's).
+        #[arg(long, default_value = "hpke", value_parser = ["hpke", "ecies", "rsa"])]
+        scheme: String,
+        /// Also run both scenarios over one shared circuit (A-B).
+        #[arg(long)]
+        reuse: bool,
+        /// Where the results go.
+        #[arg(long, value_name = "DIR", default_value = "runs/paper")]
+        out: PathBuf,
+        /// First port of the private network's range.
+        #[arg(long, default_value_t = 18500, value_name = "BASE")]
+        base_port: u16,
+    },
     /// Stream set-up plus one SIP transaction through Tor, every way.
     Tor {
         /// The `privasip testnet` directory.
@@ -46,6 +69,19 @@ enum What {
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     match &args.what {
+        What::Paper {
+            calls,
+            scheme,
+            reuse,
+            out,
+            base_port,
+        } => crate::paper::run(&crate::paper::PaperArgs {
+            calls: *calls,
+            scheme: scheme.clone(),
+            reuse: *reuse,
+            out: out.clone(),
+            base_port: *base_port,
+        }),
         What::Tor {
             testnet,
             samples,

@@ -1,10 +1,12 @@
 //! `privasip demo`: a whole PrivaSIP-over-Tor call on a private network.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::stage::{Stage, exe, read, say, stage, write_alice};
 
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
 ///
@@ -38,90 +40,6 @@ pub(crate) struct Args {
     base_port: u16,
 }
 
-/// Children killed (and the network stopped) when the demo ends.
-struct Cleanup {
-    children: Vec<Child>,
-    net: Option<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(net) = &self.net {
-            let _ = privasip_testnet::down(net);
-        }
-    }
-}
-
-fn exe() -> Result<PathBuf> {
-    std::env::current_exe().context("cannot find the privasip binary")
-}
-
-fn say(started: Instant, msg: &str) {
-    eprintln!("demo: [{:5.1}s] {msg}", started.elapsed().as_secs_f64());
-}
-
-fn run_ok(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-fn spawn(args: &[&str], dir: &Path, log: &str) -> Result<Child> {
-    let stdout = std::fs::File::create(dir.join(format!("{log}.out")))?;
-    let stderr = std::fs::File::create(dir.join(format!("{log}.log")))?;
-    Command::new(exe()?)
-        .args(args)
-        .current_dir(dir)
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .with_context(|| format!("cannot start {log}"))
-}
-
-fn add_user(dir: &Path, config: &str, user: &str, password: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(exe()?)
-        .args(["user", "add", "--config", config, user])
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(format!("{password}\n").as_bytes())?;
-    if !child.wait()?.success() {
-        bail!("privasip user add {user} failed");
-    }
-    Ok(())
-}
-
-fn read(dir: &Path, f: &str) -> String {
-    std::fs::read_to_string(dir.join(f)).unwrap_or_default()
-}
-
 /// Real identities and display names that must appear nowhere but where
 /// PrivaSIP allows.
 const SECRETS: [&str; 2] = ["alice", "bob"];
@@ -139,7 +57,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         bail!("--calls must be at least 1");
     }
     let started = Instant::now();
-    let (dir, _tmp) = match &args.dir {
+    let (dir, tmp) = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
             (std::path::absolute(d)?, None)
@@ -153,131 +71,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
     };
     let d = dir.as_path();
-    let net_dir = d.join("net");
-    let mut cleanup = Cleanup {
-        children: Vec::new(),
-        net: Some(net_dir.clone()),
-    };
-
-    say(
-        started,
-        "starting a private Tor network (3 authorities, 5 relays, 2 clients)",
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let opts = privasip_testnet::Options {
-        dir: net_dir.clone(),
-        base_port: args.base_port,
-        ..privasip_testnet::Options::new(net_dir.clone())
-    };
-    let progress = |m: &str| eprintln!("demo:   testnet {m}");
-    rt.block_on(privasip_testnet::up(&opts, &progress))?;
-
-    say(
-        started,
-        "keys for a.example and b.example (HPKE), users alice and bob",
-    );
-    for domain in ["a", "b"] {
-        run_ok(
-            Command::new(exe()?)
-                .args(["keygen", "--scheme", "hpke", "--out"])
-                .arg(d.join(format!("keys-{domain}"))),
-            "privasip keygen",
-        )?;
-    }
-    let tor = |client: &str, keys: &str, onion: u16| {
-        format!(
-            "[tor]\nbackend = \"arti\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
-             onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"per-call\"\n"
-        )
-    };
-    let (a_port, b_port, alice_port) = (
-        args.base_port + 200,
-        args.base_port + 202,
-        args.base_port + 210,
-    );
-    std::fs::write(
-        d.join("proxy-b.toml"),
-        format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\nauthenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
-             [privasip]\nkeys = [\"keys-b/hpke.key\"]\n{}",
-            tor("b", "keys-b", 5060)
-        ),
-    )?;
-    add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
-
-    say(started, "Proxy B: publishing its onion service");
-    cleanup
-        .children
-        .push(spawn(&["proxy", "--config", "proxy-b.toml"], d, "proxy-b")?);
-    wait_for("Proxy B's onion service", Duration::from_secs(150), || {
-        d.join("keys-b/sip.onion").exists()
-    })?;
-    let b_onion = read(d, "keys-b/sip.onion").trim().to_owned();
-
-    std::fs::write(
-        d.join("bob.toml"),
-        format!(
-            "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
-             local = \"127.0.0.1:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
-             [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/hpke.pub\"\n{}",
-            args.base_port + 211,
-            tor("b", "keys-bob", 5060)
-        ),
-    )?;
-    say(
-        started,
-        "Bob: behind Tor, with his own onion service, registering with B",
-    );
-    cleanup.children.push(spawn(
-        &[
-            "ua",
-            "--config",
-            "bob.toml",
-            "--trace",
-            "bob.trace",
-            "listen",
-        ],
+    let Stage {
+        mut cleanup,
+        a_port,
+        b_onion,
+    } = stage(d, args.base_port, "hpke", &[], started)?;
+    write_alice(
         d,
-        "bob",
-    )?);
-    wait_for("Bob's registration", Duration::from_secs(150), || {
-        read(d, "bob.log").contains("registered for")
-    })?;
-
-    std::fs::write(
-        d.join("proxy-a.toml"),
-        format!(
-            "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{a_port}\"\nauthenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{a_port}\"\n[store]\npath = \"proxy-a.db\"\n\
-             [privasip]\nkeys = [\"keys-a/hpke.key\"]\n{}\
-             [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
-            tor("a", "keys-a", 5060)
-        ),
-    )?;
-    add_user(d, "proxy-a.toml", "alice", "wonderland")?;
-    say(
-        started,
-        "Proxy A: Alice's home proxy, plain SIP on the LAN side",
-    );
-    cleanup
-        .children
-        .push(spawn(&["proxy", "--config", "proxy-a.toml"], d, "proxy-a")?);
-    wait_for("Proxy A", Duration::from_secs(150), || {
-        d.join("keys-a/sip.onion").exists()
-            && std::net::UdpSocket::bind(("127.0.0.1", a_port)).is_err()
-    })?;
-
-    std::fs::write(
-        d.join("alice.toml"),
-        format!(
-            "[ua]\nuser = \"alice\"\ndomain = \"a.example\"\npassword = \"wonderland\"\n\
-             local = \"127.0.0.1:{alice_port}\"\nproxy = \"udp:127.0.0.1:{a_port}\"\n\
-             [privasip]\nmode = \"privasip-2\"\nhome_key = \"keys-a/hpke.pub\"\n\
-             [privasip.callee_keys]\n\"b.example\" = \"keys-b/hpke.pub\"\n"
-        ),
+        "alice",
+        "privasip-2",
+        "hpke",
+        args.base_port + 210,
+        a_port,
     )?;
     say(
         started,
@@ -305,15 +110,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if args.keep {
         let children = std::mem::take(&mut cleanup.children);
-        cleanup.net = None;
+        let net = cleanup.net.take();
         let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
         println!("\nstill running (--keep): everything is in {}", d.display());
-        println!(
-            "stop it with: kill {} && privasip testnet down --dir {}",
-            pids.join(" "),
-            net_dir.display()
-        );
-        if let Some(t) = _tmp {
+        if let Some(net) = net {
+            println!(
+                "stop it with: kill {} && privasip testnet down --dir {}",
+                pids.join(" "),
+                net.display()
+            );
+        }
+        if let Some(t) = tmp {
             let _ = t.keep();
         }
         return Ok(());

@@ -1,0 +1,469 @@
+//! `privasip bench paper`: the paper's experiment (§5.2, Tables 2 and 3,
+//! Figures 2 and 3): sequential calls from Alice to Bob over Tor, INVITE
+//! -> 180 at the caller, plain SIP and PrivaSIP interleaved.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::stage::{Stage, exe, say, stage, write_alice};
+
+/// One scenario of the run.
+struct Scenario {
+    /// `plain` or `privasip` (with `-reused` when circuits are shared).
+    name: String,
+    /// Alice's configuration file name (without .toml).
+    config: String,
+    /// INVITE -> 180 per call, ms; None when the call failed.
+    ms: Vec<Option<f64>>,
+}
+
+/// The paper's figures, for the side-by-side tables.
+const PAPER: [(&str, f64); 2] = [("plain", 1000.0), ("privasip", 1900.0)];
+
+pub(crate) struct PaperArgs {
+    pub(crate) calls: usize,
+    pub(crate) scheme: String,
+    pub(crate) reuse: bool,
+    pub(crate) out: PathBuf,
+    pub(crate) base_port: u16,
+}
+
+pub(crate) fn run(a: &PaperArgs) -> Result<()> {
+    if a.calls == 0 {
+        bail!("--calls must be at least 1");
+    }
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let out = std::path::absolute(&a.out)?;
+    let work = out.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).context("cannot clear the work directory")?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let started = Instant::now();
+    let extra: Vec<(&str, &str)> = if a.reuse {
+        vec![("-shared", "shared")]
+    } else {
+        Vec::new()
+    };
+    let Stage {
+        cleanup, a_port, ..
+    } = stage(&work, a.base_port, &a.scheme, &extra, started)?;
+    let mut scenarios = Vec::new();
+    let variants: Vec<(&str, u16)> = if a.reuse {
+        vec![("", a_port), ("-reused", a_port + 20)]
+    } else {
+        vec![("", a_port)]
+    };
+    for (i, (suffix, port)) in variants.iter().enumerate() {
+        for (j, (name, mode)) in [("plain", "plain"), ("privasip", "privasip-2")]
+            .iter()
+            .enumerate()
+        {
+            let config = format!("alice-{name}{suffix}");
+            // Clear of the proxies (A at +200, A-shared at +220, B at +202).
+            let local = a.base_port + 240 + (i * 2 + j) as u16;
+            write_alice(&work, &config, mode, &a.scheme, local, *port)?;
+            scenarios.push(Scenario {
+                name: format!("{name}{suffix}"),
+                config,
+                ms: Vec::new(),
+            });
+        }
+    }
+    say(
+        started,
+        &format!(
+            "{} calls per scenario ({}), interleaved; INVITE->180 at Alice; a new circuit per call{}",
+            a.calls,
+            scenarios
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if a.reuse {
+                " (and shared circuits)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let total = a.calls * scenarios.len();
+    let mut done = 0;
+    for _ in 0..a.calls {
+        for s in &mut scenarios {
+            let v = one_call(&work, &s.config)?;
+            s.ms.push(v);
+            done += 1;
+            progress(done, total, &s.name, v);
+        }
+    }
+    eprintln!();
+    drop(cleanup);
+
+    let net = privasip_testnet::Testnet::load(&work.join("net"))
+        .map(|t| t.scheduler.name())
+        .unwrap_or("vanilla");
+    write_outputs(&out, &scenarios, a, net)?;
+    say(started, &format!("results in {}", out.display()));
+    Ok(())
+}
+
+fn progress(done: usize, total: usize, name: &str, v: Option<f64>) {
+    let width = 30;
+    let filled = done * width / total.max(1);
+    let last = v.map_or("failed".to_owned(), |x| format!("{x:.0} ms"));
+    eprint!(
+        "\r  [{}{}] {done}/{total} calls; last: {name} {last}        ",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+/// One call with `privasip ua`, INVITE->180 as it measured.
+fn one_call(work: &Path, config: &str) -> Result<Option<f64>> {
+    let out = Command::new(exe()?)
+        .args(["ua", "--config", &format!("{config}.toml")])
+        .args(["call", "sip:bob@b.example", "--count", "1", "--json"])
+        .current_dir(work)
+        .output()
+        .context("cannot run Alice")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ringing = text
+        .split("\"ringing_ms\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    Ok(if out.status.success() { ringing } else { None })
+}
+
+struct Stats {
+    ok: usize,
+    min: f64,
+    median: f64,
+    p95: f64,
+    max: f64,
+}
+
+fn stats(ms: &[Option<f64>]) -> Option<Stats> {
+    let mut v: Vec<f64> = ms.iter().flatten().copied().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    Some(Stats {
+        ok: v.len(),
+        min: v[0],
+        median: at(0.5),
+        p95: at(0.95),
+        max: v[v.len() - 1],
+    })
+}
+
+/// A bin width of 1, 2 or 5 times a power of ten giving about ten bins.
+fn bin_width(min: f64, max: f64) -> f64 {
+    let raw = ((max - min) / 10.0).max(0.1);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|w| *w >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
+fn histogram(ms: &[Option<f64>], lo: f64, width: f64, bins: usize) -> Vec<usize> {
+    let mut h = vec![0; bins];
+    for v in ms.iter().flatten() {
+        let i = (((v - lo) / width).floor() as usize).min(bins - 1);
+        h[i] += 1;
+    }
+    h
+}
+
+fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) -> Result<()> {
+    // Raw data.
+    let mut csv = String::from("scenario,call,invite_to_180_ms\n");
+    let mut json = String::from("[\n");
+    for s in sc {
+        for (i, v) in s.ms.iter().enumerate() {
+            let val = v.map_or(String::new(), |x| format!("{x:.3}"));
+            let _ = writeln!(csv, "{},{},{}", s.name, i + 1, val);
+            let _ = writeln!(
+                json,
+                "  {{\"scenario\":\"{}\",\"call\":{},\"invite_to_180_ms\":{}}},",
+                s.name,
+                i + 1,
+                v.map_or("null".to_owned(), |x| format!("{x:.3}"))
+            );
+        }
+    }
+    if json.ends_with(",\n") {
+        json.truncate(json.len() - 2);
+        json.push('\n');
+    }
+    json.push_str("]\n");
+    std::fs::write(out.join("calls.csv"), csv)?;
+    std::fs::write(out.join("calls.json"), json)?;
+
+    // Summary.
+    let all: Vec<f64> = sc
+        .iter()
+        .flat_map(|s| s.ms.iter().flatten().copied())
+        .collect();
+    let lo_all = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi_all = all.iter().copied().fold(0.0, f64::max);
+    let mut summary = String::from("{\n  \"scenarios\": [\n");
+    let mut md = format!(
+        "# The paper's experiment, reproduced\n\n{} sequential calls per scenario, interleaved, \
+         Alice -> Proxy A -> Tor (onion) -> Proxy B -> Tor (Bob's onion) -> Bob; INVITE->180 at \
+         Alice; PrivaSIP-2 with {}; a new circuit per call{}; private Tor network on loopback, \
+         scheduler {scheduler}.\n\n| scenario | calls | ok | min ms | median ms | p95 ms | max ms | paper (live Tor) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        a.calls,
+        a.scheme.to_uppercase(),
+        if a.reuse {
+            " (`-reused`: one shared circuit A-B)"
+        } else {
+            ""
+        }
+    );
+    let mut medians = std::collections::HashMap::new();
+    for (k, s) in sc.iter().enumerate() {
+        let st = stats(&s.ms);
+        let paper = PAPER
+            .iter()
+            .find(|(n, _)| *n == s.name)
+            .map_or("".to_owned(), |(_, v)| format!("~{v:.0}"));
+        match &st {
+            Some(st) => {
+                medians.insert(s.name.clone(), st.median);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {paper} |",
+                    s.name,
+                    s.ms.len(),
+                    st.ok,
+                    st.min,
+                    st.median,
+                    st.p95,
+                    st.max
+                );
+                let _ = write!(
+                    summary,
+                    "    {{\"scenario\":\"{}\",\"calls\":{},\"ok\":{},\"min_ms\":{:.3},\"median_ms\":{:.3},\"p95_ms\":{:.3},\"max_ms\":{:.3}}}",
+                    s.name,
+                    s.ms.len(),
+                    st.ok,
+                    st.min,
+                    st.median,
+                    st.p95,
+                    st.max
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| {} | {} | 0 | | | | | {paper} |", s.name, s.ms.len());
+                let _ = write!(
+                    summary,
+                    "    {{\"scenario\":\"{}\",\"calls\":{},\"ok\":0,\"min_ms\":null,\"median_ms\":null,\"p95_ms\":null,\"max_ms\":null}}",
+                    s.name,
+                    s.ms.len()
+                );
+            }
+        }
+        summary.push_str(if k + 1 < sc.len() { ",\n" } else { "\n" });
+    }
+    let ratio = match (medians.get("privasip"), medians.get("plain")) {
+        (Some(p), Some(q)) if *q > 0.0 => Some(p / q),
+        _ => None,
+    };
+    let _ = write!(
+        summary,
+        "  ],\n  \"ratio_median\": {},\n  \"scheme\": \"{}\",\n  \"scheduler\": \"{scheduler}\"\n}}\n",
+        ratio.map_or("null".to_owned(), |r| format!("{r:.4}")),
+        a.scheme
+    );
+    std::fs::write(out.join("summary.json"), summary)?;
+    let _ = writeln!(
+        md,
+        "\nPrivaSIP / plain, ratio of medians: **{}** (the paper: ~1.9).\n",
+        ratio.map_or("n/a".to_owned(), |r| format!("{r:.3}"))
+    );
+
+    // Frequency tables (the paper's Tables 2 and 3) and histograms
+    // (Figures 2 and 3), one bin width for all so they compare.
+    if all.is_empty() {
+        std::fs::write(out.join("results.md"), md)?;
+        return Ok(());
+    }
+    let width = bin_width(lo_all, hi_all);
+    let lo = (lo_all / width).floor() * width;
+    let bins = (((hi_all - lo) / width).floor() as usize + 1).max(1);
+    let _ = writeln!(md, "Frequency of INVITE->180 times, bins of {width} ms:\n");
+    let mut header = String::from("| ms |");
+    let mut rule = String::from("|---|");
+    for s in sc {
+        let _ = write!(header, " {} |", s.name);
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    let hists: Vec<Vec<usize>> = sc
+        .iter()
+        .map(|s| histogram(&s.ms, lo, width, bins))
+        .collect();
+    for b in 0..bins {
+        let from = lo + width * b as f64;
+        let mut row = format!("| {:.1}-{:.1} |", from, from + width);
+        for h in &hists {
+            let _ = write!(row, " {} |", h[b]);
+        }
+        let _ = writeln!(md, "{row}");
+    }
+    std::fs::write(out.join("results.md"), &md)?;
+    for (s, h) in sc.iter().zip(&hists) {
+        let svg = svg_histogram(&s.name, h, lo, width);
+        std::fs::write(out.join(format!("hist-{}.svg", s.name)), &svg)?;
+        let png = png_histogram(h);
+        std::fs::write(out.join(format!("hist-{}.png", s.name)), png)?;
+    }
+    println!("{md}");
+    Ok(())
+}
+
+fn svg_histogram(name: &str, h: &[usize], lo: f64, width: f64) -> String {
+    let (w, ht, pad) = (640.0, 360.0, 50.0);
+    let max = h.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let bw = (w - 2.0 * pad) / h.len() as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">INVITE-&gt;180, {name} ({} calls)</text>\n",
+        w / 2.0,
+        h.iter().sum::<usize>()
+    );
+    for (i, &c) in h.iter().enumerate() {
+        let bh = (ht - 2.0 * pad) * c as f64 / max;
+        let x = pad + bw * i as f64;
+        let y = ht - pad - bh;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#4477aa\"/>",
+            bw * 0.9
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>",
+            x + bw * 0.45,
+            ht - pad + 14.0,
+            lo + width * i as f64
+        );
+        if c > 0 {
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{c}</text>",
+                x + bw * 0.45,
+                y - 3.0
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">ms (bin start; width {width})</text>\n</svg>",
+        w / 2.0,
+        ht - 12.0
+    );
+    s
+}
+
+/// The same histogram as a PNG (bars only): 8-bit grey, stored
+/// (uncompressed) deflate blocks, so no image library is needed.
+fn png_histogram(h: &[usize]) -> Vec<u8> {
+    let (w, ht) = (320usize, 160usize);
+    let max = h.iter().copied().max().unwrap_or(1).max(1);
+    let bw = w / h.len().max(1);
+    let mut raw = Vec::with_capacity((w + 1) * ht);
+    for y in 0..ht {
+        raw.push(0); // filter: none
+        for x in 0..w {
+            let bin = (x / bw.max(1)).min(h.len().saturating_sub(1));
+            let bar = h.get(bin).copied().unwrap_or(0) * (ht - 10) / max;
+            let inside = x % bw.max(1) < bw.max(1) * 9 / 10 && ht - y <= bar;
+            raw.push(if inside { 60 } else { 255 });
+        }
+    }
+    let mut z = vec![0x78, 0x01];
+    for (i, chunk) in raw.chunks(65_535).enumerate() {
+        let last = (i + 1) * 65_535 >= raw.len();
+        z.push(u8::from(last));
+        let len = chunk.len() as u16;
+        z.extend_from_slice(&len.to_le_bytes());
+        z.extend_from_slice(&(!len).to_le_bytes());
+        z.extend_from_slice(chunk);
+    }
+    z.extend_from_slice(&adler32(&raw).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&(w as u32).to_be_bytes());
+    ihdr.extend_from_slice(&(ht as u32).to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &z);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    png.extend_from_slice(kind);
+    png.extend_from_slice(data);
+    let mut c = crc32(kind, 0xFFFF_FFFF);
+    c = crc32(data, c);
+    png.extend_from_slice(&(!c).to_be_bytes());
+}
+
+fn crc32(data: &[u8], mut c: u32) -> u32 {
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    c
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    (b << 16) | a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bin_widths_are_round() {
+        assert_eq!(bin_width(0.0, 100.0), 10.0);
+        assert_eq!(bin_width(100.0, 250.0), 20.0);
+        assert_eq!(bin_width(90.0, 500.0), 50.0);
+    }
+
+    #[test]
+    fn png_is_well_formed() {
+        let png = png_histogram(&[1, 3, 2]);
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]), "IEND CRC");
+    }
+}

@@ -1,0 +1,262 @@
+//! Staging the paper's set-up on this machine: a private Tor network,
+//! Proxy A (LAN side), Proxy B (an onion service) and Bob behind Tor, as
+//! child processes of this binary. Used by `privasip demo` and
+//! `privasip bench paper`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Children killed (and the network stopped) when the demo ends.
+pub(crate) struct Cleanup {
+    pub(crate) children: Vec<Child>,
+    pub(crate) net: Option<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(net) = &self.net {
+            let _ = privasip_testnet::down(net);
+        }
+    }
+}
+
+pub(crate) fn exe() -> Result<PathBuf> {
+    std::env::current_exe().context("cannot find the privasip binary")
+}
+
+pub(crate) fn say(started: Instant, msg: &str) {
+    eprintln!("[{:5.1}s] {msg}", started.elapsed().as_secs_f64());
+}
+
+pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+pub(crate) fn spawn(args: &[&str], dir: &Path, log: &str) -> Result<Child> {
+    let stdout = std::fs::File::create(dir.join(format!("{log}.out")))?;
+    let stderr = std::fs::File::create(dir.join(format!("{log}.log")))?;
+    Command::new(exe()?)
+        .args(args)
+        .current_dir(dir)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("cannot start {log}"))
+}
+
+pub(crate) fn add_user(dir: &Path, config: &str, user: &str, password: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(exe()?)
+        .args(["user", "add", "--config", config, user])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{password}\n").as_bytes())?;
+    if !child.wait()?.success() {
+        bail!("privasip user add {user} failed");
+    }
+    Ok(())
+}
+
+pub(crate) fn read(dir: &Path, f: &str) -> String {
+    std::fs::read_to_string(dir.join(f)).unwrap_or_default()
+}
+
+/// The staged set-up.
+pub(crate) struct Stage {
+    /// Stops everything when dropped.
+    pub(crate) cleanup: Cleanup,
+    /// Proxy A's UDP port (Alice's outbound proxy).
+    pub(crate) a_port: u16,
+    /// Proxy B's onion address.
+    pub(crate) b_onion: String,
+}
+
+/// Starts the network, both proxies and Bob in `d`, with keys of
+/// `scheme` (hpke, ecies, rsa). Extra proxies A with other isolation
+/// settings: `extra_a` names (suffix, isolation) pairs; their UDP ports
+/// follow A's.
+pub(crate) fn stage(
+    d: &Path,
+    base_port: u16,
+    scheme: &str,
+    extra_a: &[(&str, &str)],
+    started: Instant,
+) -> Result<Stage> {
+    let net_dir = d.join("net");
+    let mut cleanup = Cleanup {
+        children: Vec::new(),
+        net: Some(net_dir.clone()),
+    };
+    say(
+        started,
+        "starting a private Tor network (3 authorities, 5 relays, 2 clients)",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opts = privasip_testnet::Options {
+        base_port,
+        ..privasip_testnet::Options::new(net_dir.clone())
+    };
+    let progress = |m: &str| eprintln!("  testnet {m}");
+    rt.block_on(privasip_testnet::up(&opts, &progress))?;
+
+    say(
+        started,
+        &format!("keys for a.example and b.example ({scheme}), users alice and bob"),
+    );
+    for domain in ["a", "b"] {
+        run_ok(
+            Command::new(exe()?)
+                .args(["keygen", "--scheme", scheme, "--out"])
+                .arg(d.join(format!("keys-{domain}"))),
+            "privasip keygen",
+        )?;
+    }
+    let tor = |client: &str, keys: &str, onion: u16, isolation: &str| {
+        format!(
+            "[tor]\nbackend = \"arti\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
+             onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"{isolation}\"\n"
+        )
+    };
+    let (a_port, b_port) = (base_port + 200, base_port + 202);
+    std::fs::write(
+        d.join("proxy-b.toml"),
+        format!(
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\nauthenticate = true\n\
+             [listen]\nudp = \"127.0.0.1:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
+             [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
+            tor("b", "keys-b", 5060, "per-call")
+        ),
+    )?;
+    add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
+
+    say(started, "Proxy B: publishing its onion service");
+    cleanup
+        .children
+        .push(spawn(&["proxy", "--config", "proxy-b.toml"], d, "proxy-b")?);
+    wait_for("Proxy B's onion service", Duration::from_secs(150), || {
+        d.join("keys-b/sip.onion").exists()
+    })?;
+    let b_onion = read(d, "keys-b/sip.onion").trim().to_owned();
+
+    std::fs::write(
+        d.join("bob.toml"),
+        format!(
+            "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
+             local = \"127.0.0.1:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
+             [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
+            base_port + 211,
+            tor("b", "keys-bob", 5060, "shared")
+        ),
+    )?;
+    say(
+        started,
+        "Bob: behind Tor, with his own onion service, registering with B",
+    );
+    cleanup.children.push(spawn(
+        &[
+            "ua",
+            "--config",
+            "bob.toml",
+            "--trace",
+            "bob.trace",
+            "listen",
+        ],
+        d,
+        "bob",
+    )?);
+    wait_for("Bob's registration", Duration::from_secs(150), || {
+        read(d, "bob.log").contains("registered for")
+    })?;
+
+    say(
+        started,
+        "Proxy A: Alice's home proxy, plain SIP on the LAN side",
+    );
+    let mut proxies_a = vec![("", "per-call")];
+    proxies_a.extend_from_slice(extra_a);
+    for (i, (suffix, isolation)) in proxies_a.iter().enumerate() {
+        let port = a_port + 20 * i as u16;
+        let name = format!("proxy-a{suffix}");
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            format!(
+                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
+                 [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"{name}.db\"\n\
+                 [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
+                 [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
+                tor("a", &format!("keys-a{suffix}"), 5060, isolation)
+            ),
+        )?;
+        add_user(d, &format!("{name}.toml"), "alice", "wonderland")?;
+        cleanup.children.push(spawn(
+            &["proxy", "--config", &format!("{name}.toml")],
+            d,
+            &name,
+        )?);
+        let keys = d.join(format!("keys-a{suffix}/sip.onion"));
+        wait_for("Proxy A", Duration::from_secs(150), || {
+            keys.exists() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+        })?;
+    }
+    Ok(Stage {
+        cleanup,
+        a_port,
+        b_onion,
+    })
+}
+
+/// Writes an Alice configuration `name.toml`: `mode` plain or
+/// privasip-2, to the proxy on `proxy_port`.
+pub(crate) fn write_alice(
+    d: &Path,
+    name: &str,
+    mode: &str,
+    scheme: &str,
+    local_port: u16,
+    proxy_port: u16,
+) -> Result<()> {
+    std::fs::write(
+        d.join(format!("{name}.toml")),
+        format!(
+            "[ua]\nuser = \"alice\"\ndomain = \"a.example\"\npassword = \"wonderland\"\n\
+             local = \"127.0.0.1:{local_port}\"\nproxy = \"udp:127.0.0.1:{proxy_port}\"\n\
+             [privasip]\nmode = \"{mode}\"\nhome_key = \"keys-a/{scheme}.pub\"\n\
+             [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n"
+        ),
+    )?;
+    Ok(())
+}

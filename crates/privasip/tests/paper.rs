@@ -1,0 +1,59 @@
+//! A short run of the paper's experiment (`privasip bench paper`) on a
+//! private Tor network: both scenarios complete every call, and every
+//! output the issue names is written.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn bench_paper_short_run_writes_tables_figures_and_summary() {
+    common::require("tor", "tor");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("paper");
+    let run = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args([
+            "bench",
+            "paper",
+            "--calls",
+            "5",
+            "--base-port",
+            "19500",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("privasip bench paper runs");
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for f in [
+        "summary.json",
+        "calls.csv",
+        "calls.json",
+        "results.md",
+        "hist-plain.svg",
+        "hist-plain.png",
+        "hist-privasip.svg",
+        "hist-privasip.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+    for key in [
+        "\"scenario\":\"plain\"",
+        "\"scenario\":\"privasip\"",
+        "\"calls\":5,\"ok\":5",
+        "\"median_ms\":",
+        "\"p95_ms\":",
+        "\"ratio_median\": ",
+    ] {
+        assert!(summary.contains(key), "{key} not in {summary}");
+    }
+    assert!(!summary.contains("\"ratio_median\": null"), "{summary}");
+    let csv = std::fs::read_to_string(out.join("calls.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 1 + 10, "{csv}");
+}
