@@ -19,8 +19,9 @@ use clap::{Parser, Subcommand};
 ///
 /// PrivaSIP encrypts the caller's (and callee's) SIP identity so that only
 /// the proxies that must know it can read it; Tor hides who talks to whom
-/// at the network layer. This binary holds every part: message tools today,
-/// proxy, user agent, key tools and a private test network as they land.
+/// at the network layer. This binary holds every part: the proxy and
+/// registrar, the user agent, key tools, a private Tor test network, the
+/// demo (`privasip demo`: start here) and the benchmarks.
 #[derive(Debug, Parser)]
 #[command(
     name = "privasip",
