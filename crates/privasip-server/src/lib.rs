@@ -173,26 +173,29 @@ pub async fn run(
                         None => false,
                     },
                 },
-                Peer::Onion(route) => match tor.as_mut() {
-                    Some(d) => {
-                        let stream = d.stream_for(
+                Peer::Onion(route) => {
+                    let stream = tor.as_mut().and_then(|d| {
+                        d.stream_for(
                             route,
                             &t.bytes,
                             &conns,
                             &mut waiting,
                             &in_tx,
                             &listen.tcp_limits,
-                        );
-                        match conns.get(&stream) {
+                        )
+                    });
+                    match stream {
+                        Some(s) => match conns.get(&s) {
                             Some(w) => w.try_send(t.bytes).is_ok(),
+                            // Opening: it is sent when the stream opens.
                             None => {
-                                waiting.entry(stream).or_default().push(t.bytes);
+                                waiting.entry(s).or_default().push(t.bytes);
                                 true
                             }
-                        }
+                        },
+                        None => false,
                     }
-                    None => false,
-                },
+                }
                 Peer::Tcp(addr) => match conns.get(&t.to) {
                     Some(w) => w.try_send(t.bytes).is_ok(),
                     None => {

@@ -166,7 +166,8 @@ impl Driver {
         }
     }
 
-    /// The stream a message to `route` takes, opening one if needed.
+    /// The stream a message to `route` takes, opening one if needed;
+    /// `None` for a route the table does not hold.
     pub(crate) fn stream_for(
         &mut self,
         route: u16,
@@ -175,20 +176,16 @@ impl Driver {
         waiting: &mut HashMap<Peer, Vec<Vec<u8>>>,
         inbound: &mpsc::Sender<Inbound>,
         limits: &TcpLimits,
-    ) -> Peer {
+    ) -> Option<Peer> {
         let alive = |p: &Peer, waiting: &HashMap<Peer, Vec<Vec<u8>>>| {
             conns.contains_key(p) || waiting.contains_key(p)
         };
         let idx = usize::from(route);
         // Routes the resolver added since we last looked.
         while self.routes.len() <= idx {
-            let Some(r) = u16::try_from(self.routes.len())
+            let r = u16::try_from(self.routes.len())
                 .ok()
-                .and_then(|i| self.table.get(i))
-            else {
-                // No such route: a stream that never opens drops the message.
-                return Peer::Stream(0);
-            };
+                .and_then(|i| self.table.get(i))?;
             self.routes.push(RouteState {
                 route: r,
                 current: None,
@@ -203,7 +200,7 @@ impl Driver {
                 && let Some(p) = self.routes[idx].calls.get(cid).copied()
                 && alive(&p, waiting)
             {
-                return p;
+                return Some(p);
             }
             if initial_invite || call_id.is_some() {
                 let chosen = if initial_invite {
@@ -227,13 +224,13 @@ impl Driver {
                     }
                     calls.insert(cid, chosen);
                 }
-                return chosen;
+                return Some(chosen);
             }
         }
         if let Some(p) = self.routes[idx].current
             && alive(&p, waiting)
         {
-            return p;
+            return Some(p);
         }
         let iso = if per_call {
             Isolation::Fresh
@@ -242,7 +239,7 @@ impl Driver {
         };
         let p = self.open(idx, iso, waiting, inbound, limits);
         self.routes[idx].current = Some(p);
-        p
+        Some(p)
     }
 
     fn open(

@@ -87,18 +87,15 @@ impl CTor {
         let mut ctl = self.control().await?;
         let err = |e: crate::ControlError| TorError::Onion(e.to_string());
         ctl.command("SETEVENTS HS_DESC").await.map_err(err)?;
-        let key_arg = match &key {
-            Some(k) => k.as_str().to_owned(),
-            None => "NEW:ED25519-V3".to_owned(),
-        };
-        let reply = ctl
-            .command(&format!(
-                "ADD_ONION {key_arg} Port={},127.0.0.1:{local_port}",
-                spec.port
-            ))
-            .await
-            .map_err(err)?;
-        drop(Zeroizing::new(key_arg));
+        // The command and the reply carry the private key: both are wiped
+        // when done with.
+        let command = Zeroizing::new(format!(
+            "ADD_ONION {} Port={},127.0.0.1:{local_port}",
+            key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
+            spec.port
+        ));
+        let mut reply = ctl.command(&command).await.map_err(err)?;
+        drop(command);
         let id = reply
             .value("ServiceID")
             .ok_or_else(|| TorError::Onion("ADD_ONION gave no ServiceID".into()))?
@@ -108,6 +105,9 @@ impl CTor {
                 .value("PrivateKey")
                 .ok_or_else(|| TorError::Onion("ADD_ONION gave no private key".into()))?;
             self.save_key(&spec.nickname, pk)?;
+        }
+        for line in &mut reply.lines {
+            zeroize::Zeroize::zeroize(line);
         }
         // Reachable once one HSDir holds the descriptor.
         let published = async {

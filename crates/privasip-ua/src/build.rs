@@ -53,24 +53,28 @@ pub(crate) fn request(r: &Req<'_>) -> Vec<u8> {
         s.push_str(e);
         s.push_str("\r\n");
     }
-    let mut out = match r.sdp {
+    with_body(s, r.sdp)
+}
+
+/// Ends the header section (Content-Type and Content-Length) and appends
+/// the SDP body, if any.
+fn with_body(mut head: String, sdp: Option<&[u8]>) -> Vec<u8> {
+    match sdp {
         Some(body) => {
             let _ = write!(
-                s,
+                head,
                 "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
-            let mut v = s.into_bytes();
+            let mut v = head.into_bytes();
             v.extend_from_slice(body);
             v
         }
         None => {
-            s.push_str("Content-Length: 0\r\n\r\n");
-            s.into_bytes()
+            head.push_str("Content-Length: 0\r\n\r\n");
+            head.into_bytes()
         }
-    };
-    out.shrink_to_fit();
-    out
+    }
 }
 
 /// A response to `req` (RFC 3261 §8.2.6): its Via, From, To (with our tag
@@ -115,22 +119,7 @@ pub(crate) fn response(
     if let Some(c) = contact {
         let _ = write!(s, "Contact: <{c}>\r\n");
     }
-    match sdp {
-        Some(body) => {
-            let _ = write!(
-                s,
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            let mut v = s.into_bytes();
-            v.extend_from_slice(body);
-            v
-        }
-        None => {
-            s.push_str("Content-Length: 0\r\n\r\n");
-            s.into_bytes()
-        }
-    }
+    with_body(s, sdp)
 }
 
 /// A minimal audio offer or answer that names nobody (signalling only:

@@ -175,29 +175,31 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     }
 
     fn transport(&self) -> &'static str {
-        if self.cfg.reliable { "TCP" } else { "UDP" }
+        transport(self.cfg.reliable)
     }
 
     fn aor(&self) -> String {
         format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
     }
 
-    fn contact(&self, user: &str) -> String {
-        if self.cfg.reliable {
-            format!("sip:{user}@{};transport=tcp", self.cfg.local)
+    /// Our Contact URI, with a user part or without.
+    fn contact(&self, user: Option<&str>) -> String {
+        let at = user.map_or(String::new(), |u| format!("{u}@"));
+        let tcp = if self.cfg.reliable {
+            ";transport=tcp"
         } else {
-            format!("sip:{user}@{}", self.cfg.local)
-        }
+            ""
+        };
+        format!("sip:{at}{}{tcp}", self.cfg.local)
     }
 
     /// Our Contact in responses: under PrivaSIP without a user part (a
     /// Contact's user part is free text, and often the real ID).
     fn response_contact(&self) -> String {
         if self.home.is_some() {
-            let user_less = self.contact("");
-            user_less.replacen("sip:@", "sip:", 1)
+            self.contact(None)
         } else {
-            self.contact(&self.cfg.user)
+            self.contact(Some(&self.cfg.user))
         }
     }
 
@@ -269,7 +271,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         auth: Option<String>,
     ) -> Result<(), UaError> {
         let aor = self.aor();
-        let contact = self.contact(&self.cfg.user);
+        let contact = self.contact(Some(&self.cfg.user));
         let ruri = format!("sip:{}", self.cfg.domain);
         let Some(reg) = self.reg.as_mut() else {
             return Err(UaError::NoCall);
@@ -282,7 +284,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             method: "REGISTER",
             ruri: &ruri,
             local: &self.cfg.local,
-            transport: if self.cfg.reliable { "TCP" } else { "UDP" },
+            transport: transport(self.cfg.reliable),
             branch: &format!("z9hG4bK{}", hex(rng, 8)),
             from: &aor,
             from_tag: &reg.from_tag,
@@ -358,7 +360,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         rng: &mut dyn CryptoRngCore,
         auth: Option<String>,
     ) -> Result<Vec<u8>, UaError> {
-        let contact = self.contact(&self.cfg.user);
+        let contact = self.contact(Some(&self.cfg.user));
         let sdp = build::sdp(rng.next_u64() >> 1);
         let extra: Vec<String> = auth.into_iter().collect();
         let bytes = build::request(&Req {
@@ -407,13 +409,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             return Err(UaError::Send("the call is not established".into()));
         }
         c.dialog.cseq += 1;
-        let transport = if self.cfg.reliable { "TCP" } else { "UDP" };
         let bytes = in_dialog(
             &c.dialog,
             "BYE",
             c.dialog.cseq,
             &self.cfg.local,
-            transport,
+            transport(self.cfg.reliable),
             rng,
         );
         self.send(now, bytes, Owner::Bye(call.0))?;
@@ -956,6 +957,11 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     pub fn poll_event(&mut self) -> Option<UaEvent> {
         self.events.pop_front()
     }
+}
+
+/// The Via transport token.
+fn transport(reliable: bool) -> &'static str {
+    if reliable { "TCP" } else { "UDP" }
 }
 
 /// A request inside a dialog (§12.2.1.1): to the remote target, through

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use crate::config_relative as relative;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -102,13 +104,6 @@ impl TorSection {
             parse_target(t)?;
         }
         Ok(())
-    }
-}
-
-fn relative(config: &Path, p: &Path) -> PathBuf {
-    match config.parent() {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_owned(),
     }
 }
 

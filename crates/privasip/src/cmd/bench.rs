@@ -222,7 +222,7 @@ where
 
 async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
     let net = privasip_testnet::Testnet::load(dir)?;
-    let work = tempfile_dir(dir)?;
+    let work = scratch_dir(dir)?;
     // The SIP server: on 127.0.0.2, not the relays' own address.
     let server = tokio::net::TcpListener::bind("127.0.0.2:0")
         .await
@@ -308,7 +308,6 @@ async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
             }
         }
     }
-    let _ = ctor_a;
     let mut t = format!(
         "Stream set-up + one SIP transaction (OPTIONS -> 200), {samples} samples each after one warm-up; \
          private Tor network on loopback, scheduler {}; times in ms.\n\n\
@@ -331,7 +330,7 @@ async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
 }
 
 /// A scratch directory for keys and arti state, inside the testnet's.
-fn tempfile_dir(dir: &std::path::Path) -> Result<PathBuf> {
+fn scratch_dir(dir: &std::path::Path) -> Result<PathBuf> {
     let p = dir.join("bench-tor");
     if p.exists() {
         std::fs::remove_dir_all(&p).context("cannot clear the bench directory")?;

@@ -387,13 +387,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         println!("{}: ok", args.config.display());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::init_logs();
     let proxy_cfg = ProxyConfig {
         domains: cfg.proxy.domains.clone(),
         sent_by: cfg.proxy.sent_by.clone(),
@@ -446,11 +440,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if !cfg.privasip.keys.is_empty() {
         let mut ring = privasip_identity::Keyring::default();
         for k in &cfg.privasip.keys {
-            let path = match args.config.parent() {
-                Some(dir) if k.is_relative() => dir.join(k),
-                _ => k.clone(),
-            };
-            let key = crate::keyfile::read_private(&path)?;
+            let key = crate::keyfile::read_private(&crate::config_relative(&args.config, k))?;
             ring.add_key(key.into_decryptor());
         }
         proxy.set_keyring(ring);

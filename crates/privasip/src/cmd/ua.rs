@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use privasip_identity::PublicKey;
 use privasip_tor::Isolation;
 use privasip_ua::{Answer, CallId, Privacy, Ua, UaConfig, UaEvent};
 use rand_core::OsRng;
@@ -14,6 +13,8 @@ use serde::Deserialize;
 use tokio::net::{TcpStream, UdpSocket};
 use zeroize::Zeroizing;
 
+use crate::config_relative;
+use crate::keyfile::read_public;
 use crate::ua_wire::{Link, PROXY_STREAM, Streams, Wire};
 
 /// Run a SIP user agent: register, call, answer.
@@ -132,19 +133,6 @@ struct PrivaSipSection {
     callee_keys: HashMap<String, PathBuf>,
 }
 
-fn relative(config: &Path, p: &Path) -> PathBuf {
-    match config.parent() {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_owned(),
-    }
-}
-
-fn load_key(path: &Path) -> Result<PublicKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the public key {}", path.display()))?;
-    PublicKey::from_text(&text).with_context(|| format!("{} is not a public key", path.display()))
-}
-
 /// Where the proxy is.
 enum ProxyAt {
     Udp(SocketAddr),
@@ -201,12 +189,14 @@ fn load(path: &Path) -> Result<Loaded> {
             let mut callee_keys = HashMap::new();
             if mode == "privasip-2" {
                 for (domain, key) in &cfg.privasip.callee_keys {
-                    callee_keys
-                        .insert(domain.to_ascii_lowercase(), load_key(&relative(path, key))?);
+                    callee_keys.insert(
+                        domain.to_ascii_lowercase(),
+                        read_public(&config_relative(path, key))?,
+                    );
                 }
             }
             Privacy::PrivaSip {
-                home: load_key(&relative(path, home))?,
+                home: read_public(&config_relative(path, home))?,
                 callee_keys,
             }
         }
@@ -346,7 +336,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         tor,
     } = load(&args.config)?;
     if tor.is_some() {
-        init_logs();
+        crate::init_logs();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -467,18 +457,6 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             }
         }
     })
-}
-
-/// Logs to stderr (Tor start-up progress; arti only when it matters).
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(crate::cmd::proxy::DEFAULT_LOG)
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn one_call(agent: &mut Agent, target: &str, hold: f64) -> Result<Record> {
