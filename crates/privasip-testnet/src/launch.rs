@@ -11,7 +11,7 @@ use privasip_tor::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use crate::process::{live_pid, nodes_dir};
+use crate::process::nodes_dir;
 use crate::torrc::{self, VOTING_INTERVAL};
 use crate::{Client, Scheduler, TestnetError};
 
@@ -153,7 +153,7 @@ async fn launch(
         let d = nodes.join(name);
         std::fs::write(
             d.join("torrc"),
-            torrc::authority(&d, a, &auths, opts.scheduler),
+            torrc::authority(&d, a, &auths, &relay_names, opts.scheduler),
         )?;
     }
 
@@ -162,17 +162,23 @@ async fn launch(
         start(tor, &empty, &nodes.join(name)).await?;
     }
 
-    say("waiting for a consensus that lists every relay");
+    say("waiting for a consensus that lists every relay, fully flagged");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let n = consensus_relays(auths[0].dir_addr).await.unwrap_or(0);
-        if n >= relay_names.len() {
+        let seen = consensus_relays(auths[0].dir_addr)
+            .await
+            .unwrap_or_default();
+        if seen.flagged >= relay_names.len() {
             break;
         }
         if Instant::now() > deadline {
             return Err(TestnetError::Timeout(format!(
-                "waiting for the consensus: {n} of {} relays listed",
-                relay_names.len()
+                "waiting for the consensus: {} of {} relays listed, {} with {}; {}",
+                seen.listed,
+                relay_names.len(),
+                seen.flagged,
+                NEEDED_FLAGS.join(" "),
+                seen.lacking.join(", ")
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -210,7 +216,10 @@ async fn launch(
         );
     }
     for c in clients.values() {
-        wait_bootstrapped(c.control).await?;
+        wait_bootstrapped(c.control).await.map_err(|e| match e {
+            TestnetError::Timeout(m) => TestnetError::Timeout(m + &client_warnings(dir)),
+            e => e,
+        })?;
     }
 
     say("checking an onion service round trip (b hosts, a connects)");
@@ -320,29 +329,38 @@ async fn authority_keys(
     })
 }
 
-/// Starts one node (tor daemonises itself and writes its pid file).
+/// Starts one node as a child in its own process group, so it outlives
+/// this process and a Ctrl-C in the terminal that ran `up`. tor is not
+/// asked to daemonise: its fork after start-up left a hung process (deaf
+/// to SIGTERM, holding the ports) every few networks here.
 async fn start(tor: &Path, empty: &Path, d: &Path) -> Result<(), TestnetError> {
-    let out = Command::new(tor)
+    let mut child = Command::new(tor)
         .arg("-f")
         .arg(d.join("torrc"))
         .arg("--defaults-torrc")
         .arg(empty)
         .arg("--quiet")
-        .output()
-        .await?;
-    if !out.status.success() {
-        let log = std::fs::read_to_string(d.join("notice.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        return Err(step(format!(
-            "tor failed to start in {}: {}{}",
-            d.display(),
-            String::from_utf8_lossy(&out.stdout).trim(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
-    }
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while live_pid(d).is_none() {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(d.join("notice.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            return Err(step(format!(
+                "tor failed to start in {} ({status}):\n{}",
+                d.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        if std::fs::metadata(d.join("tor.pid")).is_ok() {
+            return Ok(());
+        }
         if Instant::now() > deadline {
+            let _ = child.start_kill();
             return Err(TestnetError::Timeout(format!(
                 "waiting for tor's pid file in {}",
                 d.display()
@@ -350,11 +368,23 @@ async fn start(tor: &Path, empty: &Path, d: &Path) -> Result<(), TestnetError> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
 }
 
-/// How many relays the authority's current consensus lists.
-async fn consensus_relays(dir_addr: SocketAddr) -> std::io::Result<usize> {
+/// The flags every relay needs before clients start: without Running and
+/// Valid a client cannot build circuits, without HSDir an onion service
+/// has nowhere to publish, without Guard/Stable/Fast path selection fails.
+const NEEDED_FLAGS: [&str; 6] = ["Fast", "Guard", "HSDir", "Running", "Stable", "Valid"];
+
+/// What the authority's current consensus lists.
+#[derive(Default)]
+struct ConsensusSeen {
+    listed: usize,
+    flagged: usize,
+    /// "relay3 lacks HSDir Running", for the error message.
+    lacking: Vec<String>,
+}
+
+async fn consensus_relays(dir_addr: SocketAddr) -> std::io::Result<ConsensusSeen> {
     let mut s = tokio::net::TcpStream::connect(dir_addr).await?;
     s.write_all(b"GET /tor/status-vote/current/consensus-microdesc HTTP/1.0\r\n\r\n")
         .await?;
@@ -363,10 +393,49 @@ async fn consensus_relays(dir_addr: SocketAddr) -> std::io::Result<usize> {
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let text = String::from_utf8_lossy(&body);
+    let mut seen = ConsensusSeen::default();
     if !text.starts_with("HTTP/1.0 200") {
-        return Ok(0);
+        return Ok(seen);
     }
-    Ok(text.lines().filter(|l| l.starts_with("r ")).count())
+    let mut nickname = "";
+    for line in text.lines() {
+        if let Some(r) = line.strip_prefix("r ") {
+            seen.listed += 1;
+            nickname = r.split_whitespace().next().unwrap_or("");
+        } else if let Some(flags) = line.strip_prefix("s ") {
+            let flags: Vec<&str> = flags.split_whitespace().collect();
+            let missing: Vec<&str> = NEEDED_FLAGS
+                .into_iter()
+                .filter(|f| !flags.contains(f))
+                .collect();
+            if missing.is_empty() {
+                seen.flagged += 1;
+            } else {
+                seen.lacking
+                    .push(format!("{nickname} lacks {}", missing.join(" ")));
+            }
+        }
+    }
+    Ok(seen)
+}
+
+/// The last warnings of every client daemon, for an error message.
+fn client_warnings(dir: &Path) -> String {
+    let mut out = String::new();
+    for name in CLIENTS {
+        let log = nodes_dir(dir)
+            .join(format!("client-{name}"))
+            .join("notice.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let warns: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("[warn]") || l.contains("[err]"))
+            .collect();
+        for w in warns.iter().rev().take(4).rev() {
+            out.push_str(&format!("\n  client {name}: {w}"));
+        }
+    }
+    out
 }
 
 async fn wait_bootstrapped(control: SocketAddr) -> Result<(), TestnetError> {
@@ -413,7 +482,12 @@ async fn onion_round_trip(
             port: 7,
         })
         .await
-        .map_err(|e| step(format!("hosting the check onion service: {e}")))?;
+        .map_err(|e| {
+            step(format!(
+                "hosting the check onion service: {e}{}",
+                client_warnings(dir)
+            ))
+        })?;
     let onion = service.address.clone();
     tokio::spawn(async move {
         while let Some(mut s) = service.incoming.recv().await {
@@ -449,7 +523,8 @@ async fn onion_round_trip(
         }
         if Instant::now() > deadline {
             return Err(TestnetError::Timeout(format!(
-                "reaching the check onion service ({last})"
+                "reaching the check onion service ({last}){}",
+                client_warnings(dir)
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -19,20 +19,29 @@ pub(crate) fn nodes_dir(dir: &Path) -> PathBuf {
     dir.join("nodes")
 }
 
-/// The live tor process of a node, if any: the pid in its pid file, checked
-/// against `/proc` so a reused pid is never taken for ours.
+/// The live tor process of a node, if any: a process whose command line
+/// names the node's torrc. The pid file is tried first; `/proc` is scanned
+/// when it is missing, so a tor that hung before writing it is still found
+/// (and stopped by `down`), and a reused pid is never taken for ours.
 pub(crate) fn live_pid(node_dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(node_dir.join("tor.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let torrc = node_dir.join("torrc");
-    let ours = cmdline
-        .split(|&b| b == 0)
-        .any(|arg| arg == torrc.as_os_str().as_encoded_bytes());
-    ours.then_some(pid)
+    let runs_torrc = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == torrc.as_os_str().as_encoded_bytes())
+        })
+    };
+    let from_file = std::fs::read_to_string(node_dir.join("tor.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .filter(|&pid| runs_torrc(pid));
+    from_file.or_else(|| {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .find(|&pid| runs_torrc(pid))
+    })
 }
 
 /// Every node under `DIR/nodes` and whether it runs.

@@ -21,7 +21,6 @@ fn common(data: &Path, nickname: &str, auths: &[DirAuthority], sched: Scheduler)
     let _ = writeln!(s, "DataDirectory {d}");
     let _ = writeln!(s, "PidFile {d}/tor.pid");
     let _ = writeln!(s, "Log notice file {d}/notice.log");
-    let _ = writeln!(s, "RunAsDaemon 1");
     let _ = writeln!(s, "Nickname {nickname}");
     let _ = writeln!(s, "ShutdownWaitLength 0");
     let _ = writeln!(s, "AssumeReachable 1");
@@ -73,11 +72,17 @@ pub(crate) fn relay(
     s
 }
 
-/// An authority: a relay that also votes.
+/// An authority: a relay that also votes. It votes every relay in `all`
+/// Exit, Guard, HSDir, Fast and Stable from the first consensus on. A
+/// young network has no history to earn them with: Stable went to the
+/// relays at or above the median uptime (a relay started a second later
+/// never caught up), Fast to all but the slowest eighth, and an onion
+/// service on a network short of them sometimes never published.
 pub(crate) fn authority(
     data: &Path,
     me: &DirAuthority,
     auths: &[DirAuthority],
+    all: &[String],
     sched: Scheduler,
 ) -> String {
     let mut s = relay(data, &me.nickname, me.or_addr.port(), auths, sched);
@@ -90,6 +95,13 @@ pub(crate) fn authority(
     let _ = writeln!(s, "TestingV3AuthInitialVotingInterval 5");
     let _ = writeln!(s, "TestingV3AuthInitialVoteDelay 2");
     let _ = writeln!(s, "TestingV3AuthInitialDistDelay 2");
+    let _ = writeln!(s, "AuthDirFastGuarantee 1 bytes");
+    let _ = writeln!(s, "AuthDirVoteStableGuaranteeMinUptime 0");
+    let _ = writeln!(s, "AuthDirVoteStableGuaranteeMTBF 0");
+    let all = all.join(",");
+    for flag in ["Exit", "Guard", "HSDir"] {
+        let _ = writeln!(s, "TestingDirAuthVote{flag} {all}");
+    }
     s
 }
 
