@@ -76,8 +76,7 @@ impl CTor {
                 crate::SocksError::Refused(_) => TorError::Connect(e.to_string()),
                 other => TorError::Backend(other.to_string()),
             })?;
-        let (r, w) = s.into_split();
-        Ok(TorStream::new(r, w))
+        Ok(TorStream::from_tcp(s))
     }
 
     async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {
@@ -137,9 +136,7 @@ impl CTor {
                         if !from.ip().is_loopback() {
                             continue;
                         }
-                        let _ = s.set_nodelay(true);
-                        let (r, w) = s.into_split();
-                        if tx.send(TorStream::new(r, w)).await.is_err() {
+                        if tx.send(TorStream::from_tcp(s)).await.is_err() {
                             break;
                         }
                     }

@@ -3,6 +3,7 @@
 mod control;
 mod ctor;
 mod network;
+mod quickack;
 mod socks;
 
 use std::fmt;
@@ -38,6 +39,15 @@ impl TorStream {
             reader: Box::new(reader),
             writer: Box::new(writer),
         }
+    }
+
+    /// A stream from a TCP connection that tor writes to (a SOCKS
+    /// connection, an onion service's local target): Nagle off on our
+    /// side, and ACKs sent at once so tor's own Nagle never waits on them.
+    pub fn from_tcp(s: tokio::net::TcpStream) -> Self {
+        let _ = s.set_nodelay(true);
+        let (r, w) = s.into_split();
+        TorStream::new(quickack::QuickAckReader::new(r), w)
     }
 
     /// The two halves, to read and write from different tasks.

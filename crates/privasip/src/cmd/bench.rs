@@ -229,9 +229,10 @@ async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
         .context("cannot bind 127.0.0.2")?;
     let server_addr: SocketAddr = server.local_addr()?;
     tokio::spawn(async move {
+        // Exit relays write to it: a SIP server behind Tor reads the way
+        // privasip's own onion targets do.
         while let Ok((s, _)) = server.accept().await {
-            let _ = s.set_nodelay(true);
-            tokio::spawn(serve(s));
+            tokio::spawn(serve(privasip_tor::TorStream::from_tcp(s)));
         }
     });
 
