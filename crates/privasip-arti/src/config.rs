@@ -50,6 +50,14 @@ pub(crate) fn build(cfg: &ArtiConfig) -> Result<TorClientConfig, TorError> {
         let minutes = i32::try_from(net.hsdir_interval_minutes()).unwrap_or(i32::MAX);
         b.override_net_params()
             .insert("hsdir_interval".to_owned(), minutes);
+        // Circuit build timeouts are learned from the last 100 builds. On
+        // loopback most take ~2 ms, so arti learned a timeout that the
+        // builds delayed ~40 ms by tor's Nagle (BENCHMARKS.md) then missed:
+        // after ~20 fresh onion connections (100 circuits) every onion
+        // circuit pool refill failed. A fixed timeout, as C tor gets from
+        // LearnCircuitBuildTimeout 0 in the test network's torrc.
+        b.override_net_params()
+            .insert("cbtdisabled".to_owned(), 1);
         // Vanguards protect onion services from guard discovery on the
         // real network. In an 8-relay test network their restricted
         // layers leave too few paths: with them, a third of fresh onion

@@ -145,9 +145,11 @@ pub(crate) fn stage(
             "privasip keygen",
         )?;
     }
-    let tor = |client: &str, keys: &str, onion: u16, isolation: &str| {
+    // Proxy B and Bob embed arti; Proxy A drives the C tor daemon of the
+    // network's client a: both backends meet in every call.
+    let tor = |backend: &str, client: &str, keys: &str, onion: u16, isolation: &str| {
         format!(
-            "[tor]\nbackend = \"arti\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
+            "[tor]\nbackend = \"{backend}\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
              onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"{isolation}\"\n"
         )
     };
@@ -158,7 +160,7 @@ pub(crate) fn stage(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\nauthenticate = true\n\
              [listen]\nudp = \"127.0.0.1:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
              [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
-            tor("b", "keys-b", 5060, "per-call")
+            tor("arti", "b", "keys-b", 5060, "per-call")
         ),
     )?;
     add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
@@ -179,7 +181,7 @@ pub(crate) fn stage(
              local = \"127.0.0.1:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
              [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
             base_port + 211,
-            tor("b", "keys-bob", 5060, "shared")
+            tor("arti", "b", "keys-bob", 5060, "shared")
         ),
     )?;
     say(
@@ -218,7 +220,7 @@ pub(crate) fn stage(
                  [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"{name}.db\"\n\
                  [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
                  [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
-                tor("a", &format!("keys-a{suffix}"), 5060, isolation)
+                tor("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation)
             ),
         )?;
         add_user(d, &format!("{name}.toml"), "alice", "wonderland")?;
