@@ -56,8 +56,7 @@ pub(crate) fn build(cfg: &ArtiConfig) -> Result<TorClientConfig, TorError> {
         // after ~20 fresh onion connections (100 circuits) every onion
         // circuit pool refill failed. A fixed timeout, as C tor gets from
         // LearnCircuitBuildTimeout 0 in the test network's torrc.
-        b.override_net_params()
-            .insert("cbtdisabled".to_owned(), 1);
+        b.override_net_params().insert("cbtdisabled".to_owned(), 1);
         // Vanguards protect onion services from guard discovery on the
         // real network. In an 8-relay test network their restricted
         // layers leave too few paths: with them, a third of fresh onion

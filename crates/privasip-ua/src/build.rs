@@ -12,6 +12,7 @@ pub(crate) struct Req<'a> {
     pub(crate) transport: &'a str,
     pub(crate) branch: &'a str,
     pub(crate) from: &'a str,
+    pub(crate) from_name: Option<&'a str>,
     pub(crate) from_tag: &'a str,
     pub(crate) to: &'a str,
     pub(crate) to_tag: Option<&'a str>,
@@ -35,7 +36,12 @@ pub(crate) fn request(r: &Req<'_>) -> Vec<u8> {
     for route in r.routes {
         let _ = write!(s, "Route: {route}\r\n");
     }
-    let _ = write!(s, "From: <{}>;tag={}\r\n", r.from, r.from_tag);
+    s.push_str("From: ");
+    if let Some(name) = r.from_name {
+        quoted(&mut s, name);
+        s.push(' ');
+    }
+    let _ = write!(s, "<{}>;tag={}\r\n", r.from, r.from_tag);
     match r.to_tag {
         Some(t) => {
             let _ = write!(s, "To: <{}>;tag={t}\r\n", r.to);
@@ -54,6 +60,23 @@ pub(crate) fn request(r: &Req<'_>) -> Vec<u8> {
         s.push_str("\r\n");
     }
     with_body(s, r.sdp)
+}
+
+/// Appends `text` as a SIP quoted-string (RFC 3261 §25.1): `"` and `\`
+/// escaped, control characters dropped.
+fn quoted(s: &mut String, text: &str) {
+    s.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                s.push('\\');
+                s.push(c);
+            }
+            c if c.is_control() => {}
+            c => s.push(c),
+        }
+    }
+    s.push('"');
 }
 
 /// Ends the header section (Content-Type and Content-Length) and appends

@@ -54,6 +54,9 @@ pub enum Answer {
 pub struct UaConfig {
     /// The user (real ID; never sent under PrivaSIP).
     pub user: String,
+    /// A display name for From (sent in plain SIP only: PrivaSIP removes
+    /// display names).
+    pub display_name: Option<String>,
     /// The home domain (registrar, Digest realm).
     pub domain: String,
     /// The Digest password.

@@ -182,6 +182,14 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
     }
 
+    /// The display name for From: plain SIP only, PrivaSIP removes it.
+    fn display_name(&self) -> Option<&str> {
+        match self.cfg.privacy {
+            Privacy::Plain => self.cfg.display_name.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Our Contact URI, with a user part or without.
     fn contact(&self, user: Option<&str>) -> String {
         let at = user.map_or(String::new(), |u| format!("{u}@"));
@@ -271,6 +279,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         auth: Option<String>,
     ) -> Result<(), UaError> {
         let aor = self.aor();
+        let from_name = self.display_name().map(str::to_owned);
         let contact = self.contact(Some(&self.cfg.user));
         let ruri = format!("sip:{}", self.cfg.domain);
         let Some(reg) = self.reg.as_mut() else {
@@ -287,6 +296,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             transport: transport(self.cfg.reliable),
             branch: &format!("z9hG4bK{}", hex(rng, 8)),
             from: &aor,
+            from_name: from_name.as_deref(),
             from_tag: &reg.from_tag,
             to: &aor,
             to_tag: None,
@@ -370,6 +380,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             transport: self.transport(),
             branch: &format!("z9hG4bK{}", hex(rng, 8)),
             from: &self.aor(),
+            from_name: self.display_name(),
             from_tag: &call.dialog.local_tag,
             to: &call.target,
             to_tag: None,
@@ -981,6 +992,7 @@ fn in_dialog(
         transport,
         branch: &format!("z9hG4bK{}", hex(rng, 8)),
         from: &d.local_uri,
+        from_name: None,
         from_tag: &d.local_tag,
         to: &d.remote_uri,
         to_tag: d.remote_tag.as_deref(),

@@ -82,6 +82,7 @@ fn ua(user: &str, password: &str, privacy: Privacy, answer: Answer) -> Ua<&'stat
     };
     Ua::new(
         UaConfig {
+            display_name: (user == "alice").then(|| "Alice Liddell".to_owned()),
             user: user.into(),
             domain: DOMAIN.into(),
             password: Zeroizing::new(password.into()),
@@ -234,9 +235,23 @@ fn call_flow(privasip: bool) {
             let text = String::from_utf8_lossy(m);
             assert!(!text.contains("alice"), "alice's ID on the wire:\n{text}");
             assert!(!text.contains("bob"), "bob's ID on the wire:\n{text}");
+            assert!(
+                !text.contains("Liddell"),
+                "a display name on the wire:\n{text}"
+            );
         }
     } else {
         assert_eq!(caller, "alice");
+        let invite = net
+            .wire
+            .iter()
+            .map(|m| String::from_utf8_lossy(m))
+            .find(|t| t.starts_with("INVITE"))
+            .expect("an INVITE crossed");
+        assert!(
+            invite.contains("From: \"Alice Liddell\" <sip:alice@"),
+            "plain SIP carries the display name:\n{invite}"
+        );
     }
 
     let now = net.now;

@@ -6,6 +6,7 @@
 mod cmd;
 mod keyfile;
 mod paper;
+mod sniff;
 mod stage;
 mod tor;
 mod ua_wire;
@@ -46,6 +47,7 @@ enum Command {
     Bench(cmd::bench::Args),
     Ua(cmd::ua::Args),
     Demo(cmd::demo::Args),
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => report(cmd::bench::run(&args)),
         Command::Ua(args) => report(cmd::ua::run(&args)),
         Command::Demo(args) => report(cmd::demo::run(&args)),
+        Command::Audit(args) => cmd::audit::run(&args),
     }
 }
 

@@ -254,7 +254,8 @@ pub(crate) fn write_alice(
     std::fs::write(
         d.join(format!("{name}.toml")),
         format!(
-            "[ua]\nuser = \"alice\"\ndomain = \"a.example\"\npassword = \"wonderland\"\n\
+            "[ua]\nuser = \"alice\"\ndisplay_name = \"Alice Liddell\"\ndomain = \"a.example\"\n\
+             password = \"wonderland\"\n\
              local = \"127.0.0.1:{local_port}\"\nproxy = \"udp:127.0.0.1:{proxy_port}\"\n\
              [privasip]\nmode = \"{mode}\"\nhome_key = \"keys-a/{scheme}.pub\"\n\
              [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n"

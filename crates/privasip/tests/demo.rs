@@ -1,41 +1,34 @@
 //! The main job, short: `privasip demo` on a private Tor network (Debian's
-//! tor; scripts/test.sh installs it). Alice (plain UDP to Proxy A) calls
-//! Bob (behind Tor, his own onion service) through Proxy B's onion service
-//! with PrivaSIP-2; no real ID on the LAN hop, in either proxy's log, or
-//! in what Bob received; every process stopped at the end.
+//! tor; scripts/test.sh installs it and tcpdump). Alice (plain UDP to
+//! Proxy A) calls Bob (behind Tor, his own onion service) through Proxy
+//! B's onion service with PrivaSIP-2; the audit of a tcpdump capture of
+//! the LAN hop, both proxies' logs and what Bob received finds no real ID
+//! or display name; every process stopped at the end. The same call in
+//! plain SIP must be caught by the same audit, or the audit proves nothing.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-#[test]
-fn demo_calls_bob_over_tor_with_privasip2_and_leaks_no_id() {
-    common::require("tor", "tor");
+fn demo(mode: &str, base_port: &str) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
-        .args(["demo", "--calls", "2", "--base-port", "19000"])
+        .args([
+            "demo",
+            "--calls",
+            "2",
+            "--mode",
+            mode,
+            "--base-port",
+            base_port,
+        ])
         .output()
         .expect("privasip demo runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    let answered = stdout
-        .lines()
-        .filter(|l| l.contains(": answered (200)"))
-        .count();
-    assert_eq!(answered, 2, "{stdout}");
-    for vantage in [
-        "real IDs on the LAN hop: none",
-        "Proxy A's log",
-        "Alice's real ID in what Bob received: none",
-    ] {
-        assert!(stdout.contains(vantage), "missing {vantage:?}:\n{stdout}");
-    }
-    for l in stdout.lines().filter(|l| l.contains("log (")) {
-        assert!(l.ends_with("real IDs: none"), "{l}");
-    }
-    assert!(stdout.contains("incoming from ps1h."), "{stdout}");
-    assert!(stderr.contains("every process stopped"), "{stderr}");
-    // Nothing of the demo's network is left running.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn nothing_left_running() {
     let left = Command::new("pgrep")
         .args(["-f", "privasip-demo-"])
         .output()
@@ -45,4 +38,54 @@ fn demo_calls_bob_over_tor_with_privasip2_and_leaks_no_id() {
         "processes left: {}",
         String::from_utf8_lossy(&left.stdout)
     );
+}
+
+#[test]
+fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
+    common::require("tor", "tor");
+    common::require("tcpdump", "tcpdump");
+
+    let (out, stdout, stderr) = demo("privasip-2", "19000");
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let answered = stdout
+        .lines()
+        .filter(|l| l.contains(": answered (200)"))
+        .count();
+    assert_eq!(answered, 2, "{stdout}");
+    for clean in [
+        "LAN capture, tcpdump (",
+        "Proxy A's log (",
+        "Proxy B's log (",
+        "What Bob received, for Alice's ID (",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(clean))
+            .unwrap_or_else(|| panic!("no audit line {clean:?}:\n{stdout}"));
+        assert!(line.ends_with("): clean"), "{line}");
+    }
+    assert!(stdout.contains("incoming from ps1h."), "{stdout}");
+    assert!(stderr.contains("every process stopped"), "{stderr}");
+    nothing_left_running();
+
+    let (out, stdout, stderr) = demo("plain", "19000");
+    assert!(
+        out.status.success(),
+        "plain demo failed:\n{stdout}\n{stderr}"
+    );
+    let lan = stdout
+        .lines()
+        .find(|l| l.contains("LAN capture, tcpdump ("))
+        .unwrap_or_else(|| panic!("no LAN audit line:\n{stdout}"));
+    assert!(
+        lan.contains("finding(s), first: lan.pcap: packet ")
+            && lan.contains("user ID \"alice\" in header From:"),
+        "the audit missed plain SIP's From: {lan}"
+    );
+    let bob = stdout
+        .lines()
+        .find(|l| l.contains("What Bob received"))
+        .unwrap_or_else(|| panic!("no Bob audit line:\n{stdout}"));
+    assert!(bob.contains("finding(s)"), "{bob}");
+    nothing_left_running();
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::sniff::Sniffer;
 use crate::stage::{Stage, exe, read, say, stage, write_alice};
 
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
@@ -15,12 +16,17 @@ use crate::stage::{Stage, exe, read, say, stage, write_alice};
 /// domain b.example, reachable only as an onion service), Bob's user agent
 /// (behind Tor, with its own onion service) and Alice's; registers both;
 /// Alice calls Bob with PrivaSIP-2 (HPKE) on a fresh circuit per call.
-/// Then it shows what each vantage point saw and cleans everything up.
+/// Then it shows what each vantage point saw, audits a tcpdump capture of
+/// the LAN hop and both proxies' logs for real IDs and display names
+/// (see privasip audit), and cleans everything up. Under PrivaSIP any
+/// finding fails the demo; with --mode plain they are the point.
 ///
-/// Needs Debian's tor package: sudo apt-get install -y tor
+/// Needs Debian's tor package, and tcpdump (run as root) for the LAN
+/// capture: sudo apt-get install -y tor tcpdump
 ///
 /// Examples:
 ///   privasip demo
+///   privasip demo --mode plain           # the same call without PrivaSIP
 ///   privasip demo --calls 5 --keep --dir /tmp/privasip-demo
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -38,18 +44,20 @@ pub(crate) struct Args {
     /// First port of the private network's range (BASE..BASE+100).
     #[arg(long, default_value_t = 18000, value_name = "BASE")]
     base_port: u16,
+    /// Identity protection for Alice's calls.
+    #[arg(long, default_value = "privasip-2", value_parser = ["plain", "privasip-1", "privasip-2"])]
+    mode: String,
 }
 
-/// Real identities and display names that must appear nowhere but where
-/// PrivaSIP allows.
-const SECRETS: [&str; 2] = ["alice", "bob"];
+/// Alice's display name (PrivaSIP removes it; plain SIP sends it).
+const ALICE_NAME: &str = "Alice Liddell";
 
-fn mentions(text: &str) -> Vec<&'static str> {
-    SECRETS
-        .iter()
-        .copied()
-        .filter(|s| text.to_ascii_lowercase().contains(s))
-        .collect()
+/// What must not show: both users' IDs and Alice's display name.
+fn needles() -> privasip_audit::Needles {
+    privasip_audit::Needles::new()
+        .identity("alice")
+        .identity("bob")
+        .display_name(ALICE_NAME)
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -76,19 +84,22 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         a_port,
         b_onion,
     } = stage(d, args.base_port, "hpke", &[], started)?;
-    write_alice(
-        d,
-        "alice",
-        "privasip-2",
-        "hpke",
-        args.base_port + 210,
-        a_port,
-    )?;
+    write_alice(d, "alice", &args.mode, "hpke", args.base_port + 210, a_port)?;
+    let sniffer = match Sniffer::start(&d.join("lan.pcap"), a_port) {
+        Ok(s) => {
+            say(started, "LAN observer: tcpdump on lo, Alice <-> Proxy A");
+            Some(s)
+        }
+        Err(e) => {
+            say(started, &format!("LAN observer: no capture: {e}"));
+            None
+        }
+    };
     say(
         started,
         &format!(
-            "Alice calls sip:bob@b.example, {} call(s), PrivaSIP-2, a fresh circuit per call",
-            args.calls
+            "Alice calls sip:bob@b.example, {} call(s), {}, a fresh circuit per call",
+            args.calls, args.mode
         ),
     );
     let calls = args.calls.to_string();
@@ -101,11 +112,20 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let alice_out = String::from_utf8_lossy(&out.stdout).into_owned();
     // Let the proxies write their last log lines and accounting.
     std::thread::sleep(Duration::from_millis(500));
+    let captured = sniffer.map(Sniffer::stop).is_some();
     report(d, &alice_out, &b_onion)?;
     if !out.status.success() {
         bail!(
             "Alice's calls failed:\n{alice_out}{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let leaks = audit(d, captured)?;
+    if leaks > 0 && args.mode != "plain" {
+        bail!(
+            "privacy audit failed: {leaks} finding(s) under {}; see {}",
+            args.mode,
+            d.join("audit.txt").display()
         );
     }
     if args.keep {
@@ -152,9 +172,6 @@ fn shorten(line: &str) -> String {
 
 fn report(d: &Path, alice_out: &str, b_onion: &str) -> Result<()> {
     let alice_trace = read(d, "alice.trace");
-    let bob_trace = read(d, "bob.trace");
-    let a_log = read(d, "proxy-a.log");
-    let b_log = read(d, "proxy-b.log");
     let bob_out = read(d, "bob.out");
     println!("\n== the call, as Alice's user agent timed it");
     for l in alice_out.lines() {
@@ -180,20 +197,6 @@ fn report(d: &Path, alice_out: &str, b_onion: &str) -> Result<()> {
             println!("    {}", shorten(l));
         }
     }
-    let leaks = mentions(&alice_trace);
-    println!(
-        "    real IDs on the LAN hop: {}",
-        if leaks.is_empty() {
-            "none".to_owned()
-        } else {
-            leaks.join(", ")
-        }
-    );
-    println!(
-        "  Proxy A's log ({} lines): real IDs: {}",
-        a_log.lines().count(),
-        or_none(&mentions(&a_log))
-    );
     println!("  Proxy A's accounting (the home proxy bills, so it learns the caller):");
     match privasip_store::Store::open(&d.join("proxy-a.db")).and_then(|s| s.calls()) {
         Ok(rows) => {
@@ -204,32 +207,62 @@ fn report(d: &Path, alice_out: &str, b_onion: &str) -> Result<()> {
         Err(e) => println!("    (cannot read: {e})"),
     }
     println!("  A-B link: Tor cells between relays on 127.0.0.1; no exit, nothing in clear");
-    println!(
-        "  Proxy B's log ({} lines): real IDs: {}",
-        b_log.lines().count(),
-        or_none(&mentions(&b_log))
-    );
     let seen = bob_out
         .lines()
         .find(|l| l.contains("incoming from"))
         .map(shorten)
         .unwrap_or_else(|| "(no call arrived)".to_owned());
     println!("  Bob (the callee): {seen}");
-    println!(
-        "    Alice's real ID in what Bob received: {}",
-        if bob_trace.to_ascii_lowercase().contains("alice") {
-            "FOUND"
-        } else {
-            "none"
-        }
-    );
     Ok(())
 }
 
-fn or_none(v: &[&str]) -> String {
-    if v.is_empty() {
-        "none".to_owned()
+/// Audits each vantage point, prints a line per vantage point, writes
+/// every finding to DIR/audit.txt, and returns how many there were.
+fn audit(d: &Path, captured: bool) -> Result<usize> {
+    use privasip_audit::Audit;
+    println!(
+        "\n== privacy audit (privasip audit: user IDs alice, bob; display name {ALICE_NAME:?})"
+    );
+    let mut all = Vec::new();
+    let mut line = |what: &str, audit: &Audit| {
+        let c = audit.covered();
+        let n = audit.findings().len();
+        let looked = if c.packets > 0 {
+            format!("{} packets", c.packets)
+        } else {
+            format!("{} lines", c.lines)
+        };
+        match audit.findings().first() {
+            None => println!("  {what} ({looked}): clean"),
+            Some(f) => println!("  {what} ({looked}): {n} finding(s), first: {f}"),
+        }
+        all.extend(audit.findings().iter().map(ToString::to_string));
+    };
+    if captured {
+        let mut a = Audit::new(needles());
+        let bytes = std::fs::read(d.join("lan.pcap")).context("reading lan.pcap")?;
+        a.scan_capture("lan.pcap", &bytes)?;
+        line("LAN capture, tcpdump", &a);
     } else {
-        v.join(", ")
+        println!("  LAN capture: none (see above)");
     }
+    for (what, file) in [
+        ("Proxy A's log", "proxy-a.log"),
+        ("Proxy B's log", "proxy-b.log"),
+    ] {
+        let mut a = Audit::new(needles());
+        a.scan_text(file, &read(d, file));
+        line(what, &a);
+    }
+    // Bob may see his own ID; the caller's must not reach him.
+    let mut a = Audit::new(
+        privasip_audit::Needles::new()
+            .identity("alice")
+            .display_name(ALICE_NAME),
+    );
+    a.scan_text("bob.trace", &read(d, "bob.trace"));
+    line("What Bob received, for Alice's ID", &a);
+    let report: String = all.iter().map(|f| format!("{f}\n")).collect();
+    std::fs::write(d.join("audit.txt"), report)?;
+    Ok(all.len())
 }

@@ -93,6 +93,9 @@ struct Config {
 #[serde(deny_unknown_fields)]
 struct UaSection {
     user: String,
+    /// A display name for From; sent in plain mode only (PrivaSIP removes
+    /// display names).
+    display_name: Option<String>,
     domain: String,
     /// The Digest password (keep the file private), or use the
     /// PRIVASIP_PASSWORD environment variable.
@@ -205,6 +208,7 @@ fn load(path: &Path) -> Result<Loaded> {
     Ok(Loaded {
         cfg: UaConfig {
             user: cfg.ua.user,
+            display_name: cfg.ua.display_name,
             domain: cfg.ua.domain,
             password: Zeroizing::new(password),
             local: cfg.ua.local.to_string(),
