@@ -291,9 +291,22 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
     std::fs::write(out.join("summary.json"), summary)?;
     let _ = writeln!(
         md,
-        "\nPrivaSIP / plain, ratio of medians: **{}** (the paper: ~1.9).\n",
+        "\nPrivaSIP / plain, ratio of medians: **{}** (the paper: ~1.9; target: at most 1.05).",
         ratio.map_or("n/a".to_owned(), |r| format!("{r:.3}"))
     );
+    for name in ["plain", "privasip"] {
+        if let (Some(fresh), Some(reused)) =
+            (medians.get(name), medians.get(&format!("{name}-reused")))
+            && *reused > 0.0
+        {
+            let _ = writeln!(
+                md,
+                "Fresh / reused circuit, {name}, ratio of medians: **{:.3}** (target: at most 1.5).",
+                fresh / reused
+            );
+        }
+    }
+    md.push('\n');
 
     // Frequency tables (the paper's Tables 2 and 3) and histograms
     // (Figures 2 and 3), one bin width for all so they compare.
@@ -301,10 +314,27 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         std::fs::write(out.join("results.md"), md)?;
         return Ok(());
     }
-    let width = bin_width(lo_all, hi_all);
+    // Bins cover the calls up to the 98th percentile; the few beyond
+    // share one last, open bin rather than stretch every bin wide.
+    let mut sorted = all.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p98 = sorted[((sorted.len() - 1) as f64 * 0.98).round() as usize];
+    let width = bin_width(lo_all, p98);
     let lo = (lo_all / width).floor() * width;
-    let bins = (((hi_all - lo) / width).floor() as usize + 1).max(1);
-    let _ = writeln!(md, "Frequency of INVITE->180 times, bins of {width} ms:\n");
+    let mut bins = (((p98 - lo) / width).floor() as usize + 1).max(1);
+    let open_end = hi_all >= lo + width * bins as f64;
+    if open_end {
+        bins += 1;
+    }
+    let _ = writeln!(
+        md,
+        "Frequency of INVITE->180 times, bins of {width} ms{}:\n",
+        if open_end {
+            " (the last bin holds everything above)"
+        } else {
+            ""
+        }
+    );
     let mut header = String::from("| ms |");
     let mut rule = String::from("|---|");
     for s in sc {
@@ -318,7 +348,11 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         .collect();
     for b in 0..bins {
         let from = lo + width * b as f64;
-        let mut row = format!("| {:.1}-{:.1} |", from, from + width);
+        let mut row = if open_end && b == bins - 1 {
+            format!("| >= {from:.0} |")
+        } else {
+            format!("| {from:.0}-{:.0} |", from + width)
+        };
         for h in &hists {
             let _ = write!(row, " {} |", h[b]);
         }
