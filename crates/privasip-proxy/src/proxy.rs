@@ -119,6 +119,11 @@ pub struct Proxy<P> {
     keyring: Option<Keyring>,
     store_events: VecDeque<StoreEvent>,
     tor: Option<TorName<P>>,
+    /// Flow-bound contacts (RFC 5626 style): a UA whose registered Contact
+    /// carries `;ob` is reached over the connection it registered on,
+    /// keyed by the Contact's host. Behind Tor this is its registration
+    /// stream, so the UA needs no onion service of its own.
+    flows: HashMap<String, Next<P>>,
 }
 
 /// How the proxy names itself on Tor links.
@@ -145,6 +150,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             keyring: None,
             store_events: VecDeque::new(),
             tor: None,
+            flows: HashMap::new(),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -163,6 +169,18 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// Route headers naming either are ours.
     pub fn set_tor_name(&mut self, name: String, is_tor: Box<dyn Fn(&P) -> bool + Send>) {
         self.tor = Some(TorName { name, is_tor });
+    }
+
+    /// The driver lost the connection to `peer`: contacts bound to it can
+    /// no longer be reached (requests to them fail as unreachable, as
+    /// RFC 5626 has it, rather than go to the Contact's address).
+    pub fn flow_closed(&mut self, peer: &P) {
+        self.flows.retain(|_, next| next.peer != *peer);
+    }
+
+    /// How many flow-bound contacts are reachable now.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
     }
 
     /// The name for Via and Record-Route on a hop.
@@ -563,7 +581,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             Some(r) => r.uri_raw.to_owned(),
             None => target.to_owned(),
         };
-        let next = self.resolve_uri(&hop)?;
+        let next = match self.flow_for(&hop) {
+            Some(flow) => flow,
+            None => self.resolve_uri(&hop)?,
+        };
         // §16.6 step 4. The Record-Route travels both ways (in this request
         // and in responses), so a dialog touching Tor on either side sees
         // only our Tor name.
@@ -583,6 +604,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .send_request(now, bytes.clone(), next.peer, next.reliable)
             .ok()?;
         Some((ctx, bytes))
+    }
+
+    /// The flow a flow-bound URI (`;ob`) is reached over.
+    fn flow_for(&self, uri: &str) -> Option<Next<P>> {
+        let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+            return None;
+        };
+        u.params.get("ob")?;
+        self.flows.get(&u.host.to_ascii_lowercase()).cloned()
     }
 
     fn resolve_uri(&self, uri: &str) -> Option<Next<P>> {
@@ -637,6 +667,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
+                self.bind_flows(msg, source);
                 self.store_events.push_back(StoreEvent::Bindings {
                     aor: aor.clone(),
                     bindings: bindings.clone(),
@@ -654,6 +685,36 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 }
                 let r = e.rejection();
                 self.reply(now, stx, msg, r.code, &r.reason, &extra);
+            }
+        }
+    }
+
+    /// Binds each `;ob` Contact of a successful REGISTER to the
+    /// connection it came over. The Via's transport says whether that
+    /// flow is reliable.
+    fn bind_flows(&mut self, msg: &Message<'_>, source: &P) {
+        let Some(privasip_message::ContactValue::Addrs(addrs)) = msg.contacts() else {
+            return;
+        };
+        let reliable = msg
+            .top_via()
+            .is_some_and(|v| !v.transport.eq_ignore_ascii_case("UDP"));
+        for a in addrs {
+            let Some(u) = a.uri.as_sip() else { continue };
+            if u.params.get("ob").is_none() {
+                continue;
+            }
+            let host = u.host.to_ascii_lowercase();
+            if a.params.get("expires").flatten() == Some("0") {
+                self.flows.remove(&host);
+            } else {
+                self.flows.insert(
+                    host,
+                    Next {
+                        peer: source.clone(),
+                        reliable,
+                    },
+                );
             }
         }
     }

@@ -340,3 +340,52 @@ fn a_silent_branch_times_out_as_408() {
     let up = last.iter().find(|(to, _)| *to == "alice").expect("408 up");
     assert_eq!(status(&up.1), Some(408));
 }
+
+#[test]
+fn a_flow_bound_contact_is_reached_over_the_connection_it_registered_on() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    // Bob registers over a stream ("bob-stream"), asking to be reached
+    // over it: `;ob`, and a host nobody can resolve.
+    let req = "REGISTER sip:b.example SIP/2.0\r\nVia: SIP/2.0/TCP f1.invalid;branch=z9hG4bKob1\r\n\
+         Max-Forwards: 70\r\nTo: <sip:bob@b.example>\r\nFrom: <sip:bob@b.example>;tag=r1\r\n\
+         Call-ID: reg-ob\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@f1.invalid;transport=tcp;ob>\r\n\
+         Expires: 600\r\nContent-Length: 0\r\n\r\n";
+    p.receive(t0, req.as_bytes(), "bob-stream", true);
+    let sent = drain(&mut p);
+    assert_eq!(status(&sent[0].1), Some(200));
+    assert_eq!(p.flows(), 1);
+
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKf1", 70, ""),
+        "alice",
+        false,
+    );
+    let sent = drain(&mut p);
+    let to_bob: Vec<_> = sent.iter().filter(|(to, _)| *to == "bob-stream").collect();
+    assert_eq!(to_bob.len(), 1, "{sent:?}");
+    let fwd = parse(&to_bob[0].1);
+    assert_eq!(
+        fwd.request_uri(),
+        Some("sip:bob@f1.invalid;transport=tcp;ob")
+    );
+    assert!(fwd.top_via().is_some_and(|v| v.transport == "TCP"));
+
+    // The stream closes: Bob cannot be reached, and nothing is sent to
+    // the unresolvable host instead.
+    p.flow_closed(&"bob-stream");
+    assert_eq!(p.flows(), 0);
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKf2", 70, ""),
+        "alice",
+        false,
+    );
+    let sent = drain(&mut p);
+    assert!(sent.iter().all(|(to, _)| *to == "alice"), "{sent:?}");
+    assert!(
+        sent.iter()
+            .any(|(_, b)| status(b).is_some_and(|s| s >= 400))
+    );
+}

@@ -150,6 +150,7 @@ pub async fn run(
                 Inbound::Closed(addr) => {
                     conns.remove(&addr);
                     waiting.remove(&addr);
+                    proxy.flow_closed(&addr);
                     if let Some(t) = tor.as_mut() {
                         t.closed(addr);
                     }

@@ -16,9 +16,12 @@ use crate::{Inbound, Peer, Stats};
 /// How long one attempt to open a Tor stream may take (a fresh onion
 /// connection builds a rendezvous circuit).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Attempts per stream before the messages for it are dropped (the
-/// transaction layer then answers 408).
-const CONNECT_ATTEMPTS: u32 = 3;
+/// How long to keep trying to open a stream before the messages for it
+/// are dropped (the transaction layer then answers 408; Timer B is 32 s).
+/// Retries back off from 250 ms to 4 s: an onion descriptor can be
+/// missing for a few seconds where time periods turn over (seen in test
+/// networks, whose periods are minutes long).
+const CONNECT_PATIENCE: Duration = Duration::from_secs(20);
 /// Calls remembered per route for in-dialog requests; beyond this the
 /// oldest mapping is forgotten (its requests open a new stream).
 const MAX_CALLS: usize = 100_000;
@@ -259,7 +262,11 @@ impl Driver {
         let limits = limits.clone();
         tokio::spawn(async move {
             let mut last = String::new();
-            for attempt in 1..=CONNECT_ATTEMPTS {
+            let started = tokio::time::Instant::now();
+            let mut pause = Duration::from_millis(250);
+            let mut attempt = 0u32;
+            while attempt == 0 || started.elapsed() < CONNECT_PATIENCE {
+                attempt += 1;
                 match tokio::time::timeout(
                     CONNECT_TIMEOUT,
                     backend.connect(&route.host, route.port, iso),
@@ -275,13 +282,15 @@ impl Driver {
                     Err(_) => last = format!("no stream after {}s", CONNECT_TIMEOUT.as_secs()),
                 }
                 tracing::debug!(route = idx, attempt, "Tor stream failed: {last}");
-                tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(4));
             }
             stats.send_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 route = idx,
                 backend = backend.name(),
-                "cannot open a Tor stream after {CONNECT_ATTEMPTS} attempts: {last}"
+                "cannot open a Tor stream after {attempt} attempts in {:.0?}: {last}",
+                started.elapsed()
             );
             let _ = inbound.send(Inbound::Closed(peer)).await;
         });

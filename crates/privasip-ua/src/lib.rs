@@ -65,6 +65,10 @@ pub struct UaConfig {
     pub local: String,
     /// Whether the transport to the proxy is reliable (TCP, Tor).
     pub reliable: bool,
+    /// Ask to be reached over the connection we register on (RFC 5626
+    /// style: `;ob` in our Contact). Behind Tor without an onion service
+    /// of our own, that is how calls reach us.
+    pub outbound: bool,
     /// Requested registration lifetime, seconds.
     pub expires: u32,
     /// Identity protection.

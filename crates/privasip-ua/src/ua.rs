@@ -198,7 +198,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         } else {
             ""
         };
-        format!("sip:{at}{}{tcp}", self.cfg.local)
+        let ob = if self.cfg.outbound { ";ob" } else { "" };
+        format!("sip:{at}{}{tcp}{ob}", self.cfg.local)
     }
 
     /// Our Contact in responses: under PrivaSIP without a user part (a

@@ -88,6 +88,7 @@ fn ua(user: &str, password: &str, privacy: Privacy, answer: Answer) -> Ua<&'stat
             password: Zeroizing::new(password.into()),
             local: format!("{host}:5060"),
             reliable: false,
+            outbound: false,
             expires: 600,
             privacy,
             answer,

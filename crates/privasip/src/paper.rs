@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::stage::{Stage, exe, say, stage, write_alice};
+use crate::stage::{CalleeReach, Stage, exe, say, stage, write_alice};
 
 /// One scenario of the run.
 struct Scenario {
@@ -53,7 +53,14 @@ pub(crate) fn run(a: &PaperArgs) -> Result<()> {
     };
     let Stage {
         cleanup, a_port, ..
-    } = stage(&work, a.base_port, &a.scheme, &extra, started)?;
+    } = stage(
+        &work,
+        a.base_port,
+        &a.scheme,
+        &extra,
+        CalleeReach::Onion,
+        started,
+    )?;
     let mut scenarios = Vec::new();
     let variants: Vec<(&str, u16)> = if a.reuse {
         vec![("", a_port), ("-reused", a_port + 20)]

@@ -103,6 +103,17 @@ pub(crate) struct Stage {
     pub(crate) b_onion: String,
 }
 
+/// How calls reach Bob behind Tor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CalleeReach {
+    /// At his own onion service, named in his Contact (the paper's set-up:
+    /// Bob a Tor node of his own).
+    Onion,
+    /// Over the Tor stream he registered on (`;ob` in his Contact): no
+    /// onion service of his own.
+    Registration,
+}
+
 /// Starts the network, both proxies and Bob in `d`, with keys of
 /// `scheme` (hpke, ecies, rsa). Extra proxies A with other isolation
 /// settings: `extra_a` names (suffix, isolation) pairs; their UDP ports
@@ -112,6 +123,7 @@ pub(crate) fn stage(
     base_port: u16,
     scheme: &str,
     extra_a: &[(&str, &str)],
+    reach: CalleeReach,
     started: Instant,
 ) -> Result<Stage> {
     let net_dir = d.join("net");
@@ -181,12 +193,23 @@ pub(crate) fn stage(
              local = \"127.0.0.1:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
              [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
             base_port + 211,
-            tor("arti", "b", "keys-bob", 5060, "shared")
+            tor(
+                "arti",
+                "b",
+                "keys-bob",
+                if reach == CalleeReach::Onion { 5060 } else { 0 },
+                "shared"
+            )
         ),
     )?;
     say(
         started,
-        "Bob: behind Tor, with his own onion service, registering with B",
+        match reach {
+            CalleeReach::Onion => "Bob: behind Tor, with his own onion service, registering with B",
+            CalleeReach::Registration => {
+                "Bob: behind Tor, registering with B; reached over that stream (no onion of his own)"
+            }
+        },
     );
     cleanup.children.push(spawn(
         &[

@@ -4,23 +4,18 @@
 //! B's onion service with PrivaSIP-2; the audit of a tcpdump capture of
 //! the LAN hop, both proxies' logs and what Bob received finds no real ID
 //! or display name; every process stopped at the end. The same call in
-//! plain SIP must be caught by the same audit, or the audit proves nothing.
+//! plain SIP must be caught by the same audit, or the audit proves nothing;
+//! that run reaches Bob over the Tor stream he registered on instead of
+//! his onion service.
 
 mod common;
 
 use std::process::{Command, Output};
 
-fn demo(mode: &str, base_port: &str) -> (Output, String, String) {
+fn demo(mode: &str, reach: &str) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
-        .args([
-            "demo",
-            "--calls",
-            "2",
-            "--mode",
-            mode,
-            "--base-port",
-            base_port,
-        ])
+        .args(["demo", "--calls", "2", "--mode", mode])
+        .args(["--callee-reach", reach, "--base-port", "19000"])
         .output()
         .expect("privasip demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -45,7 +40,7 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
     common::require("tor", "tor");
     common::require("tcpdump", "tcpdump");
 
-    let (out, stdout, stderr) = demo("privasip-2", "19000");
+    let (out, stdout, stderr) = demo("privasip-2", "onion");
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
     let answered = stdout
         .lines()
@@ -68,11 +63,23 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
     assert!(stderr.contains("every process stopped"), "{stderr}");
     nothing_left_running();
 
-    let (out, stdout, stderr) = demo("plain", "19000");
+    // The plain run also reaches Bob the other way a callee behind Tor
+    // can be reached: over the stream he registered on, with no onion
+    // service of his own.
+    let (out, stdout, stderr) = demo("plain", "registration");
     assert!(
         out.status.success(),
         "plain demo failed:\n{stdout}\n{stderr}"
     );
+    assert!(
+        stdout.contains("--Tor, the stream Bob registered on--> Bob"),
+        "{stdout}"
+    );
+    let answered = stdout
+        .lines()
+        .filter(|l| l.contains(": answered (200)"))
+        .count();
+    assert_eq!(answered, 2, "{stdout}");
     let lan = stdout
         .lines()
         .find(|l| l.contains("LAN capture, tcpdump ("))

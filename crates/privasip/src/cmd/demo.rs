@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::sniff::Sniffer;
-use crate::stage::{Stage, exe, read, say, stage, write_alice};
+use crate::stage::{CalleeReach, Stage, exe, read, say, stage, write_alice};
 
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
 ///
@@ -47,6 +47,10 @@ pub(crate) struct Args {
     /// Identity protection for Alice's calls.
     #[arg(long, default_value = "privasip-2", value_parser = ["plain", "privasip-1", "privasip-2"])]
     mode: String,
+    /// How calls reach Bob behind Tor: at his own onion service, or over
+    /// the Tor stream he registered on.
+    #[arg(long, value_enum, default_value = "onion")]
+    callee_reach: CalleeReach,
 }
 
 /// Alice's display name (PrivaSIP removes it; plain SIP sends it).
@@ -83,7 +87,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         mut cleanup,
         a_port,
         b_onion,
-    } = stage(d, args.base_port, "hpke", &[], started)?;
+    } = stage(d, args.base_port, "hpke", &[], args.callee_reach, started)?;
     write_alice(d, "alice", &args.mode, "hpke", args.base_port + 210, a_port)?;
     let sniffer = match Sniffer::start(&d.join("lan.pcap"), a_port) {
         Ok(s) => {
@@ -113,7 +117,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     // Let the proxies write their last log lines and accounting.
     std::thread::sleep(Duration::from_millis(500));
     let captured = sniffer.map(Sniffer::stop).is_some();
-    report(d, &alice_out, &b_onion)?;
+    report(d, &alice_out, &b_onion, args.callee_reach)?;
     if !out.status.success() {
         bail!(
             "Alice's calls failed:\n{alice_out}{}",
@@ -170,7 +174,7 @@ fn shorten(line: &str) -> String {
         .join(" ")
 }
 
-fn report(d: &Path, alice_out: &str, b_onion: &str) -> Result<()> {
+fn report(d: &Path, alice_out: &str, b_onion: &str, reach: CalleeReach) -> Result<()> {
     let alice_trace = read(d, "alice.trace");
     let bob_out = read(d, "bob.out");
     println!("\n== the call, as Alice's user agent timed it");
@@ -179,8 +183,12 @@ fn report(d: &Path, alice_out: &str, b_onion: &str) -> Result<()> {
     }
     println!("\n== the ladder");
     println!(
-        "  Alice --UDP (LAN)--> Proxy A --Tor, onion {}…--> Proxy B --Tor, Bob's onion--> Bob",
-        &b_onion[..16.min(b_onion.len())]
+        "  Alice --UDP (LAN)--> Proxy A --Tor, onion {}…--> Proxy B --Tor, {}--> Bob",
+        &b_onion[..16.min(b_onion.len())],
+        match reach {
+            CalleeReach::Onion => "Bob's onion",
+            CalleeReach::Registration => "the stream Bob registered on",
+        }
     );
     println!(
         "  Bob --180/200--> B --> A --> Alice;  ACK and BYE follow the Record-Route the same way"

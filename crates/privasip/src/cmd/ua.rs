@@ -213,6 +213,7 @@ fn load(path: &Path) -> Result<Loaded> {
             password: Zeroizing::new(password),
             local: cfg.ua.local.to_string(),
             reliable,
+            outbound: false,
             expires: cfg.ua.expires,
             privacy,
             answer,
@@ -372,11 +373,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 let t = tor.as_ref().context("[tor]")?;
                 let backend = crate::tor::backend(t, &config_path).await?;
                 let service = crate::tor::onion_service(t, &config_path, backend.as_ref()).await?;
-                // Behind Tor our Contact and Via name our onion service
-                // (or nothing reachable, without one).
+                // Behind Tor our Contact and Via name our onion service.
+                // Without one, calls come over the stream we register on:
+                // our Contact names a random, unresolvable host the proxy
+                // binds to that stream (`;ob`).
                 cfg.local = match &service {
                     Some(s) => format!("{}:{}", s.address, s.port),
-                    None => "anonymous.invalid".to_owned(),
+                    None => {
+                        cfg.outbound = true;
+                        let mut b = [0u8; 8];
+                        rand_core::RngCore::fill_bytes(&mut OsRng, &mut b);
+                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                        format!("f{hex}.invalid")
+                    }
                 };
                 let stream = backend
                     .connect(&host, port, Isolation::Shared)
