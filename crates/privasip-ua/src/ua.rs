@@ -102,6 +102,14 @@ struct Call {
     sent_ruri: String,
     tokens: Option<DialogTokens>,
     invite_cseq: u32,
+    /// Outgoing: our INVITE as last sent, to build a CANCEL from.
+    invite: Vec<u8>,
+    /// Outgoing: a provisional response came (§9.1: only then may a
+    /// CANCEL go).
+    early: bool,
+    /// Outgoing: hung up before an answer; CANCEL sent or waiting for the
+    /// first provisional response.
+    cancelling: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +117,7 @@ enum Owner {
     Register,
     Invite(u64),
     Bye(u64),
+    Cancel(u64),
 }
 
 struct Registration {
@@ -356,8 +365,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             sent_ruri: target.to_owned(),
             tokens,
             invite_cseq: 1,
+            invite: Vec::new(),
+            early: false,
+            cancelling: false,
         };
         let bytes = self.invite_bytes(&mut call, rng, None)?;
+        call.invite = bytes.clone();
         self.send(now, bytes, Owner::Invite(id))?;
         call.state = State::Calling { retried: false };
         self.by_call_id.insert(call_id, id);
@@ -408,8 +421,10 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         Ok(bytes)
     }
 
-    /// Ends a call: BYE when established, nothing else yet for a call
-    /// still being set up.
+    /// Ends a call: BYE when established; CANCEL for our own call not yet
+    /// answered (sent once a provisional response has come, §9.1; the
+    /// call then fails with 487, or is answered and at once hung up if
+    /// the 200 crossed the CANCEL).
     pub fn hangup(
         &mut self,
         now: Instant,
@@ -417,6 +432,15 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         rng: &mut dyn CryptoRngCore,
     ) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NoCall)?;
+        if matches!(c.state, State::Calling { .. }) {
+            if !c.cancelling {
+                c.cancelling = true;
+                if c.early {
+                    self.send_cancel(now, call.0)?;
+                }
+            }
+            return Ok(());
+        }
         if !matches!(c.state, State::Established) {
             return Err(UaError::Send("the call is not established".into()));
         }
@@ -477,7 +501,36 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                     self.end(id);
                 }
             }
+            // The INVITE's 487 (or 200) says how the call ended.
+            Owner::Cancel(_) => {}
         }
+    }
+
+    /// §9.1: a CANCEL for our INVITE: its Request-URI, top Via, From, To,
+    /// Call-ID and CSeq number, as sent (so under PrivaSIP the tokens).
+    fn send_cancel(&mut self, now: Instant, id: u64) -> Result<(), UaError> {
+        let c = self.calls.get(&id).ok_or(UaError::NoCall)?;
+        let inv = Message::parse_datagram(&c.invite, &self.limits)
+            .map_err(|e| UaError::Send(format!("our INVITE: {e}")))?;
+        let (Some(ruri), Some(via), Some(from), Some(to), Some(call_id), Some(cseq)) = (
+            inv.request_uri(),
+            inv.values(HeaderName::Via).next(),
+            inv.header(HeaderName::From),
+            inv.header(HeaderName::To),
+            inv.call_id(),
+            inv.cseq(),
+        ) else {
+            return Err(UaError::Send("our INVITE lacks a header".into()));
+        };
+        let cancel = format!(
+            "CANCEL {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
+            from.value(),
+            to.value(),
+            cseq.seq
+        );
+        self.send(now, cancel.into_bytes(), Owner::Cancel(id))?;
+        Ok(())
     }
 
     fn on_register_response(
@@ -531,6 +584,16 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             status,
         });
         if status < 200 {
+            let cancel_now = match self.calls.get_mut(&id) {
+                Some(c) if !c.early => {
+                    c.early = true;
+                    c.cancelling
+                }
+                _ => false,
+            };
+            if cancel_now {
+                let _ = self.send_cancel(now, id);
+            }
             return;
         }
         if (200..300).contains(&status) {
@@ -549,16 +612,22 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 c.dialog.remote_target = target;
             }
             c.state = State::Established;
+            let cancelled = c.cancelling;
             self.send_ack(id, rng);
             self.events
                 .push_back(UaEvent::Answered { call: CallId(id) });
+            // The answer crossed our CANCEL: the call is up, so end it.
+            if cancelled {
+                let _ = self.hangup(now, CallId(id), rng);
+            }
             return;
         }
         let retried = matches!(
             self.calls.get(&id).map(|c| &c.state),
             Some(State::Calling { retried: true, .. })
         );
-        if (status == 401 || status == 407) && !retried {
+        let cancelling = self.calls.get(&id).is_some_and(|c| c.cancelling);
+        if (status == 401 || status == 407) && !retried && !cancelling {
             let user = self
                 .calls
                 .get(&id)
@@ -571,9 +640,13 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             {
                 c.invite_cseq += 1;
                 c.dialog.cseq = c.invite_cseq;
-                let sent = self
-                    .invite_bytes(&mut c, rng, Some(auth))
-                    .and_then(|b| self.send(now, b, Owner::Invite(id)));
+                // A new INVITE transaction: a CANCEL waits for its own
+                // provisional response.
+                c.early = false;
+                let sent = self.invite_bytes(&mut c, rng, Some(auth)).and_then(|b| {
+                    c.invite = b.clone();
+                    self.send(now, b, Owner::Invite(id))
+                });
                 if sent.is_ok() {
                     c.state = State::Calling { retried: true };
                     self.calls.insert(id, c);
@@ -857,6 +930,9 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 sent_ruri: String::new(),
                 tokens: None,
                 invite_cseq: msg.cseq().map_or(1, |c| c.seq),
+                invite: Vec::new(),
+                early: false,
+                cancelling: false,
             },
         );
         self.by_call_id.insert(call_id, id);
@@ -918,6 +994,17 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                         self.forget(id);
                     }
                     Owner::Bye(id) => self.end(id),
+                    // §9.1: no final response to the INVITE within 64*T1
+                    // of our CANCEL: the call is over.
+                    Owner::Cancel(id) => {
+                        if self.calls.contains_key(&id) {
+                            self.events.push_back(UaEvent::Failed {
+                                call: CallId(id),
+                                status: 408,
+                            });
+                            self.forget(id);
+                        }
+                    }
                 }
             }
         }

@@ -336,3 +336,43 @@ fn registration_is_refreshed_before_it_expires() {
         .count();
     assert!(n >= 2, "registered {n} times: {:?}", net.events);
 }
+
+#[test]
+fn hanging_up_while_it_rings_cancels_the_call() {
+    for privasip in [false, true] {
+        let mut net = Net::new(privasip, Answer::Accept, "wonderland");
+        net.register("alice");
+        net.register("bob");
+        let now = net.now;
+        let mut rng = ChaCha20Rng::seed_from_u64(6);
+        let call = net
+            .ua("alice")
+            .call(now, &format!("sip:bob@{DOMAIN}"), &mut rng)
+            .expect("call");
+        // Bob rings for 300 ms; hang up after the 180, before the answer.
+        net.run(Duration::from_millis(100));
+        assert!(net.saw("alice", |e| *e == UaEvent::Response { call, status: 180 }));
+        let now = net.now;
+        net.ua("alice").hangup(now, call, &mut rng).expect("cancel");
+        net.run(Duration::from_secs(10));
+        assert!(
+            net.saw("alice", |e| *e == UaEvent::Failed { call, status: 487 }),
+            "{:?}",
+            net.events
+        );
+        assert!(net.saw("bob", |e| matches!(e, UaEvent::Failed { status: 487, .. })));
+        assert!(!net.saw("bob", |e| matches!(e, UaEvent::Answered { .. })));
+        let cancel = net
+            .wire
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .find(|t| t.starts_with("CANCEL "))
+            .expect("a CANCEL crossed");
+        if privasip {
+            assert!(
+                !cancel.contains("alice") && !cancel.contains("bob"),
+                "{cancel}"
+            );
+        }
+    }
+}

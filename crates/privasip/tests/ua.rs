@@ -1,7 +1,8 @@
 //! `privasip ua` against `privasip proxy`, real processes on loopback:
 //! Bob listens, Alice calls him with PrivaSIP-2 (HPKE) over UDP and over
 //! TCP, Digest everywhere; Bob sees only tokens; a wrong password is
-//! refused.
+//! refused; a call hung up while it rings is cancelled (487), a busy
+//! callee gives 486 and one not registered 480.
 
 mod common;
 
@@ -16,11 +17,24 @@ fn privasip() -> Command {
 }
 
 fn ua_config(dir: &Path, name: &str, user: &str, password: &str, port: u16, proxy: &str) {
+    ua_config_with(dir, name, user, password, port, proxy, "");
+}
+
+/// `extra` goes into the `[ua]` section (answer, ring_ms).
+fn ua_config_with(
+    dir: &Path,
+    name: &str,
+    user: &str,
+    password: &str,
+    port: u16,
+    proxy: &str,
+    extra: &str,
+) {
     std::fs::write(
         dir.join(format!("{name}.toml")),
         format!(
             "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-             local = \"127.0.0.1:{port}\"\nproxy = \"{proxy}\"\nexpires = 300\n\
+             local = \"127.0.0.1:{port}\"\nproxy = \"{proxy}\"\nexpires = 300\n{extra}\
              [privasip]\nmode = \"privasip-2\"\nhome_key = \"keys/hpke.pub\"\n\
              [privasip.callee_keys]\n\"example.com\" = \"keys/hpke.pub\"\n"
         ),
@@ -54,6 +68,8 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
     );
     common::add_user(&config, "alice", "wonderland");
     common::add_user(&config, "bob", "zanzibar");
+    common::add_user(&config, "carol", "sesame");
+    common::add_user(&config, "dave", "hunter2");
     let mut running = Running(Vec::new());
     let proxy_log = d.join("proxy.log");
     running.0.push(
@@ -73,30 +89,51 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
     ua_config(d, "alice", "alice", "wonderland", 23080, &udp);
     ua_config(d, "alice-tcp", "alice", "wonderland", 23081, &tcp);
     ua_config(d, "mallory", "alice", "guess", 23082, &udp);
+    // Carol lets it ring for 5 s; Dave is busy.
+    ua_config_with(
+        d,
+        "carol",
+        "carol",
+        "sesame",
+        23071,
+        &udp,
+        "ring_ms = 5000\n",
+    );
+    ua_config_with(
+        d,
+        "dave",
+        "dave",
+        "hunter2",
+        23072,
+        &udp,
+        "answer = \"busy\"\n",
+    );
 
     let bob_out = d.join("bob.out");
-    let bob_err = d.join("bob.err");
-    running.0.push(
-        privasip()
-            .args(["ua", "--config"])
-            .arg(d.join("bob.toml"))
-            .args(["listen", "--for", "60"])
-            .stdout(std::fs::File::create(&bob_out).expect("out"))
-            .stderr(std::fs::File::create(&bob_err).expect("err"))
-            .spawn()
-            .expect("bob listens"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&bob_err)
-        .unwrap_or_default()
-        .contains("registered")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "bob did not register: {}",
-            std::fs::read_to_string(&bob_err).unwrap_or_default()
+    for callee in ["bob", "carol", "dave"] {
+        let err = d.join(format!("{callee}.err"));
+        running.0.push(
+            privasip()
+                .args(["ua", "--config"])
+                .arg(d.join(format!("{callee}.toml")))
+                .args(["listen", "--for", "60"])
+                .stdout(std::fs::File::create(d.join(format!("{callee}.out"))).expect("out"))
+                .stderr(std::fs::File::create(&err).expect("err"))
+                .spawn()
+                .expect("callee listens"),
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("registered")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{callee} did not register: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     for caller in ["alice", "alice-tcp"] {
@@ -119,6 +156,38 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
             assert!(!l.contains("\"ringing_ms\":null"), "{l}");
         }
     }
+
+    // Hung up while it rings: CANCEL, 487, exit 0 (the cancel worked).
+    let call = |args: &[&str]| {
+        let out = privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("alice.toml"))
+            .arg("call")
+            .args(args)
+            .output()
+            .expect("alice calls");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, stdout) = call(&["sip:carol@example.com", "--cancel-after", "0.5"]);
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.starts_with("call 1: cancelled (487), 100 "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", 180 "), "{stdout}");
+    let (ok, stdout) = call(&["sip:dave@example.com"]);
+    assert!(
+        !ok && stdout.starts_with("call 1: failed (486)"),
+        "{stdout}"
+    );
+    let (ok, stdout) = call(&["sip:erin@example.com"]);
+    assert!(
+        !ok && stdout.starts_with("call 1: failed (480)"),
+        "{stdout}"
+    );
 
     // A wrong password: refused, exit 1, a reason.
     let out = privasip()

@@ -63,6 +63,10 @@ enum Action {
         /// Seconds to stay in an answered call before BYE.
         #[arg(long, default_value_t = 0.0)]
         hold: f64,
+        /// Hang up (CANCEL) a call not answered after this many seconds;
+        /// it then ends with 487.
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+        cancel_after: Option<f64>,
         /// Register before calling.
         #[arg(long)]
         register: bool,
@@ -114,6 +118,14 @@ struct UaSection {
     /// Incoming calls: ring this long before answering.
     #[serde(default)]
     ring_ms: u64,
+}
+
+/// A duration in seconds: finite and not negative.
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds")),
+    }
 }
 
 fn default_expires() -> u32 {
@@ -327,6 +339,8 @@ struct Record {
     answered_ms: Option<f64>,
     status: Option<u16>,
     ended: bool,
+    /// We hung up before an answer (CANCEL).
+    cancelled: bool,
 }
 
 fn ms(since: Instant, at: Instant) -> f64 {
@@ -448,6 +462,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 count,
                 interval,
                 hold,
+                cancel_after,
                 register,
                 json,
             } => {
@@ -456,8 +471,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 }
                 let mut all_ok = true;
                 for n in 1..=*count {
-                    let rec = one_call(&mut agent, target, *hold).await?;
-                    all_ok &= rec.answered_ms.is_some();
+                    let rec = one_call(&mut agent, target, *hold, *cancel_after).await?;
+                    all_ok &=
+                        rec.answered_ms.is_some() || (rec.cancelled && rec.status == Some(487));
                     report(n, &rec, *json);
                     if n < *count && *interval > 0.0 {
                         tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
@@ -472,33 +488,57 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     })
 }
 
-async fn one_call(agent: &mut Agent, target: &str, hold: f64) -> Result<Record> {
+async fn one_call(
+    agent: &mut Agent,
+    target: &str,
+    hold: f64,
+    cancel_after: Option<f64>,
+) -> Result<Record> {
     let sent = Instant::now();
     let call: CallId = agent.ua.call(sent, target, &mut OsRng)?;
     let mut rec = Record::default();
-    let deadline = Some(sent + Duration::from_secs(60));
-    agent
-        .run_until(deadline, |at, ev| match ev {
-            UaEvent::Response { call: c, status } if c == call => {
-                match status {
-                    100 => rec.trying_ms = rec.trying_ms.or(Some(ms(sent, at))),
-                    180 | 183 => rec.ringing_ms = rec.ringing_ms.or(Some(ms(sent, at))),
-                    s if s >= 200 => rec.status = Some(s),
-                    _ => {}
-                }
-                false
+    let give_up = sent + Duration::from_secs(60);
+    let cancel_at = cancel_after.map(|s| (sent + Duration::from_secs_f64(s)).min(give_up));
+    let mut on_event = |at: Instant, ev: UaEvent| match ev {
+        UaEvent::Response { call: c, status } if c == call => {
+            match status {
+                100 => rec.trying_ms = rec.trying_ms.or(Some(ms(sent, at))),
+                180 | 183 => rec.ringing_ms = rec.ringing_ms.or(Some(ms(sent, at))),
+                s if s >= 200 => rec.status = Some(s),
+                _ => {}
             }
-            UaEvent::Answered { call: c } if c == call => {
-                rec.answered_ms = Some(ms(sent, at));
-                true
-            }
-            UaEvent::Failed { call: c, status } if c == call => {
-                rec.status = Some(status);
-                true
-            }
-            _ => false,
-        })
+            false
+        }
+        UaEvent::Answered { call: c } if c == call => {
+            rec.answered_ms = Some(ms(sent, at));
+            true
+        }
+        UaEvent::Failed { call: c, status } if c == call => {
+            rec.status = Some(status);
+            true
+        }
+        _ => false,
+    };
+    let decided = agent
+        .run_until(Some(cancel_at.unwrap_or(give_up)), &mut on_event)
         .await?;
+    let cancelled = !decided && cancel_at.is_some();
+    if cancelled {
+        // CANCEL now (or at the first provisional response); the INVITE
+        // then ends with 487, or, if the answer crossed the CANCEL, the
+        // user agent hangs up by itself.
+        agent.ua.hangup(Instant::now(), call, &mut OsRng)?;
+        agent
+            .run_until(
+                Some(Instant::now() + Duration::from_secs(40)),
+                &mut on_event,
+            )
+            .await?;
+    }
+    rec.cancelled = cancelled;
+    if cancelled {
+        return Ok(rec);
+    }
     if rec.answered_ms.is_some() {
         if hold > 0.0 {
             let until = Some(Instant::now() + Duration::from_secs_f64(hold));
@@ -523,7 +563,9 @@ fn report(n: usize, r: &Record, json: bool) {
     let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
     let outcome = match (r.answered_ms, r.status) {
         (Some(_), _) if r.ended => "answered",
+        (Some(_), _) if r.cancelled => "answered-despite-cancel",
         (Some(_), _) => "answered-no-bye",
+        (None, Some(487)) if r.cancelled => "cancelled",
         (None, Some(_)) => "failed",
         (None, None) => "no-answer",
     };
