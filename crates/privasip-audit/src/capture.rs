@@ -49,7 +49,9 @@ pub(crate) fn frames(
     }
     let mut r = PcapReader::new(bytes).map_err(|_| AuditError::NotACapture(source.to_owned()))?;
     let link = r.header().datalink;
-    while let Some(packet) = r.next_packet() {
+    // Raw records: the validated ones refuse `orig_len > snaplen`, which
+    // every `tcpdump -s N` capture of a longer packet has.
+    while let Some(packet) = r.next_raw_packet() {
         let packet = packet.map_err(damaged)?;
         number += 1;
         each(number, link, &packet.data);

@@ -303,10 +303,12 @@ impl Audit {
                 if at + n.lower.len() <= fresh_from {
                     continue;
                 }
+                // Named within this segment alone: a previous message's
+                // end must not make this one's headers look like a body.
                 let context = if at < fresh_from {
                     "a needle split across two TCP segments".to_owned()
                 } else {
-                    sip_context(&data, at)
+                    sip_context(&data[fresh_from..], at - fresh_from)
                 };
                 if seen.contains(&context) {
                     continue;

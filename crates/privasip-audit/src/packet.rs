@@ -106,7 +106,11 @@ fn ethertype_of_version(ip: &[u8]) -> Result<u16, Skipped> {
 
 fn ipv4(ip: &[u8]) -> Result<Segment<'_>, Skipped> {
     let header_len = usize::from(ip.first().ok_or(Skipped::Truncated)? & 0x0f) * 4;
-    let total = usize::from(be16(ip, 2)?);
+    // 0 when the NIC segments (TSO): the capture holds the whole packet.
+    let total = match usize::from(be16(ip, 2)?) {
+        0 => ip.len(),
+        n => n,
+    };
     if header_len < 20 || total < header_len || ip.len() < header_len {
         return Err(Skipped::Truncated);
     }
@@ -152,6 +156,9 @@ fn transport<'a>(
         17 => (Transport::Udp, 8),
         6 => {
             let offset = data.get(12).ok_or(Skipped::Truncated)? >> 4;
+            if offset < 5 {
+                return Err(Skipped::Truncated);
+            }
             (Transport::Tcp, usize::from(offset) * 4)
         }
         _ => return Err(Skipped::NotUdpTcp),

@@ -121,9 +121,30 @@ pub struct Proxy<P> {
     tor: Option<TorName<P>>,
     /// Flow-bound contacts (RFC 5626 style): a UA whose registered Contact
     /// carries `;ob` is reached over the connection it registered on,
-    /// keyed by the Contact's host. Behind Tor this is its registration
-    /// stream, so the UA needs no onion service of its own.
-    flows: HashMap<String, Next<P>>,
+    /// keyed by the Contact's `host:port`, owned by the address of record
+    /// that bound it (no other may rebind or unbind it). Behind Tor this
+    /// is the registration stream: the UA needs no onion service.
+    flows: HashMap<String, Flow<P>>,
+}
+
+/// A flow-bound contact's connection.
+struct Flow<P> {
+    aor: String,
+    next: Next<P>,
+}
+
+/// The key of a flow-bound URI: `host:port`, lowercase; `None` unless
+/// the URI carries `;ob`.
+fn flow_key(uri: &str) -> Option<String> {
+    let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+        return None;
+    };
+    u.params.get("ob")?;
+    Some(format!(
+        "{}:{}",
+        u.host.to_ascii_lowercase(),
+        u.port.map_or(String::new(), |p| p.to_string())
+    ))
 }
 
 /// How the proxy names itself on Tor links.
@@ -175,7 +196,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// no longer be reached (requests to them fail as unreachable, as
     /// RFC 5626 has it, rather than go to the Contact's address).
     pub fn flow_closed(&mut self, peer: &P) {
-        self.flows.retain(|_, next| next.peer != *peer);
+        self.flows.retain(|_, f| f.next.peer != *peer);
     }
 
     /// How many flow-bound contacts are reachable now.
@@ -540,14 +561,21 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             best: None,
             done: false,
         };
+        let mut flow_gone = false;
         for (i, target) in targets.iter().enumerate() {
             match self.forward(now, &fwd, target, &format!("{branch}.{i}"), source) {
                 Some((ctx, sent)) => {
                     self.by_client.insert(ctx, stx);
                     call.pending.push((ctx, sent));
                 }
-                None => continue,
+                None => flow_gone |= flow_key(target).is_some(),
             }
+        }
+        if call.pending.is_empty() && flow_gone {
+            // A flow-bound contact whose connection closed: the user is
+            // registered but cannot be reached until it registers again.
+            self.reply(now, stx, msg, 480, "Temporarily Unavailable", &[]);
+            return;
         }
         if call.pending.is_empty() {
             self.reply(
@@ -581,10 +609,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             Some(r) => r.uri_raw.to_owned(),
             None => target.to_owned(),
         };
-        let next = match self.flow_for(&hop) {
-            Some(flow) => flow,
-            None => self.resolve_uri(&hop)?,
-        };
+        let next = self.next_hop(&hop)?;
         // §16.6 step 4. The Record-Route travels both ways (in this request
         // and in responses), so a dialog touching Tor on either side sees
         // only our Tor name.
@@ -606,13 +631,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         Some((ctx, bytes))
     }
 
-    /// The flow a flow-bound URI (`;ob`) is reached over.
-    fn flow_for(&self, uri: &str) -> Option<Next<P>> {
-        let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
-            return None;
-        };
-        u.params.get("ob")?;
-        self.flows.get(&u.host.to_ascii_lowercase()).cloned()
+    /// Where a hop goes: a flow-bound URI (`;ob`) over its flow and
+    /// nowhere else once that flow is gone (RFC 5626: never a new
+    /// connection to the Contact's address); any other URI as the
+    /// resolver says.
+    fn next_hop(&self, uri: &str) -> Option<Next<P>> {
+        match flow_key(uri) {
+            Some(key) => self.flows.get(&key).map(|f| f.next.clone()),
+            None => self.resolve_uri(uri),
+        }
     }
 
     fn resolve_uri(&self, uri: &str) -> Option<Next<P>> {
@@ -667,7 +694,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
-                self.bind_flows(msg, source);
+                self.bind_flows(&aor, msg, source);
                 self.store_events.push_back(StoreEvent::Bindings {
                     aor: aor.clone(),
                     bindings: bindings.clone(),
@@ -692,27 +719,39 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// Binds each `;ob` Contact of a successful REGISTER to the
     /// connection it came over. The Via's transport says whether that
     /// flow is reliable.
-    fn bind_flows(&mut self, msg: &Message<'_>, source: &P) {
-        let Some(privasip_message::ContactValue::Addrs(addrs)) = msg.contacts() else {
-            return;
+    fn bind_flows(&mut self, aor: &str, msg: &Message<'_>, source: &P) {
+        let addrs = match msg.contacts() {
+            Some(privasip_message::ContactValue::Addrs(a)) => a,
+            Some(privasip_message::ContactValue::Star) => {
+                self.flows.retain(|_, f| f.aor != aor);
+                return;
+            }
+            None => return,
         };
         let reliable = msg
             .top_via()
             .is_some_and(|v| !v.transport.eq_ignore_ascii_case("UDP"));
+        let expires_header = msg.header(HeaderName::Expires).map(|h| h.value().trim());
         for a in addrs {
-            let Some(u) = a.uri.as_sip() else { continue };
-            if u.params.get("ob").is_none() {
+            let Some(key) = flow_key(a.uri_raw) else {
+                continue;
+            };
+            // Someone else's flow stays theirs.
+            if self.flows.get(&key).is_some_and(|f| f.aor != aor) {
                 continue;
             }
-            let host = u.host.to_ascii_lowercase();
-            if a.params.get("expires").flatten() == Some("0") {
-                self.flows.remove(&host);
+            let expires = a.params.get("expires").flatten().or(expires_header);
+            if expires == Some("0") {
+                self.flows.remove(&key);
             } else {
                 self.flows.insert(
-                    host,
-                    Next {
-                        peer: source.clone(),
-                        reliable,
+                    key,
+                    Flow {
+                        aor: aor.to_owned(),
+                        next: Next {
+                            peer: source.clone(),
+                            reliable,
+                        },
                     },
                 );
             }
@@ -768,7 +807,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .first()
             .map(|r| r.uri_raw.to_owned())
             .unwrap_or_else(|| ruri.to_owned());
-        if let Some(next) = self.resolve_uri(&hop) {
+        if let Some(next) = self.next_hop(&hop) {
             let _ = self
                 .tx
                 .send_request(now, cancel.into_bytes(), next.peer, next.reliable);
@@ -918,7 +957,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
-        let Some(next) = self.resolve_uri(&hop) else {
+        let Some(next) = self.next_hop(&hop) else {
             return;
         };
         let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));

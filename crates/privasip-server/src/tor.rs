@@ -267,8 +267,12 @@ impl Driver {
             let mut attempt = 0u32;
             while attempt == 0 || started.elapsed() < CONNECT_PATIENCE {
                 attempt += 1;
+                // Never past the patience: a stream opened after the
+                // transaction gave up would deliver a request nobody
+                // waits for.
+                let left = CONNECT_PATIENCE.saturating_sub(started.elapsed());
                 match tokio::time::timeout(
-                    CONNECT_TIMEOUT,
+                    CONNECT_TIMEOUT.min(left.max(Duration::from_secs(1))),
                     backend.connect(&route.host, route.port, iso),
                 )
                 .await
@@ -279,9 +283,12 @@ impl Driver {
                         return;
                     }
                     Ok(Err(e)) => last = e.to_string(),
-                    Err(_) => last = format!("no stream after {}s", CONNECT_TIMEOUT.as_secs()),
+                    Err(_) => last = "no stream before the timeout".to_owned(),
                 }
                 tracing::debug!(route = idx, attempt, "Tor stream failed: {last}");
+                if started.elapsed() + pause >= CONNECT_PATIENCE {
+                    break;
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(4));
             }
