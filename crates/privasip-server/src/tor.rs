@@ -18,10 +18,12 @@ use crate::{Inbound, Peer, Stats};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to keep trying to open a stream before the messages for it
 /// are dropped (the transaction layer then answers 408; Timer B is 32 s).
-/// Retries back off from 250 ms to 4 s: an onion descriptor can be
-/// missing for a few seconds where time periods turn over (seen in test
-/// networks, whose periods are minutes long).
-const CONNECT_PATIENCE: Duration = Duration::from_secs(20);
+/// Retries back off from 250 ms to 4 s. Where an onion time period turns
+/// over, a C tor client found no descriptor of an arti service for ~22 s
+/// (arti's periods follow the consensus's valid-after, C tor's the
+/// clock: a voting interval apart, 20 s in the test network); waiting
+/// that out turns a lost call into a slow one.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(28);
 /// Calls remembered per route for in-dialog requests; beyond this the
 /// oldest mapping is forgotten (its requests open a new stream).
 const MAX_CALLS: usize = 100_000;
