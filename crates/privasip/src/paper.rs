@@ -102,8 +102,12 @@ pub(crate) fn run(a: &PaperArgs) -> Result<()> {
     );
     let total = a.calls * scenarios.len();
     let mut done = 0;
-    for _ in 0..a.calls {
-        for s in &mut scenarios {
+    // Each round starts with the next scenario, so none always follows
+    // the same one (a fixed order put plain first in every round).
+    let n = scenarios.len();
+    for round in 0..a.calls {
+        for k in 0..n {
+            let s = &mut scenarios[(round + k) % n];
             let v = one_call(&work, &s.config)?;
             s.ms.push(v);
             done += 1;
