@@ -5,10 +5,12 @@
 #
 #   bash scripts/bench-paper.sh [CALLS] [SCHEME] [extra privasip flags]
 #   default: 100 hpke --reuse; results in runs/paper-SCHEME/
+#   bash scripts/bench-paper.sh 100 hpke --reuse --quickack   (root: quick ACKs
+#   on the loopback routes while the network runs, restored after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-ensure_deb tor
+ensure_deb tor iproute2
 calls=${1:-100}
 scheme=${2:-hpke}
 shift 2 || shift $# || true

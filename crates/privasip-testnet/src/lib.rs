@@ -2,6 +2,7 @@
 
 mod launch;
 mod process;
+mod quickack;
 mod torrc;
 
 use std::collections::BTreeMap;

@@ -94,5 +94,6 @@ pub fn down(dir: &Path) -> Result<usize, TestnetError> {
         }
     }
     let _ = std::fs::remove_file(dir.join(crate::STATE_FILE));
+    crate::quickack::restore(dir);
     Ok(running.len())
 }

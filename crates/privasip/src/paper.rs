@@ -31,6 +31,7 @@ pub(crate) struct PaperArgs {
     pub(crate) reuse: bool,
     pub(crate) out: PathBuf,
     pub(crate) base_port: u16,
+    pub(crate) quickack: bool,
 }
 
 pub(crate) fn run(a: &PaperArgs) -> Result<()> {
@@ -59,6 +60,7 @@ pub(crate) fn run(a: &PaperArgs) -> Result<()> {
         &a.scheme,
         &extra,
         CalleeReach::Onion,
+        a.quickack,
         started,
     )?;
     let mut scenarios = Vec::new();
@@ -235,11 +237,16 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         "# The paper's experiment, reproduced\n\n{} sequential calls per scenario, interleaved, \
          Alice -> Proxy A -> Tor (onion) -> Proxy B -> Tor (Bob's onion) -> Bob; INVITE->180 at \
          Alice; PrivaSIP-2 with {}; a new circuit per call{}; private Tor network on loopback, \
-         scheduler {scheduler}.\n\n| scenario | calls | ok | min ms | median ms | p95 ms | max ms | paper (live Tor) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         scheduler {scheduler}{}.\n\n| scenario | calls | ok | min ms | median ms | p95 ms | max ms | paper (live Tor) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         a.calls,
         a.scheme.to_uppercase(),
         if a.reuse {
             " (`-reused`: one shared circuit A-B)"
+        } else {
+            ""
+        },
+        if a.quickack {
+            ", quick ACKs on the loopback routes"
         } else {
             ""
         }

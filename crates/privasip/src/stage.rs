@@ -124,6 +124,7 @@ pub(crate) fn stage(
     scheme: &str,
     extra_a: &[(&str, &str)],
     reach: CalleeReach,
+    quickack: bool,
     started: Instant,
 ) -> Result<Stage> {
     let net_dir = d.join("net");
@@ -140,6 +141,7 @@ pub(crate) fn stage(
         .build()?;
     let opts = privasip_testnet::Options {
         base_port,
+        quickack,
         ..privasip_testnet::Options::new(net_dir.clone())
     };
     let progress = |m: &str| eprintln!("  testnet {m}");

@@ -52,6 +52,10 @@ enum What {
         /// First port of the private network's range.
         #[arg(long, default_value_t = 18500, value_name = "BASE")]
         base_port: u16,
+        /// Start the network with quick ACKs on the loopback routes (see
+        /// `privasip testnet up --quickack`; root only).
+        #[arg(long)]
+        quickack: bool,
     },
     /// Stream set-up plus one SIP transaction through Tor, every way.
     Tor {
@@ -75,12 +79,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             reuse,
             out,
             base_port,
+            quickack,
         } => crate::paper::run(&crate::paper::PaperArgs {
             calls: *calls,
             scheme: scheme.clone(),
             reuse: *reuse,
             out: out.clone(),
             base_port: *base_port,
+            quickack: *quickack,
         }),
         What::Tor {
             testnet,

@@ -87,7 +87,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         mut cleanup,
         a_port,
         b_onion,
-    } = stage(d, args.base_port, "hpke", &[], args.callee_reach, started)?;
+    } = stage(
+        d,
+        args.base_port,
+        "hpke",
+        &[],
+        args.callee_reach,
+        false,
+        started,
+    )?;
     write_alice(d, "alice", &args.mode, "hpke", args.base_port + 210, a_port)?;
     let sniffer = match Sniffer::start(&d.join("lan.pcap"), a_port) {
         Ok(s) => {

@@ -46,6 +46,12 @@ enum Action {
         /// loopback; kist is tor's default on the real network.
         #[arg(long, value_enum, default_value_t = SchedulerArg::Vanilla)]
         scheduler: SchedulerArg,
+        /// Quick ACKs on the loopback routes until `down` (root only):
+        /// removes the ~43 ms steps of tor's Nagle meeting delayed ACKs
+        /// that loopback adds to every Tor timing. Changes this machine's
+        /// routing table while the network runs; off by default.
+        #[arg(long)]
+        quickack: bool,
     },
     /// Show which nodes run and how to reach the client daemons.
     Status {
@@ -78,8 +84,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             base_port,
             relays,
             scheduler,
+            quickack,
         } => {
             let opts = Options {
+                quickack: *quickack,
                 dir: dir.clone(),
                 base_port: *base_port,
                 relays: *relays,
