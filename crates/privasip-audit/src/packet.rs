@@ -181,29 +181,10 @@ fn transport<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::frame;
 
-    /// An Ethernet frame with IPv4 and UDP around `payload`.
     fn udp_frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
-        let total = (20 + 8 + payload.len()) as u16;
-        f.extend_from_slice(&[
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-        ]);
-        f.extend_from_slice(&[0, 0, 127, 0, 0, 1, 127, 0, 0, 2]);
-        let ulen = (8 + payload.len()) as u16;
-        f.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc5, (ulen >> 8) as u8, ulen as u8, 0, 0]);
-        f.extend_from_slice(payload);
-        f
+        frame(17, payload)
     }
 
     #[test]

@@ -5,7 +5,7 @@ use pcap_file::pcap::{PcapPacket, PcapWriter};
 use super::*;
 
 /// An Ethernet/IPv4 frame from 127.0.0.1:5060 to 127.0.0.2:5061.
-fn frame(proto: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(proto: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 12];
     f.extend_from_slice(&[0x08, 0x00]);
     let l4 = if proto == 17 { 8 } else { 20 };

@@ -442,6 +442,31 @@ impl<'a> Message<'a> {
         self.values(HeaderName::Privacy)
             .flat_map(|v| v.split(';').map(trim_lws))
     }
+
+    /// A CANCEL for this request as sent (RFC 3261 §9.1): its
+    /// Request-URI, Call-ID, From, To, CSeq number, Route headers and only
+    /// its top Via. `None` if one of them is missing.
+    pub fn cancel_request(&self) -> Option<Vec<u8>> {
+        let ruri = self.request_uri()?;
+        let via = self.values(HeaderName::Via).next()?;
+        let top_via = via.split(',').next().unwrap_or(via).trim();
+        let (from, to) = (self.header(HeaderName::From)?, self.header(HeaderName::To)?);
+        let (call_id, cseq) = (self.call_id()?, self.cseq()?);
+        let mut cancel = format!(
+            "CANCEL {ruri} SIP/2.0\r\nVia: {top_via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {} CANCEL\r\n",
+            from.value(),
+            to.value(),
+            cseq.seq
+        );
+        for r in self.values(HeaderName::Route) {
+            cancel.push_str("Route: ");
+            cancel.push_str(r);
+            cancel.push_str("\r\n");
+        }
+        cancel.push_str("Content-Length: 0\r\n\r\n");
+        Some(cancel.into_bytes())
+    }
 }
 
 /// Searching for CRLFCRLF with a prebuilt searcher (building one per call

@@ -694,7 +694,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
-                self.bind_flows(&aor, msg, source);
+                self.bind_flows(&aor, msg, source, &bindings);
                 self.store_events.push_back(StoreEvent::Bindings {
                     aor: aor.clone(),
                     bindings: bindings.clone(),
@@ -719,42 +719,45 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// Binds each `;ob` Contact of a successful REGISTER to the
     /// connection it came over. The Via's transport says whether that
     /// flow is reliable.
-    fn bind_flows(&mut self, aor: &str, msg: &Message<'_>, source: &P) {
-        let addrs = match msg.contacts() {
-            Some(privasip_message::ContactValue::Addrs(a)) => a,
-            Some(privasip_message::ContactValue::Star) => {
-                self.flows.retain(|_, f| f.aor != aor);
-                return;
-            }
-            None => return,
+    fn bind_flows(
+        &mut self,
+        aor: &str,
+        msg: &Message<'_>,
+        source: &P,
+        bindings: &[privasip_registrar::Binding],
+    ) {
+        // The registrar has applied expires=0 and Contact: *; a flow lives
+        // as long as its binding.
+        let live: std::collections::HashSet<String> = bindings
+            .iter()
+            .filter_map(|b| flow_key(&b.contact))
+            .collect();
+        self.flows
+            .retain(|key, f| f.aor != aor || live.contains(key));
+        let Some(privasip_message::ContactValue::Addrs(addrs)) = msg.contacts() else {
+            return;
         };
         let reliable = msg
             .top_via()
             .is_some_and(|v| !v.transport.eq_ignore_ascii_case("UDP"));
-        let expires_header = msg.header(HeaderName::Expires).map(|h| h.value().trim());
         for a in addrs {
-            let Some(key) = flow_key(a.uri_raw) else {
+            let Some(key) = flow_key(a.uri_raw).filter(|k| live.contains(k)) else {
                 continue;
             };
             // Someone else's flow stays theirs.
             if self.flows.get(&key).is_some_and(|f| f.aor != aor) {
                 continue;
             }
-            let expires = a.params.get("expires").flatten().or(expires_header);
-            if expires == Some("0") {
-                self.flows.remove(&key);
-            } else {
-                self.flows.insert(
-                    key,
-                    Flow {
-                        aor: aor.to_owned(),
-                        next: Next {
-                            peer: source.clone(),
-                            reliable,
-                        },
+            self.flows.insert(
+                key,
+                Flow {
+                    aor: aor.to_owned(),
+                    next: Next {
+                        peer: source.clone(),
+                        reliable,
                     },
-                );
-            }
+                },
+            );
         }
     }
 
@@ -781,36 +784,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let Ok(inv) = Message::parse_datagram(forwarded, &self.limits) else {
             return;
         };
-        let (Some(ruri), Some(via), Some(from), Some(to), Some(call_id), Some(cseq)) = (
-            inv.request_uri(),
-            inv.values(HeaderName::Via).next(),
-            inv.header(HeaderName::From),
-            inv.header(HeaderName::To),
-            inv.call_id(),
-            inv.cseq(),
-        ) else {
+        let Some(cancel) = inv.cancel_request() else {
             return;
         };
-        let top_via = via.split(',').next().unwrap_or(via).trim();
-        let mut cancel = format!(
-            "CANCEL {ruri} SIP/2.0\r\nVia: {top_via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: {} CANCEL\r\n",
-            from.value(),
-            to.value(),
-            cseq.seq
-        );
-        for r in inv.values(HeaderName::Route) {
-            cancel.push_str(&format!("Route: {r}\r\n"));
-        }
-        cancel.push_str("Content-Length: 0\r\n\r\n");
         let hop = inv
             .routes()
             .first()
             .map(|r| r.uri_raw.to_owned())
-            .unwrap_or_else(|| ruri.to_owned());
-        if let Some(next) = self.next_hop(&hop) {
-            let _ = self
-                .tx
-                .send_request(now, cancel.into_bytes(), next.peer, next.reliable);
+            .or_else(|| inv.request_uri().map(str::to_owned));
+        if let Some(next) = hop.and_then(|h| self.next_hop(&h)) {
+            let _ = self.tx.send_request(now, cancel, next.peer, next.reliable);
         }
     }
 

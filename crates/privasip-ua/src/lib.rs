@@ -9,7 +9,7 @@ use std::time::Duration;
 use privasip_identity::PublicKey;
 use zeroize::Zeroizing;
 
-pub use ua::{CallId, Ua, UaEvent};
+pub use ua::{CallId, Ua, UaEvent, flow_host};
 
 /// How this user agent protects identities.
 #[derive(Default)]

@@ -153,6 +153,13 @@ fn hex(rng: &mut dyn CryptoRngCore, bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A random host nobody can resolve (RFC 6761 `.invalid`), for the
+/// Contact of a user agent reached over the connection it registers on
+/// (`outbound`): it names the flow, and nothing about the user or host.
+pub fn flow_host(rng: &mut dyn CryptoRngCore) -> String {
+    format!("f{}.invalid", hex(rng, 8))
+}
+
 impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     /// A user agent that sends everything to `proxy`.
     pub fn new(cfg: UaConfig, proxy: P) -> Ua<P> {
@@ -506,30 +513,24 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         }
     }
 
-    /// §9.1: a CANCEL for our INVITE: its Request-URI, top Via, From, To,
-    /// Call-ID and CSeq number, as sent (so under PrivaSIP the tokens).
+    /// The call failed with `status`: say so and forget it.
+    fn fail(&mut self, id: u64, status: u16) {
+        self.events.push_back(UaEvent::Failed {
+            call: CallId(id),
+            status,
+        });
+        self.forget(id);
+    }
+
+    /// §9.1: a CANCEL for our INVITE as sent (so under PrivaSIP with the
+    /// tokens).
     fn send_cancel(&mut self, now: Instant, id: u64) -> Result<(), UaError> {
         let c = self.calls.get(&id).ok_or(UaError::NoCall)?;
-        let inv = Message::parse_datagram(&c.invite, &self.limits)
-            .map_err(|e| UaError::Send(format!("our INVITE: {e}")))?;
-        let (Some(ruri), Some(via), Some(from), Some(to), Some(call_id), Some(cseq)) = (
-            inv.request_uri(),
-            inv.values(HeaderName::Via).next(),
-            inv.header(HeaderName::From),
-            inv.header(HeaderName::To),
-            inv.call_id(),
-            inv.cseq(),
-        ) else {
-            return Err(UaError::Send("our INVITE lacks a header".into()));
-        };
-        let cancel = format!(
-            "CANCEL {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\n\
-             Call-ID: {call_id}\r\nCSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
-            from.value(),
-            to.value(),
-            cseq.seq
-        );
-        self.send(now, cancel.into_bytes(), Owner::Cancel(id))?;
+        let cancel = Message::parse_datagram(&c.invite, &self.limits)
+            .ok()
+            .and_then(|inv| inv.cancel_request())
+            .ok_or_else(|| UaError::Send("cannot build a CANCEL from our INVITE".into()))?;
+        self.send(now, cancel, Owner::Cancel(id))?;
         Ok(())
     }
 
@@ -655,11 +656,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 self.calls.insert(id, c);
             }
         }
-        self.events.push_back(UaEvent::Failed {
-            call: CallId(id),
-            status,
-        });
-        self.forget(id);
+        self.fail(id, status);
     }
 
     fn send_ack(&mut self, id: u64, rng: &mut dyn CryptoRngCore) {
@@ -818,11 +815,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                         );
                         let _ = self.tx.respond(now, istx, resp);
                     }
-                    self.events.push_back(UaEvent::Failed {
-                        call: CallId(id),
-                        status: 487,
-                    });
-                    self.forget(id);
+                    self.fail(id, 487);
                 }
             }
             "OPTIONS" => {
@@ -987,22 +980,14 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                             .push_back(UaEvent::RegistrationFailed { status: 408 });
                     }
                     Owner::Invite(id) => {
-                        self.events.push_back(UaEvent::Failed {
-                            call: CallId(id),
-                            status: 408,
-                        });
-                        self.forget(id);
+                        self.fail(id, 408);
                     }
                     Owner::Bye(id) => self.end(id),
                     // §9.1: no final response to the INVITE within 64*T1
                     // of our CANCEL: the call is over.
                     Owner::Cancel(id) => {
                         if self.calls.contains_key(&id) {
-                            self.events.push_back(UaEvent::Failed {
-                                call: CallId(id),
-                                status: 408,
-                            });
-                            self.forget(id);
+                            self.fail(id, 408);
                         }
                     }
                 }

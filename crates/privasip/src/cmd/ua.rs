@@ -395,10 +395,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     Some(s) => format!("{}:{}", s.address, s.port),
                     None => {
                         cfg.outbound = true;
-                        let mut b = [0u8; 8];
-                        rand_core::RngCore::fill_bytes(&mut OsRng, &mut b);
-                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                        format!("f{hex}.invalid")
+                        privasip_ua::flow_host(&mut OsRng)
                     }
                 };
                 let stream = backend
