@@ -30,6 +30,9 @@ pub struct Opened {
 pub struct Keyring {
     keys: HashMap<(SchemeId, KeyId), Box<dyn Decryptor>>,
     aes: AesDirectory,
+    /// AES users whose counter moved since the last
+    /// [`Keyring::take_aes_counters`].
+    aes_moved: Vec<(RealId, u64)>,
     cache: IdCache,
 }
 
@@ -45,6 +48,7 @@ impl Keyring {
         Keyring {
             keys: HashMap::new(),
             aes: AesDirectory::default(),
+            aes_moved: Vec::new(),
             cache: IdCache::new(capacity, ttl),
         }
     }
@@ -92,6 +96,7 @@ impl Keyring {
         let (id, aes_next_counter) = match parsed.scheme {
             SchemeId::Aes => {
                 let o = self.aes.open(&parsed, context)?;
+                self.aes_moved.push((o.id.clone(), o.next_counter));
                 (o.id, Some(o.next_counter))
             }
             scheme => {
@@ -115,6 +120,13 @@ impl Keyring {
             cached: false,
             aes_next_counter,
         })
+    }
+
+    /// The AES users whose next acceptable counter moved, with the new
+    /// value, since the last call: persist them, so that after a restart
+    /// a used token does not open again.
+    pub fn take_aes_counters(&mut self) -> Vec<(RealId, u64)> {
+        std::mem::take(&mut self.aes_moved)
     }
 
     /// Forgets a dialog's cached ID (after BYE).

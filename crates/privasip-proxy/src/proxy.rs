@@ -5,7 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
-use privasip_identity::{Keyring, Token};
+use privasip_digest::Ha1;
+use privasip_identity::{Keyring, RealId, Token};
 use privasip_message::{BRANCH_COOKIE, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri};
 use privasip_registrar::{Registrar, RegistrarConfig};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
@@ -74,6 +75,14 @@ pub enum StoreEvent {
         /// The dialog's Call-ID.
         call_id: String,
     },
+    /// A PrivaSIP-AES token of this user opened: tokens below `next` must
+    /// never open again, also after a restart.
+    AesCounter {
+        /// The user (real ID).
+        user: String,
+        /// The lowest counter still accepted.
+        next: u64,
+    },
 }
 
 impl std::fmt::Debug for StoreEvent {
@@ -82,6 +91,7 @@ impl std::fmt::Debug for StoreEvent {
             StoreEvent::Bindings { .. } => "StoreEvent::Bindings([redacted])",
             StoreEvent::CallStarted { .. } => "StoreEvent::CallStarted([redacted])",
             StoreEvent::CallEnded { .. } => "StoreEvent::CallEnded([redacted])",
+            StoreEvent::AesCounter { .. } => "StoreEvent::AesCounter([redacted])",
         })
     }
 }
@@ -233,9 +243,23 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
     /// Accepts PrivaSIP tokens opened with these keys: caller tokens in
     /// From and Digest usernames (home proxy), callee tokens in the
-    /// Request-URI (callee's proxy).
+    /// Request-URI (callee's proxy). Replaces AES users set before.
     pub fn set_keyring(&mut self, keyring: Keyring) {
         self.keyring = Some(keyring);
+    }
+
+    /// Lets `user` hide their ID from everyone but us with PrivaSIP-AES,
+    /// keyed by their SHA-256 HA1; tokens below `next_counter` are refused
+    /// (persisted from [`StoreEvent::AesCounter`]).
+    pub fn set_aes_user(&mut self, user: &str, sha256: &Ha1, next_counter: u64) -> bool {
+        let Ok(id) = RealId::new(user) else {
+            return false;
+        };
+        self.keyring
+            .get_or_insert_with(Keyring::default)
+            .aes_mut()
+            .add_user(id, sha256.expose_hex().as_bytes(), next_counter);
+        true
     }
 
     /// The real user behind a user part: a PrivaSIP token opened with our
@@ -338,6 +362,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
     /// The next change to persist.
     pub fn poll_store_event(&mut self) -> Option<StoreEvent> {
+        if let Some(ring) = self.keyring.as_mut() {
+            for (id, next) in ring.take_aes_counters() {
+                self.store_events.push_back(StoreEvent::AesCounter {
+                    user: id.expose().to_owned(),
+                    next,
+                });
+            }
+        }
         self.store_events.pop_front()
     }
 

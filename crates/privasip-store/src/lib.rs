@@ -21,7 +21,7 @@ pub enum StoreError {
 }
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A user's stored credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,6 +34,10 @@ pub struct UserRow {
     pub ha1_md5: String,
     /// SHA-256 HA1, hex.
     pub ha1_sha256: String,
+    /// PrivaSIP-AES: the lowest token counter still accepted. Kept when
+    /// the user is put again with the same password, reset to 0 with a
+    /// new one (a new key may start its counter afresh).
+    pub aes_next: u64,
 }
 
 impl fmt::Debug for UserRow {
@@ -126,17 +130,37 @@ impl Store {
                  COMMIT;",
             )?;
         }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE users ADD COLUMN aes_next INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
         Ok(Store { conn })
     }
 
-    /// Adds or replaces a user.
+    /// Adds or replaces a user's credentials (`aes_next` is not taken
+    /// from `u`: see [`UserRow::aes_next`]).
     pub fn put_user(&self, u: &UserRow) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (realm, user) DO UPDATE SET ha1_md5 = ?3, ha1_sha256 = ?4",
+             ON CONFLICT (realm, user) DO UPDATE SET ha1_md5 = ?3, ha1_sha256 = ?4,
+                 aes_next = CASE WHEN ha1_sha256 = ?4 THEN aes_next ELSE 0 END",
             params![u.realm, u.user, u.ha1_md5, u.ha1_sha256],
         )?;
         Ok(())
+    }
+
+    /// Raises the AES counter of `user` (in every realm) to `next`; it
+    /// never goes down. False if no such user.
+    pub fn set_aes_next(&self, user: &str, next: u64) -> Result<bool, StoreError> {
+        let next = i64::try_from(next).unwrap_or(i64::MAX);
+        Ok(self.conn.execute(
+            "UPDATE users SET aes_next = MAX(aes_next, ?2) WHERE user = ?1",
+            params![user, next],
+        )? > 0)
     }
 
     /// Removes a user; true if there was one.
@@ -149,15 +173,16 @@ impl Store {
 
     /// Every user, by realm and name.
     pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT realm, user, ha1_md5, ha1_sha256 FROM users ORDER BY realm, user")?;
+        let mut st = self.conn.prepare(
+            "SELECT realm, user, ha1_md5, ha1_sha256, aes_next FROM users ORDER BY realm, user",
+        )?;
         let rows = st.query_map([], |r| {
             Ok(UserRow {
                 realm: r.get(0)?,
                 user: r.get(1)?,
                 ha1_md5: r.get(2)?,
                 ha1_sha256: r.get(3)?,
+                aes_next: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -14,6 +14,7 @@ fn everything_survives_a_reopen() {
             user: "bob".into(),
             ha1_md5: "a".repeat(32),
             ha1_sha256: "b".repeat(64),
+            aes_next: 0,
         })
         .expect("user");
         s.put_bindings(
@@ -44,4 +45,35 @@ fn everything_survives_a_reopen() {
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert!(s.delete_user("b.example", "bob").expect("delete"));
+}
+
+#[test]
+fn aes_counters_only_rise_and_restart_with_a_new_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("privasip.db");
+    let user = |sha: &str| UserRow {
+        realm: "a.example".into(),
+        user: "alice".into(),
+        ha1_md5: "a".repeat(32),
+        ha1_sha256: sha.repeat(64),
+        aes_next: 99,
+    };
+    {
+        let s = Store::open(&path).expect("open");
+        s.put_user(&user("b")).expect("user");
+        assert_eq!(
+            s.users().expect("users")[0].aes_next,
+            0,
+            "not taken from the row"
+        );
+        assert!(s.set_aes_next("alice", 7).expect("set"));
+        assert!(s.set_aes_next("alice", 3).expect("set"));
+        assert!(!s.set_aes_next("nobody", 3).expect("set"));
+    }
+    let s = Store::open(&path).expect("reopen");
+    assert_eq!(s.users().expect("users")[0].aes_next, 7, "never goes down");
+    s.put_user(&user("b")).expect("same password");
+    assert_eq!(s.users().expect("users")[0].aes_next, 7);
+    s.put_user(&user("c")).expect("new password");
+    assert_eq!(s.users().expect("users")[0].aes_next, 0);
 }

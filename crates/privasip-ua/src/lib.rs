@@ -20,8 +20,8 @@ pub enum Privacy {
     /// PrivaSIP: the caller's ID encrypted to `home` (PrivaSIP-1); the
     /// callee's too when `callee_keys` has its domain (PrivaSIP-2).
     PrivaSip {
-        /// The home proxy's public key.
-        home: PublicKey,
+        /// How the caller's ID is hidden from all but the home proxy.
+        home: Home,
         /// Public keys of callee domains, by domain.
         callee_keys: HashMap<String, PublicKey>,
     },
@@ -37,6 +37,20 @@ impl std::fmt::Debug for Privacy {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// How the caller's token is made for the home proxy.
+pub enum Home {
+    /// Encrypted to the home proxy's public key (RSA, ECIES, HPKE).
+    Key(PublicKey),
+    /// PrivaSIP-AES: under a key derived from our SHA-256 HA1, which the
+    /// home proxy stores anyway. Each token uses a counter: the driver
+    /// must persist [`Ua::aes_next_counter`] before sending what the user
+    /// agent hands it, and start the next run from it.
+    Aes {
+        /// The counter the first token uses.
+        next_counter: u64,
+    },
 }
 
 /// What to do with an incoming call.

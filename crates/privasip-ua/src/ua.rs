@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::transform::{self, DialogTokens};
-use privasip_identity::{Encryptor, RealId};
+use privasip_identity::{AesSender, Encryptor, RealId};
 use privasip_message::{HeaderName, Limits, Message, Uri};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_core::CryptoRngCore;
 
 use crate::build::{self, Req};
-use crate::{Answer, Privacy, UaConfig, UaError};
+use crate::{Answer, Home, Privacy, UaConfig, UaError};
 
 /// A call's handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,6 +125,10 @@ struct Registration {
     from_tag: String,
     cseq: u32,
     tokens: Option<DialogTokens>,
+    /// PrivaSIP: our Contact's user part, the first token, kept when the
+    /// tokens change (AES) so that a refresh updates our binding instead
+    /// of adding one.
+    contact_user: Option<String>,
     retried: bool,
     refresh_at: Option<Instant>,
 }
@@ -166,7 +170,21 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let (home, callee_keys) = match &cfg.privacy {
             Privacy::Plain => (None, HashMap::new()),
             Privacy::PrivaSip { home, callee_keys } => (
-                Some(home.encryptor()),
+                Some(match home {
+                    Home::Key(key) => key.encryptor(),
+                    Home::Aes { next_counter } => {
+                        let secret = Ha1::from_password(
+                            Algorithm::Sha256,
+                            &cfg.user,
+                            &cfg.domain,
+                            &cfg.password,
+                        );
+                        Box::new(AesSender::new(
+                            secret.expose_hex().as_bytes(),
+                            *next_counter,
+                        )) as Box<dyn Encryptor>
+                    }
+                }),
                 callee_keys
                     .iter()
                     .map(|(d, k)| (d.to_ascii_lowercase(), k.encryptor()))
@@ -246,14 +264,24 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             .map_err(|e| UaError::Identity(e.to_string()))
     }
 
-    /// Applies PrivaSIP to an out-of-dialog request, when configured.
-    fn protect(&self, bytes: Vec<u8>, tokens: Option<&DialogTokens>) -> Result<Vec<u8>, UaError> {
+    /// Applies PrivaSIP to an out-of-dialog request, when configured;
+    /// `contact_user` replaces the token in Contact.
+    fn protect(
+        &self,
+        bytes: Vec<u8>,
+        tokens: Option<&DialogTokens>,
+        contact_user: Option<&str>,
+    ) -> Result<Vec<u8>, UaError> {
         let Some(tokens) = tokens else {
             return Ok(bytes);
         };
-        let mut m = Message::parse_datagram(&bytes, &self.limits)
-            .map_err(|e| UaError::Send(e.to_string()))?;
-        transform::protect_request(&mut m, tokens).map_err(|e| UaError::Send(e.to_string()))?;
+        let fail = |e: &dyn std::fmt::Display| UaError::Send(e.to_string());
+        let mut m = Message::parse_datagram(&bytes, &self.limits).map_err(|e| fail(&e))?;
+        transform::protect_request(&mut m, tokens).map_err(|e| fail(&e))?;
+        if let Some(user) = contact_user {
+            m.set_user(HeaderName::Contact, user)
+                .map_err(|e| fail(&e))?;
+        }
         Ok(m.to_bytes())
     }
 
@@ -266,8 +294,25 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         Ok(tx)
     }
 
+    /// PrivaSIP-AES: the counter the next token will use. Persist it
+    /// before sending what [`Ua::poll_transmit`] gives (a token's counter
+    /// must never be used twice); None for other schemes.
+    pub fn aes_next_counter(&self) -> Option<u64> {
+        self.home.as_deref().and_then(|h| h.next_counter())
+    }
+
     /// Registers (or refreshes) our binding with the home registrar.
     pub fn register(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) -> Result<(), UaError> {
+        // An AES token opens once (the proxy forgets it after a restart or
+        // a while): every registration round takes a fresh one.
+        if let (Some(reg), Some(enc)) = (self.reg.as_mut(), self.home.as_deref_mut())
+            && enc.next_counter().is_some()
+        {
+            reg.tokens = Some(DialogTokens {
+                caller: Self::seal(enc, &self.cfg.user, &reg.call_id, rng)?,
+                callee: None,
+            });
+        }
         if self.reg.is_none() {
             let call_id = self.new_call_id(rng);
             let tokens = match self.home.as_deref_mut() {
@@ -281,6 +326,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 call_id,
                 from_tag: hex(rng, 6),
                 cseq: 0,
+                contact_user: tokens.as_ref().map(|t| t.caller.clone()),
                 tokens,
                 retried: false,
                 refresh_at: None,
@@ -325,7 +371,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             sdp: None,
         });
         let tokens = reg.tokens.clone();
-        let bytes = self.protect(bytes, tokens.as_ref())?;
+        let contact_user = reg.contact_user.clone();
+        let bytes = self.protect(bytes, tokens.as_ref(), contact_user.as_deref())?;
         self.send(now, bytes, Owner::Register)?;
         Ok(())
     }
@@ -412,7 +459,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             extra: &extra,
             sdp: Some(&sdp),
         });
-        let bytes = self.protect(bytes, call.tokens.as_ref())?;
+        let bytes = self.protect(bytes, call.tokens.as_ref(), None)?;
         // The dialog's URIs are the protected ones.
         if let Ok(m) = Message::parse_datagram(&bytes, &self.limits) {
             if let Some(f) = m.from() {

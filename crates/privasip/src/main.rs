@@ -3,6 +3,7 @@
 // This is the command-line front end: writing to stdout is its job.
 #![allow(clippy::print_stdout)]
 
+mod aes_counter;
 mod cmd;
 mod keyfile;
 mod paper;

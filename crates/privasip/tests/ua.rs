@@ -2,7 +2,8 @@
 //! Bob listens, Alice calls him with PrivaSIP-2 (HPKE) over UDP and over
 //! TCP, Digest everywhere; Bob sees only tokens; a wrong password is
 //! refused; a call hung up while it rings is cancelled (487), a busy
-//! callee gives 486 and one not registered 480.
+//! callee gives 486 and one not registered 480. PrivaSIP-AES across
+//! restarts of the proxy.
 
 mod common;
 
@@ -210,5 +211,122 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
         assert!(!l.contains("alice"), "{l}");
     }
     let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+    assert!(!log.contains("alice") && !log.contains("bob"), "{log}");
+}
+
+/// PrivaSIP-AES end to end: no key files, the proxy keys its users by
+/// their stored HA1; both sides keep the token counter across restarts
+/// (the UA in a file written before each token leaves, the proxy in its
+/// store), so calls keep working after either restarts.
+#[test]
+fn aes_calls_keep_working_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = 23090u16;
+    let config = common::write_config(
+        d,
+        &format!(
+            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
+             authenticate = true\n\
+             [listen]\nudp = \"127.0.0.1:{port}\"\n\
+             [privasip]\naes = true\n"
+        ),
+    );
+    common::add_user(&config, "alice", "wonderland");
+    common::add_user(&config, "bob", "zanzibar");
+    let proxy_log = d.join("proxy.log");
+    let start_proxy = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&proxy_log)
+            .expect("log");
+        let child = privasip()
+            .args(["proxy", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("proxy starts");
+        common::wait_for_port(port, false);
+        child
+    };
+    let mut running = Running(vec![start_proxy()]);
+    for (name, user, password, local) in [
+        ("alice", "alice", "wonderland", 23091),
+        ("bob", "bob", "zanzibar", 23092),
+    ] {
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            format!(
+                "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
+                 local = \"127.0.0.1:{local}\"\nproxy = \"udp:127.0.0.1:{port}\"\nexpires = 300\n\
+                 [privasip]\nmode = \"privasip-1\"\naes = true\n"
+            ),
+        )
+        .expect("ua config");
+    }
+    let bob_err = d.join("bob.err");
+    running.0.push(
+        privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("bob.toml"))
+            .args(["listen", "--for", "60"])
+            .stdout(std::fs::File::create(d.join("bob.out")).expect("out"))
+            .stderr(std::fs::File::create(&bob_err).expect("err"))
+            .spawn()
+            .expect("bob listens"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&bob_err)
+        .unwrap_or_default()
+        .contains("registered")
+    {
+        assert!(Instant::now() < deadline, "bob did not register");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let call = |count: &str| {
+        let out = privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("alice.toml"))
+            .args(["call", "sip:bob@example.com", "--count", count])
+            .output()
+            .expect("alice calls");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&proxy_log).unwrap_or_default()
+        );
+        assert_eq!(
+            stdout.matches("answered").count(),
+            count.parse().unwrap_or(0)
+        );
+    };
+    let counter = || {
+        std::fs::read_to_string(d.join("alice.toml.aes-counter"))
+            .expect("the counter file")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a counter")
+    };
+    call("2");
+    let after_two = counter();
+    assert_eq!(after_two, 2, "one token per call");
+    // The proxy restarts: the tokens it saw must stay used, new ones open.
+    let mut first = running.0.remove(0);
+    common::stop(&mut first);
+    running.0.push(start_proxy());
+    call("1");
+    assert_eq!(counter(), after_two + 1);
+    drop(running);
+    let seen = std::fs::read_to_string(d.join("bob.out")).unwrap_or_default();
+    let incoming: Vec<&str> = seen.lines().filter(|l| l.contains("incoming")).collect();
+    assert_eq!(incoming.len(), 3, "{seen}");
+    assert!(incoming.iter().all(|l| l.contains("from ps1a.")), "{seen}");
+    let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+    assert!(log.contains("PrivaSIP-AES users loaded"), "{log}");
     assert!(!log.contains("alice") && !log.contains("bob"), "{log}");
 }

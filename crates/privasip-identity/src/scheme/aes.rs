@@ -137,6 +137,10 @@ impl Encryptor for AesSender {
             ciphertext,
         })
     }
+
+    fn next_counter(&self) -> Option<u64> {
+        Some(self.next)
+    }
 }
 
 struct Slot {

@@ -70,6 +70,13 @@ pub trait Encryptor: Send + Sync {
         context: &[u8],
         rng: &mut dyn CryptoRngCore,
     ) -> Result<Token, IdentityError>;
+
+    /// For a scheme with a counter (AES): the counter the next token will
+    /// use. Persist it before sending a token, so a restart never reuses
+    /// one. None for the public-key schemes.
+    fn next_counter(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads IDs: what a proxy holds for each private key it serves.

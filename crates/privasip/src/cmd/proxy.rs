@@ -67,6 +67,10 @@ struct PrivaSipSection {
     /// configuration file; mode 0600.
     #[serde(default)]
     keys: Vec<PathBuf>,
+    /// Accept PrivaSIP-AES caller tokens from our users, keyed by their
+    /// stored SHA-256 HA1 (no key files needed).
+    #[serde(default)]
+    aes: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,9 +206,16 @@ fn restore(
     proxy: &mut Proxy<Peer>,
     store: &privasip_store::Store,
     now: std::time::Instant,
+    aes: bool,
 ) -> Result<(usize, usize)> {
     use privasip_digest::{Algorithm, Ha1};
     let users = store.users()?;
+    // An AES token names no realm: a name in two realms cannot use AES.
+    let mut realms_of: HashMap<&str, usize> = HashMap::new();
+    for u in &users {
+        *realms_of.entry(u.user.as_str()).or_default() += 1;
+    }
+    let mut aes_users = 0;
     for u in &users {
         let (Some(md5), Some(sha256)) = (
             Ha1::from_hex(Algorithm::Md5, &u.ha1_md5),
@@ -212,11 +223,24 @@ fn restore(
         ) else {
             bail!("the store holds a malformed HA1 for a user of {}", u.realm);
         };
+        if aes {
+            if realms_of[u.user.as_str()] > 1 {
+                tracing::warn!(
+                    realm = %u.realm,
+                    "a user name exists in several realms; PrivaSIP-AES is off for it"
+                );
+            } else if proxy.set_aes_user(&u.user, &sha256, u.aes_next) {
+                aes_users += 1;
+            }
+        }
         proxy.set_user(
             &u.realm,
             &u.user,
             privasip_proxy::Credentials { md5, sha256 },
         );
+    }
+    if aes {
+        tracing::info!(users = aes_users, "PrivaSIP-AES users loaded");
     }
     let unix = unix_now();
     let mut by_aor: HashMap<String, Vec<privasip_registrar::Binding>> = HashMap::new();
@@ -276,6 +300,7 @@ fn store_writer(
                 StoreEvent::CallEnded { call_id } => {
                     store.call_ended(&call_id, unix_now()).map(drop)
                 }
+                StoreEvent::AesCounter { user, next } => store.set_aes_next(&user, next).map(drop),
                 _ => Ok(()),
             };
             if let Err(e) = result {
@@ -447,7 +472,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         tracing::info!(keys = cfg.privasip.keys.len(), "PrivaSIP keys loaded");
     }
     let store = open_store(&args.config, &cfg)?;
-    let (users, bindings) = restore(&mut proxy, &store, now)?;
+    let (users, bindings) = restore(&mut proxy, &store, now, cfg.privasip.aes)?;
     tracing::info!(users, bindings, "store loaded");
     let (store_tx, store_thread) = store_writer(store);
     let listen = Listen {

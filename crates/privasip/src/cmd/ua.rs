@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use privasip_digest::{Algorithm, Ha1};
 use privasip_tor::Isolation;
-use privasip_ua::{Answer, CallId, Privacy, Ua, UaConfig, UaEvent};
+use privasip_ua::{Answer, CallId, Home, Privacy, Ua, UaConfig, UaEvent};
 use rand_core::OsRng;
 use serde::Deserialize;
 use tokio::net::{TcpStream, UdpSocket};
 use zeroize::Zeroizing;
 
+use crate::aes_counter::CounterFile;
 use crate::config_relative;
 use crate::keyfile::read_public;
 use crate::ua_wire::{Link, PROXY_STREAM, Streams, Wire};
@@ -143,6 +145,13 @@ struct PrivaSipSection {
     mode: Option<String>,
     /// The home proxy's public key file (relative to this file).
     home_key: Option<PathBuf>,
+    /// PrivaSIP-AES instead of `home_key`: our token under a key from our
+    /// password, which the home proxy (`[privasip] aes = true`) shares.
+    #[serde(default)]
+    aes: bool,
+    /// Where the AES token counter is kept (relative to this file;
+    /// default: this file's name + `.aes-counter`).
+    aes_counter: Option<PathBuf>,
     /// PrivaSIP-2: callee domain -> its public key file.
     #[serde(default)]
     callee_keys: HashMap<String, PathBuf>,
@@ -158,6 +167,7 @@ enum ProxyAt {
 /// A configuration, read.
 struct Loaded {
     cfg: UaConfig,
+    aes: Option<CounterFile>,
     local: SocketAddr,
     proxy: ProxyAt,
     tor: Option<crate::tor::TorSection>,
@@ -168,6 +178,9 @@ fn load(path: &Path) -> Result<Loaded> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let cfg: Config = toml::from_str(&text)
         .with_context(|| format!("{} is not a valid user agent configuration", path.display()))?;
+    if cfg.ua.password.is_some() {
+        warn_if_readable(path);
+    }
     let password = match (&cfg.ua.password, std::env::var("PRIVASIP_PASSWORD")) {
         (_, Ok(p)) => p,
         (Some(p), Err(_)) => p.clone(),
@@ -193,14 +206,39 @@ fn load(path: &Path) -> Result<Loaded> {
         other => bail!("[ua] answer {other:?}: use accept, busy or decline"),
     };
     let mode = cfg.privasip.mode.as_deref().unwrap_or("plain");
+    let mut aes = None;
     let privacy = match mode {
         "plain" => Privacy::Plain,
         "privasip-1" | "privasip-2" => {
-            let home = cfg
-                .privasip
-                .home_key
-                .as_ref()
-                .context("[privasip] home_key is needed for PrivaSIP")?;
+            let home = match (&cfg.privasip.home_key, cfg.privasip.aes) {
+                (Some(key), false) => Home::Key(read_public(&config_relative(path, key))?),
+                (None, true) => {
+                    let counter = match &cfg.privasip.aes_counter {
+                        Some(p) => config_relative(path, p),
+                        None => {
+                            let mut name = path.file_name().unwrap_or_default().to_owned();
+                            name.push(".aes-counter");
+                            path.with_file_name(name)
+                        }
+                    };
+                    let secret = Ha1::from_password(
+                        Algorithm::Sha256,
+                        &cfg.ua.user,
+                        &cfg.ua.domain,
+                        &password,
+                    );
+                    let (file, next_counter) =
+                        CounterFile::open(&counter, secret.expose_hex().as_bytes())?;
+                    aes = Some(file);
+                    Home::Aes { next_counter }
+                }
+                (Some(_), true) => bail!("[privasip] set home_key or aes = true, not both"),
+                (None, false) => {
+                    bail!(
+                        "[privasip] PrivaSIP needs home_key (the home proxy's public key) or aes = true"
+                    )
+                }
+            };
             let mut callee_keys = HashMap::new();
             if mode == "privasip-2" {
                 for (domain, key) in &cfg.privasip.callee_keys {
@@ -210,10 +248,7 @@ fn load(path: &Path) -> Result<Loaded> {
                     );
                 }
             }
-            Privacy::PrivaSip {
-                home: read_public(&config_relative(path, home))?,
-                callee_keys,
-            }
+            Privacy::PrivaSip { home, callee_keys }
         }
         other => bail!("[privasip] mode {other:?}: use plain, privasip-1 or privasip-2"),
     };
@@ -231,14 +266,36 @@ fn load(path: &Path) -> Result<Loaded> {
             answer,
             ring_time: Duration::from_millis(cfg.ua.ring_ms),
         },
+        aes,
         local: cfg.ua.local,
         proxy,
         tor: cfg.tor,
     })
 }
 
+/// A password in a file others can read is not a secret: say so (as ssh
+/// does for keys), but go on.
+fn warn_if_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "warning: {} holds a password and others can read it (mode {mode:o}): \
+                     chmod 600 it, or set PRIVASIP_PASSWORD instead",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
 struct Agent {
     ua: Ua<Link>,
+    /// PrivaSIP-AES: the counter on disk, saved before a token leaves.
+    aes: Option<CounterFile>,
     wire: Wire,
     trace: Option<std::fs::File>,
 }
@@ -256,6 +313,9 @@ impl Agent {
 
 impl Agent {
     async fn flush(&mut self) -> Result<()> {
+        if let (Some(file), Some(next)) = (self.aes.as_mut(), self.ua.aes_next_counter()) {
+            file.save(next)?;
+        }
         while let Some(t) = self.ua.poll_transmit() {
             self.trace("sent", &t.bytes);
             self.wire.send(t.to, t.bytes).await?;
@@ -350,6 +410,7 @@ fn ms(since: Instant, at: Instant) -> f64 {
 pub(crate) fn run(args: &Args) -> Result<()> {
     let Loaded {
         mut cfg,
+        aes,
         local,
         proxy,
         tor,
@@ -421,6 +482,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         };
         let mut agent = Agent {
             ua: Ua::new(cfg, peer),
+            aes,
             wire,
             trace,
         };

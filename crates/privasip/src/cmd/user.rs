@@ -99,6 +99,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 ha1_sha256: Ha1::from_password(Algorithm::Sha256, &a.user, &realm, password)
                     .expose_hex()
                     .to_owned(),
+                aes_next: 0,
             })?;
             println!("{}@{realm}: saved", a.user);
         }
