@@ -3,7 +3,10 @@
 //! that arrive at our own onion service).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use privasip_message::{Frame, Limits, StreamDecoder};
@@ -25,6 +28,26 @@ pub(crate) enum Link {
 /// The stream to the proxy.
 pub(crate) const PROXY_STREAM: Link = Link::Stream(0);
 
+/// One direction of a stream, boxed (TCP or Tor).
+pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The other direction.
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// Opens a new stream to the proxy, after the last one closed.
+pub(crate) type Reconnect =
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> + Send>;
+
+/// How long to keep trying to reopen the stream to the proxy.
+const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
+
+/// What [`Wire::recv`] got.
+pub(crate) enum Incoming {
+    /// A message, and where it came from.
+    Message(Vec<u8>, Link),
+    /// The stream to the proxy closed and a new one is open: whatever
+    /// the proxy knew about the old one (our registration's flow) is gone.
+    Reconnected,
+}
+
 pub(crate) enum Wire {
     Udp(UdpSocket),
     Streams(Streams),
@@ -37,12 +60,19 @@ pub(crate) struct Streams {
     writers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     incoming: Option<mpsc::Receiver<TorStream>>,
     next: u64,
+    reconnect: Option<Reconnect>,
 }
 
 impl Streams {
     /// `proxy`: the stream to the proxy (id 0); `incoming`: streams that
     /// arrive at our onion service.
-    pub(crate) fn new<R, W>(proxy: (R, W), incoming: Option<mpsc::Receiver<TorStream>>) -> Streams
+    /// `reconnect`: how to reopen the proxy's stream when it closes
+    /// (without, its closing is an error).
+    pub(crate) fn new<R, W>(
+        proxy: (R, W),
+        incoming: Option<mpsc::Receiver<TorStream>>,
+        reconnect: Option<Reconnect>,
+    ) -> Streams
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
@@ -54,9 +84,41 @@ impl Streams {
             writers: HashMap::new(),
             incoming,
             next: 1,
+            reconnect,
         };
         s.add(0, proxy.0, proxy.1);
         s
+    }
+
+    /// Reopens the stream to the proxy, with backoff, for up to
+    /// [`RECONNECT_PATIENCE`].
+    async fn reopen(&mut self) -> Result<()> {
+        let Some(reconnect) = self.reconnect.as_ref() else {
+            bail!("the connection to the proxy closed");
+        };
+        self.writers.remove(&0);
+        eprintln!("the connection to the proxy closed; reconnecting");
+        let give_up = Instant::now() + RECONNECT_PATIENCE;
+        let mut wait = Duration::from_millis(250);
+        loop {
+            match reconnect().await {
+                Ok((r, w)) => {
+                    self.add(0, r, w);
+                    eprintln!("reconnected to the proxy");
+                    return Ok(());
+                }
+                Err(e) if Instant::now() + wait >= give_up => {
+                    return Err(e.context(format!(
+                        "the connection to the proxy closed and did not reopen in {} s",
+                        RECONNECT_PATIENCE.as_secs()
+                    )));
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
     }
 
     fn add<R, W>(&mut self, id: u64, mut rd: R, mut wr: W)
@@ -128,14 +190,15 @@ impl Wire {
         Ok(())
     }
 
-    /// The next message and where it came from.
-    pub(crate) async fn recv(&mut self) -> Result<(Vec<u8>, Link)> {
+    /// The next message and where it came from; or news that the
+    /// stream to the proxy was reopened.
+    pub(crate) async fn recv(&mut self) -> Result<Incoming> {
         match self {
             Wire::Udp(s) => {
                 let mut buf = vec![0u8; 65_536];
                 let (n, from) = s.recv_from(&mut buf).await?;
                 buf.truncate(n);
-                Ok((buf, Link::Addr(from)))
+                Ok(Incoming::Message(buf, Link::Addr(from)))
             }
             Wire::Streams(s) => loop {
                 let incoming = async {
@@ -155,8 +218,12 @@ impl Wire {
                         None => s.incoming = None,
                     },
                     m = s.rx.recv() => match m {
-                        Some((id, Some(bytes))) => return Ok((bytes, Link::Stream(id))),
-                        Some((0, None)) | None => bail!("the connection to the proxy closed"),
+                        Some((id, Some(bytes))) => return Ok(Incoming::Message(bytes, Link::Stream(id))),
+                        Some((0, None)) => {
+                            s.reopen().await?;
+                            return Ok(Incoming::Reconnected);
+                        }
+                        None => bail!("the connection to the proxy closed"),
                         Some((id, None)) => {
                             s.writers.remove(&id);
                         }

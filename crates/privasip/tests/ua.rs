@@ -330,3 +330,83 @@ fn aes_calls_keep_working_across_restarts() {
     assert!(log.contains("PrivaSIP-AES users loaded"), "{log}");
     assert!(!log.contains("alice") && !log.contains("bob"), "{log}");
 }
+
+/// A callee on TCP listens on no port: calls reach it over the connection
+/// it registered on. When the proxy restarts, that connection is gone; the
+/// user agent reconnects, registers again at once, and is reachable again.
+#[test]
+fn a_tcp_callee_registers_again_after_losing_its_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = 23100u16;
+    let config = common::write_config(
+        d,
+        &format!(
+            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
+             authenticate = true\n\
+             [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    common::add_user(&config, "alice", "wonderland");
+    common::add_user(&config, "bob", "zanzibar");
+    let mut running = Running(vec![common::proxy(&config, port)]);
+    for (name, password, local, transport) in [
+        ("alice", "wonderland", 23101, "udp"),
+        ("bob", "zanzibar", 23102, "tcp"),
+    ] {
+        std::fs::write(
+            d.join(format!("{name}.toml")),
+            format!(
+                "[ua]\nuser = \"{name}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
+                 local = \"127.0.0.1:{local}\"\nproxy = \"{transport}:127.0.0.1:{port}\"\n\
+                 expires = 300\n"
+            ),
+        )
+        .expect("ua config");
+    }
+    let bob_err = d.join("bob.err");
+    running.0.push(
+        privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("bob.toml"))
+            .args(["listen", "--for", "60"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&bob_err).expect("err"))
+            .spawn()
+            .expect("bob listens"),
+    );
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let err = std::fs::read_to_string(&bob_err).unwrap_or_default();
+            if err.contains(what) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "bob never said {what:?}:\n{err}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let call = || {
+        let out = privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("alice.toml"))
+            .args(["call", "sip:bob@example.com"])
+            .output()
+            .expect("alice calls");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && stdout.starts_with("call 1: answered"),
+            "{stdout}\n{}",
+            std::fs::read_to_string(&bob_err).unwrap_or_default()
+        );
+    };
+    wait_for("registered");
+    call();
+    // The proxy restarts: Bob's connection closes under him.
+    let mut first = running.0.remove(0);
+    common::stop(&mut first);
+    running.0.push(common::proxy(&config, port));
+    wait_for("reconnected to the proxy");
+    wait_for("registration refreshed");
+    call();
+}

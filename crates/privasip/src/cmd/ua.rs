@@ -1,8 +1,10 @@
 //! `privasip ua`: the user agent (the paper's Alice and Bob).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,7 +19,7 @@ use zeroize::Zeroizing;
 use crate::aes_counter::CounterFile;
 use crate::config_relative;
 use crate::keyfile::read_public;
-use crate::ua_wire::{Link, PROXY_STREAM, Streams, Wire};
+use crate::ua_wire::{Incoming, Link, PROXY_STREAM, Reader, Streams, Wire, Writer};
 
 /// Run a SIP user agent: register, call, answer.
 ///
@@ -296,6 +298,8 @@ struct Agent {
     ua: Ua<Link>,
     /// PrivaSIP-AES: the counter on disk, saved before a token leaves.
     aes: Option<CounterFile>,
+    /// Whether we registered (and so register again after reconnecting).
+    registered: bool,
     wire: Wire,
     trace: Option<std::fs::File>,
 }
@@ -348,11 +352,19 @@ impl Agent {
                 }
             };
             tokio::select! {
-                r = self.wire.recv() => {
-                    let (bytes, from) = r?;
-                    self.trace("received", &bytes);
-                    self.ua.receive(Instant::now(), &bytes, from, &mut OsRng);
-                }
+                r = self.wire.recv() => { match r? {
+                    Incoming::Message(bytes, from) => {
+                        self.trace("received", &bytes);
+                        self.ua.receive(Instant::now(), &bytes, from, &mut OsRng);
+                    }
+                    // The proxy lost our flow with the old connection (and
+                    // maybe everything else, if it restarted): register
+                    // again now rather than at the next refresh.
+                    Incoming::Reconnected if self.registered => {
+                        self.ua.register(Instant::now(), &mut OsRng)?;
+                    }
+                    Incoming::Reconnected => {}
+                } }
                 () = sleep => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
@@ -367,6 +379,7 @@ impl Agent {
 
     async fn register(&mut self) -> Result<u32> {
         self.ua.register(Instant::now(), &mut OsRng)?;
+        self.registered = true;
         let mut result = None;
         self.run_until(
             Some(Instant::now() + Duration::from_secs(40)),
@@ -435,12 +448,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 Link::Addr(addr),
             ),
             ProxyAt::Tcp(addr) => {
-                let stream = TcpStream::connect(addr)
-                    .await
-                    .context("cannot connect to the proxy")?;
-                stream.set_nodelay(true)?;
+                let connect =
+                    move || -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> {
+                        Box::pin(async move {
+                            let stream = TcpStream::connect(addr)
+                                .await
+                                .context("cannot connect to the proxy")?;
+                            stream.set_nodelay(true)?;
+                            let (r, w) = stream.into_split();
+                            Ok((Box::new(r) as Reader, Box::new(w) as Writer))
+                        })
+                    };
+                // We listen on no port: calls come over the connection we
+                // register on, bound to our Contact (`;ob`).
+                cfg.outbound = true;
+                let proxy = connect().await?;
                 (
-                    Wire::Streams(Streams::new(stream.into_split(), None)),
+                    Wire::Streams(Streams::new(proxy, None, Some(Box::new(connect)))),
                     PROXY_STREAM,
                 )
             }
@@ -459,13 +483,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         privasip_ua::flow_host(&mut OsRng)
                     }
                 };
-                let stream = backend
-                    .connect(&host, port, Isolation::Shared)
-                    .await
-                    .context("cannot reach the proxy through Tor")?;
+                let connect =
+                    move || -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> {
+                        let backend = backend.clone();
+                        let host = host.clone();
+                        Box::pin(async move {
+                            let stream = backend
+                                .connect(&host, port, Isolation::Shared)
+                                .await
+                                .context("cannot reach the proxy through Tor")?;
+                            let (r, w) = stream.into_split();
+                            Ok((Box::new(r) as Reader, Box::new(w) as Writer))
+                        })
+                    };
+                let proxy = connect().await?;
                 let incoming = service.map(|s| s.incoming);
                 (
-                    Wire::Streams(Streams::new(stream.into_split(), incoming)),
+                    Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),
                     PROXY_STREAM,
                 )
             }
@@ -483,6 +517,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let mut agent = Agent {
             ua: Ua::new(cfg, peer),
             aes,
+            registered: false,
             wire,
             trace,
         };
@@ -505,6 +540,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                             UaEvent::Ended { call } => println!("call {}: ended", call.0),
                             UaEvent::Failed { call, status } => {
                                 println!("call {}: failed {status}", call.0);
+                            }
+                            UaEvent::Registered { expires } => {
+                                eprintln!("registration refreshed for {expires} s");
                             }
                             UaEvent::RegistrationFailed { status } => {
                                 eprintln!("registration refresh failed: {status}");
