@@ -32,9 +32,10 @@ pub(crate) const PROXY_STREAM: Link = Link::Stream(0);
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The other direction.
 pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+/// A stream to the proxy being opened.
+pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>>;
 /// Opens a new stream to the proxy, after the last one closed.
-pub(crate) type Reconnect =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> + Send>;
+pub(crate) type Reconnect = Box<dyn Fn() -> Opening + Send>;
 
 /// How long to keep trying to reopen the stream to the proxy.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);

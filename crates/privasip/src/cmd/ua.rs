@@ -1,10 +1,8 @@
 //! `privasip ua`: the user agent (the paper's Alice and Bob).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::aes_counter::CounterFile;
 use crate::config_relative;
 use crate::keyfile::read_public;
-use crate::ua_wire::{Incoming, Link, PROXY_STREAM, Reader, Streams, Wire, Writer};
+use crate::ua_wire::{Incoming, Link, Opening, PROXY_STREAM, Reader, Streams, Wire, Writer};
 
 /// Run a SIP user agent: register, call, answer.
 ///
@@ -448,17 +446,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 Link::Addr(addr),
             ),
             ProxyAt::Tcp(addr) => {
-                let connect =
-                    move || -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> {
-                        Box::pin(async move {
-                            let stream = TcpStream::connect(addr)
-                                .await
-                                .context("cannot connect to the proxy")?;
-                            stream.set_nodelay(true)?;
-                            let (r, w) = stream.into_split();
-                            Ok((Box::new(r) as Reader, Box::new(w) as Writer))
-                        })
-                    };
+                let connect = move || -> Opening {
+                    Box::pin(async move {
+                        let stream = TcpStream::connect(addr)
+                            .await
+                            .context("cannot connect to the proxy")?;
+                        stream.set_nodelay(true)?;
+                        let (r, w) = stream.into_split();
+                        Ok((Box::new(r) as Reader, Box::new(w) as Writer))
+                    })
+                };
                 // We listen on no port: calls come over the connection we
                 // register on, bound to our Contact (`;ob`).
                 cfg.outbound = true;
@@ -483,19 +480,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         privasip_ua::flow_host(&mut OsRng)
                     }
                 };
-                let connect =
-                    move || -> Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>> {
-                        let backend = backend.clone();
-                        let host = host.clone();
-                        Box::pin(async move {
-                            let stream = backend
-                                .connect(&host, port, Isolation::Shared)
-                                .await
-                                .context("cannot reach the proxy through Tor")?;
-                            let (r, w) = stream.into_split();
-                            Ok((Box::new(r) as Reader, Box::new(w) as Writer))
-                        })
-                    };
+                let connect = move || -> Opening {
+                    let backend = backend.clone();
+                    let host = host.clone();
+                    Box::pin(async move {
+                        let stream = backend
+                            .connect(&host, port, Isolation::Shared)
+                            .await
+                            .context("cannot reach the proxy through Tor")?;
+                        let (r, w) = stream.into_split();
+                        Ok((Box::new(r) as Reader, Box::new(w) as Writer))
+                    })
+                };
                 let proxy = connect().await?;
                 let incoming = service.map(|s| s.incoming);
                 (
