@@ -303,6 +303,11 @@ impl Audit {
                 if at + n.lower.len() <= fresh_from {
                     continue;
                 }
+                // A short ID turns up by chance in megabytes of TLS
+                // records and Tor cells: only a needle in text counts.
+                if !in_text(&data, at, n.lower.len()) {
+                    continue;
+                }
                 // Named within this segment alone: a previous message's
                 // end must not make this one's headers look like a body.
                 let context = if at < fresh_from {
@@ -329,6 +334,19 @@ impl Audit {
             self.tails.insert((s.src, s.dst), data[start..].to_vec());
         }
     }
+}
+
+/// Whether the bytes around `data[at..at + len]` are text (at least 80%
+/// printable ASCII in a window of 24 bytes each side). In random bytes
+/// (ciphertext) about 38% are: a chance match sits in noise.
+fn in_text(data: &[u8], at: usize, len: usize) -> bool {
+    const SIDE: usize = 24;
+    let window = &data[at.saturating_sub(SIDE)..(at + len + SIDE).min(data.len())];
+    let printable = window
+        .iter()
+        .filter(|&&b| matches!(b, 0x20..=0x7e | b'\t' | b'\r' | b'\n'))
+        .count();
+    printable * 5 >= window.len() * 4
 }
 
 /// Names the part of a SIP message (or other text) that holds offset `at`.

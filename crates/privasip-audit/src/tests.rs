@@ -145,3 +145,30 @@ fn long_log_lines_are_cut_on_a_char_boundary() {
     assert_eq!(audit.findings().len(), 1);
     assert!(audit.findings()[0].context.ends_with('…'));
 }
+
+#[test]
+fn a_chance_match_in_ciphertext_is_not_a_finding() {
+    // Pseudo-random bytes (as in a TLS record or a Tor cell) with "alice"
+    // in the middle, and the same name in a line of text.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut noise: Vec<u8> = (0..200)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    noise.splice(100..100, b"alice".iter().copied());
+    let mut a = Audit::new(needles());
+    a.scan_capture("c", &capture(&[frame(6, &noise)]))
+        .expect("scan");
+    assert!(a.findings().is_empty(), "{:?}", a.findings());
+    let mut a = Audit::new(needles());
+    a.scan_capture(
+        "t",
+        &capture(&[frame(6, b"\x17\x03\x03 user alice logged in\r\n")]),
+    )
+    .expect("scan");
+    assert_eq!(a.findings().len(), 1);
+}

@@ -92,8 +92,11 @@ enum State {
     Established,
 }
 
-struct Call {
+struct Call<P> {
     dialog: Dialog,
+    /// Where this call's requests go: the proxy, or (a fresh Tor circuit
+    /// per call) a link of its own to it.
+    via: P,
     state: State,
     /// Outgoing: the Request-URI of our INVITE, and its tokens.
     target: String,
@@ -141,7 +144,7 @@ pub struct Ua<P> {
     tx: Transactions<P>,
     limits: Limits,
     reg: Option<Registration>,
-    calls: HashMap<u64, Call>,
+    calls: HashMap<u64, Call<P>>,
     by_call_id: HashMap<String, u64>,
     by_client: HashMap<ClientTx, Owner>,
     next: u64,
@@ -285,10 +288,16 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         Ok(m.to_bytes())
     }
 
-    fn send(&mut self, now: Instant, bytes: Vec<u8>, owner: Owner) -> Result<ClientTx, UaError> {
+    fn send(
+        &mut self,
+        now: Instant,
+        bytes: Vec<u8>,
+        to: P,
+        owner: Owner,
+    ) -> Result<ClientTx, UaError> {
         let tx = self
             .tx
-            .send_request(now, bytes, self.proxy.clone(), self.cfg.reliable)
+            .send_request(now, bytes, to, self.cfg.reliable)
             .map_err(|e| UaError::Send(e.to_string()))?;
         self.by_client.insert(tx, owner);
         Ok(tx)
@@ -373,7 +382,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let tokens = reg.tokens.clone();
         let contact_user = reg.contact_user.clone();
         let bytes = self.protect(bytes, tokens.as_ref(), contact_user.as_deref())?;
-        self.send(now, bytes, Owner::Register)?;
+        self.send(now, bytes, self.proxy.clone(), Owner::Register)?;
         Ok(())
     }
 
@@ -383,6 +392,18 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         &mut self,
         now: Instant,
         target: &str,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<CallId, UaError> {
+        self.call_via(now, target, self.proxy.clone(), rng)
+    }
+
+    /// Like [`Ua::call`], with every request of the call sent to `via`: a
+    /// link of its own to the proxy (over Tor, a fresh circuit per call).
+    pub fn call_via(
+        &mut self,
+        now: Instant,
+        target: &str,
+        via: P,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<CallId, UaError> {
         let (callee_user, callee_host) = match Uri::parse(target) {
@@ -404,6 +425,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.next += 1;
         let id = self.next;
         let mut call = Call {
+            via,
             dialog: Dialog {
                 call_id: call_id.clone(),
                 local_tag: hex(rng, 6),
@@ -425,7 +447,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         };
         let bytes = self.invite_bytes(&mut call, rng, None)?;
         call.invite = bytes.clone();
-        self.send(now, bytes, Owner::Invite(id))?;
+        self.send(now, bytes, call.via.clone(), Owner::Invite(id))?;
         call.state = State::Calling { retried: false };
         self.by_call_id.insert(call_id, id);
         self.calls.insert(id, call);
@@ -434,7 +456,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
 
     fn invite_bytes(
         &self,
-        call: &mut Call,
+        call: &mut Call<P>,
         rng: &mut dyn CryptoRngCore,
         auth: Option<String>,
     ) -> Result<Vec<u8>, UaError> {
@@ -507,7 +529,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             transport(self.cfg.reliable),
             rng,
         );
-        self.send(now, bytes, Owner::Bye(call.0))?;
+        let via = c.via.clone();
+        self.send(now, bytes, via, Owner::Bye(call.0))?;
         Ok(())
     }
 
@@ -577,7 +600,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             .ok()
             .and_then(|inv| inv.cancel_request())
             .ok_or_else(|| UaError::Send("cannot build a CANCEL from our INVITE".into()))?;
-        self.send(now, cancel, Owner::Cancel(id))?;
+        let via = c.via.clone();
+        self.send(now, cancel, via, Owner::Cancel(id))?;
         Ok(())
     }
 
@@ -693,7 +717,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 c.early = false;
                 let sent = self.invite_bytes(&mut c, rng, Some(auth)).and_then(|b| {
                     c.invite = b.clone();
-                    self.send(now, b, Owner::Invite(id))
+                    self.send(now, b, c.via.clone(), Owner::Invite(id))
                 });
                 if sent.is_ok() {
                     c.state = State::Calling { retried: true };
@@ -717,7 +741,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             rng,
         );
         self.outbox.push_back(Transmit {
-            to: self.proxy.clone(),
+            to: c.via.clone(),
             bytes,
         });
     }
@@ -960,6 +984,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.calls.insert(
             id,
             Call {
+                via: self.proxy.clone(),
                 dialog,
                 state: State::Ringing {
                     stx,

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::stage::{CalleeReach, Stage, exe, say, stage, write_alice};
+use crate::stage::{AliceHop, CalleeReach, Stage, exe, say, stage, write_alice};
 
 /// One scenario of the run.
 struct Scenario {
@@ -77,7 +77,7 @@ pub(crate) fn run(a: &PaperArgs) -> Result<()> {
             let config = format!("alice-{name}{suffix}");
             // Clear of the proxies (A at +200, A-shared at +220, B at +202).
             let local = a.base_port + 240 + (i * 2 + j) as u16;
-            write_alice(&work, &config, mode, &a.scheme, local, *port)?;
+            write_alice(&work, &config, mode, &a.scheme, local, *port, AliceHop::Lan)?;
             scenarios.push(Scenario {
                 name: format!("{name}{suffix}"),
                 config,

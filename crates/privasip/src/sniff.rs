@@ -13,14 +13,14 @@ pub(crate) struct Sniffer {
 }
 
 impl Sniffer {
-    /// Starts capturing UDP to and from `port` on `lo` into `file`, and
-    /// returns once tcpdump listens. An error says why not (no tcpdump,
+    /// Starts capturing what the pcap `filter` selects (e.g. `udp port
+    /// 5060`) on `lo` into `file`, and returns once tcpdump listens. An error says why not (no tcpdump,
     /// no permission).
-    pub(crate) fn start(file: &Path, port: u16) -> Result<Sniffer, String> {
+    pub(crate) fn start(file: &Path, filter: &str) -> Result<Sniffer, String> {
         let mut child = Command::new("tcpdump")
             .args(["-i", "lo", "-n", "-U", "-w"])
             .arg(file)
-            .args(["udp", "port", &port.to_string()])
+            .args(filter.split_whitespace())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -266,8 +266,19 @@ pub(crate) fn stage(
     })
 }
 
+/// How Alice reaches her home proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum AliceHop {
+    /// Plain SIP over UDP on the trusted LAN (the paper's set-up):
+    /// PrivaSIP hides the IDs, not that Alice calls.
+    Lan,
+    /// Through Tor to Proxy A's onion service (embedded arti), each call
+    /// on a fresh circuit: the LAN sees only Tor.
+    Tor,
+}
+
 /// Writes an Alice configuration `name.toml`: `mode` plain or
-/// privasip-2, to the proxy on `proxy_port`.
+/// privasip-2, to Proxy A on `proxy_port` (LAN) or at `a_onion` (Tor).
 pub(crate) fn write_alice(
     d: &Path,
     name: &str,
@@ -275,15 +286,26 @@ pub(crate) fn write_alice(
     scheme: &str,
     local_port: u16,
     proxy_port: u16,
+    hop: AliceHop,
 ) -> Result<()> {
+    let (proxy, tor) = match hop {
+        AliceHop::Lan => (format!("udp:127.0.0.1:{proxy_port}"), String::new()),
+        AliceHop::Tor => (
+            format!("tor:{}:5060", read(d, "keys-a/sip.onion").trim()),
+            format!(
+                "[tor]\nbackend = \"arti\"\ntestnet = \"net\"\ntestnet_client = \"a\"\n\
+                 onion_port = 0\nkey_dir = \"keys-{name}\"\nisolation = \"per-call\"\n"
+            ),
+        ),
+    };
     std::fs::write(
         d.join(format!("{name}.toml")),
         format!(
             "[ua]\nuser = \"alice\"\ndisplay_name = \"Alice Liddell\"\ndomain = \"a.example\"\n\
              password = \"wonderland\"\n\
-             local = \"127.0.0.1:{local_port}\"\nproxy = \"udp:127.0.0.1:{proxy_port}\"\n\
+             local = \"127.0.0.1:{local_port}\"\nproxy = \"{proxy}\"\n\
              [privasip]\nmode = \"{mode}\"\nhome_key = \"keys-a/{scheme}.pub\"\n\
-             [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n"
+             [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n{tor}"
         ),
     )?;
     Ok(())

@@ -84,6 +84,11 @@ fn parse_target(s: &str) -> Result<(String, u16)> {
 }
 
 impl TorSection {
+    /// Whether every call gets a fresh circuit.
+    pub(crate) fn per_call(&self) -> bool {
+        self.isolation == "per-call"
+    }
+
     pub(crate) fn check(&self) -> Result<()> {
         if !matches!(self.backend.as_str(), "arti" | "c-tor") {
             bail!(
@@ -180,7 +185,7 @@ pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
         // No service: a name that says nothing about us.
         None => "anonymous.invalid".to_owned(),
     };
-    let per_call = t.isolation == "per-call";
+    let per_call = t.per_call();
     let routes = TorRoutes::default();
     let mut hosts = HashMap::new();
     let mut domains: Vec<(&String, &String)> = t.routes.iter().collect();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use privasip_message::{Frame, Limits, StreamDecoder};
-use privasip_tor::TorStream;
+use privasip_tor::{Isolation, TorStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -34,8 +34,9 @@ pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 /// A stream to the proxy being opened.
 pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>>;
-/// Opens a new stream to the proxy, after the last one closed.
-pub(crate) type Reconnect = Box<dyn Fn() -> Opening + Send>;
+/// Opens a new stream to the proxy: after the last one closed (shared
+/// circuit), or for one call (fresh circuit).
+pub(crate) type Connect = Box<dyn Fn(Isolation) -> Opening + Send>;
 
 /// How long to keep trying to reopen the stream to the proxy.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
@@ -61,18 +62,22 @@ pub(crate) struct Streams {
     writers: HashMap<u64, mpsc::Sender<Vec<u8>>>,
     incoming: Option<mpsc::Receiver<TorStream>>,
     next: u64,
-    reconnect: Option<Reconnect>,
+    connect: Option<Connect>,
+    /// Each call on a stream of its own, on a fresh circuit.
+    per_call: bool,
 }
 
 impl Streams {
     /// `proxy`: the stream to the proxy (id 0); `incoming`: streams that
     /// arrive at our onion service.
-    /// `reconnect`: how to reopen the proxy's stream when it closes
-    /// (without, its closing is an error).
+    /// `connect`: how to reopen the proxy's stream when it closes
+    /// (without, its closing is an error) and, with `per_call`, open one
+    /// for each call.
     pub(crate) fn new<R, W>(
         proxy: (R, W),
         incoming: Option<mpsc::Receiver<TorStream>>,
-        reconnect: Option<Reconnect>,
+        connect: Option<Connect>,
+        per_call: bool,
     ) -> Streams
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -85,7 +90,8 @@ impl Streams {
             writers: HashMap::new(),
             incoming,
             next: 1,
-            reconnect,
+            connect,
+            per_call,
         };
         s.add(0, proxy.0, proxy.1);
         s
@@ -94,7 +100,7 @@ impl Streams {
     /// Reopens the stream to the proxy, with backoff, for up to
     /// [`RECONNECT_PATIENCE`].
     async fn reopen(&mut self) -> Result<()> {
-        let Some(reconnect) = self.reconnect.as_ref() else {
+        let Some(connect) = self.connect.as_ref() else {
             bail!("the connection to the proxy closed");
         };
         self.writers.remove(&0);
@@ -102,7 +108,7 @@ impl Streams {
         let give_up = Instant::now() + RECONNECT_PATIENCE;
         let mut wait = Duration::from_millis(250);
         loop {
-            match reconnect().await {
+            match connect(Isolation::Shared).await {
                 Ok((r, w)) => {
                     self.add(0, r, w);
                     eprintln!("reconnected to the proxy");
@@ -170,6 +176,32 @@ impl Streams {
 }
 
 impl Wire {
+    /// Where a new call's requests go: with per-call isolation, a new
+    /// stream to the proxy on a fresh circuit; otherwise None (the
+    /// proxy's usual link).
+    pub(crate) async fn call_link(&mut self) -> Result<Option<Link>> {
+        let Wire::Streams(s) = self else {
+            return Ok(None);
+        };
+        let Some(connect) = s.connect.as_ref().filter(|_| s.per_call) else {
+            return Ok(None);
+        };
+        let (r, w) = connect(Isolation::Fresh).await?;
+        let id = s.next;
+        s.next += 1;
+        s.add(id, r, w);
+        Ok(Some(Link::Stream(id)))
+    }
+
+    /// Closes a call's own stream (our side; the proxy closes its side).
+    pub(crate) fn close(&mut self, link: Link) {
+        if let (Wire::Streams(s), Link::Stream(id)) = (self, link)
+            && id != 0
+        {
+            s.writers.remove(&id);
+        }
+    }
+
     pub(crate) async fn send(&mut self, to: Link, bytes: Vec<u8>) -> Result<()> {
         match (self, to) {
             (Wire::Udp(s), Link::Addr(a)) => {

@@ -6,16 +6,19 @@
 //! or display name; every process stopped at the end. The same call in
 //! plain SIP must be caught by the same audit, or the audit proves nothing;
 //! that run reaches Bob over the Tor stream he registered on instead of
-//! his onion service.
+//! his onion service. A third run puts Alice's own hop on Tor as well (a
+//! fresh circuit per call to Proxy A's onion): the capture of every Tor
+//! link is clean.
 
 mod common;
 
 use std::process::{Command, Output};
 
-fn demo(mode: &str, reach: &str) -> (Output, String, String) {
+fn demo(mode: &str, reach: &str, alice_hop: &str) -> (Output, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
         .args(["demo", "--calls", "2", "--mode", mode])
         .args(["--callee-reach", reach, "--base-port", "19000"])
+        .args(["--alice-hop", alice_hop])
         .output()
         .expect("privasip demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -40,33 +43,41 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
     common::require("tor", "tor");
     common::require("tcpdump", "tcpdump");
 
-    let (out, stdout, stderr) = demo("privasip-2", "onion");
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    let answered = stdout
-        .lines()
-        .filter(|l| l.contains(": answered (200)"))
-        .count();
-    assert_eq!(answered, 2, "{stdout}");
-    for clean in [
-        "LAN capture, tcpdump (",
-        "Proxy A's log (",
-        "Proxy B's log (",
-        "What Bob received, for Alice's ID (",
-    ] {
-        let line = stdout
+    for hop in ["lan", "tor"] {
+        let (out, stdout, stderr) = demo("privasip-2", "onion", hop);
+        assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+        let answered = stdout
             .lines()
-            .find(|l| l.contains(clean))
-            .unwrap_or_else(|| panic!("no audit line {clean:?}:\n{stdout}"));
-        assert!(line.ends_with("): clean"), "{line}");
+            .filter(|l| l.contains(": answered (200)"))
+            .count();
+        assert_eq!(answered, 2, "{stdout}");
+        for clean in [
+            "LAN capture, tcpdump (",
+            "Proxy A's log (",
+            "Proxy B's log (",
+            "What Bob received, for Alice's ID (",
+        ] {
+            let line = stdout
+                .lines()
+                .find(|l| l.contains(clean))
+                .unwrap_or_else(|| panic!("no audit line {clean:?}:\n{stdout}"));
+            assert!(line.ends_with("): clean"), "{line}");
+        }
+        assert!(stdout.contains("incoming from ps1h."), "{stdout}");
+        if hop == "tor" {
+            assert!(
+                stdout.contains("Alice --Tor, A's onion, a circuit per call--> Proxy A"),
+                "{stdout}"
+            );
+        }
+        assert!(stderr.contains("every process stopped"), "{stderr}");
+        nothing_left_running();
     }
-    assert!(stdout.contains("incoming from ps1h."), "{stdout}");
-    assert!(stderr.contains("every process stopped"), "{stderr}");
-    nothing_left_running();
 
     // The plain run also reaches Bob the other way a callee behind Tor
     // can be reached: over the stream he registered on, with no onion
     // service of his own.
-    let (out, stdout, stderr) = demo("plain", "registration");
+    let (out, stdout, stderr) = demo("plain", "registration", "lan");
     assert!(
         out.status.success(),
         "plain demo failed:\n{stdout}\n{stderr}"

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::sniff::Sniffer;
-use crate::stage::{CalleeReach, Stage, exe, read, say, stage, write_alice};
+use crate::stage::{AliceHop, CalleeReach, Stage, exe, read, say, stage, write_alice};
 
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
 ///
@@ -27,6 +27,7 @@ use crate::stage::{CalleeReach, Stage, exe, read, say, stage, write_alice};
 /// Examples:
 ///   privasip demo
 ///   privasip demo --mode plain           # the same call without PrivaSIP
+///   privasip demo --alice-hop tor        # Alice reaches her proxy over Tor too
 ///   privasip demo --calls 5 --keep --dir /tmp/privasip-demo
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -51,6 +52,10 @@ pub(crate) struct Args {
     /// the Tor stream he registered on.
     #[arg(long, value_enum, default_value = "onion")]
     callee_reach: CalleeReach,
+    /// How Alice reaches her home proxy: plain SIP on the LAN (the
+    /// paper's set-up), or through Tor as well.
+    #[arg(long, value_enum, default_value = "lan")]
+    alice_hop: AliceHop,
 }
 
 /// Alice's display name (PrivaSIP removes it; plain SIP sends it).
@@ -96,10 +101,27 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         false,
         started,
     )?;
-    write_alice(d, "alice", &args.mode, "hpke", args.base_port + 210, a_port)?;
-    let sniffer = match Sniffer::start(&d.join("lan.pcap"), a_port) {
+    write_alice(
+        d,
+        "alice",
+        &args.mode,
+        "hpke",
+        args.base_port + 210,
+        a_port,
+        args.alice_hop,
+    )?;
+    // Over Tor, Alice's hop is Tor links like all the others: watch them
+    // all (the network's ports).
+    let (filter, watched) = match args.alice_hop {
+        AliceHop::Lan => (format!("udp port {a_port}"), "Alice <-> Proxy A"),
+        AliceHop::Tor => (
+            format!("tcp portrange {}-{}", args.base_port, args.base_port + 99),
+            "every link of the Tor network, Alice's among them",
+        ),
+    };
+    let sniffer = match Sniffer::start(&d.join("lan.pcap"), &filter) {
         Ok(s) => {
-            say(started, "LAN observer: tcpdump on lo, Alice <-> Proxy A");
+            say(started, &format!("LAN observer: tcpdump on lo, {watched}"));
             Some(s)
         }
         Err(e) => {
@@ -110,8 +132,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     say(
         started,
         &format!(
-            "Alice calls sip:bob@b.example, {} call(s), {}, a fresh circuit per call",
-            args.calls, args.mode
+            "Alice calls sip:bob@b.example, {} call(s), {}, {}a fresh circuit per call",
+            args.calls,
+            args.mode,
+            if args.alice_hop == AliceHop::Tor {
+                "through Tor to Proxy A, "
+            } else {
+                ""
+            }
         ),
     );
     let calls = args.calls.to_string();
@@ -125,7 +153,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     // Let the proxies write their last log lines and accounting.
     std::thread::sleep(Duration::from_millis(500));
     let captured = sniffer.map(Sniffer::stop).is_some();
-    report(d, &alice_out, &b_onion, args.callee_reach)?;
+    report(d, &alice_out, &b_onion, args.callee_reach, args.alice_hop)?;
     if !out.status.success() {
         bail!(
             "Alice's calls failed:\n{alice_out}{}",
@@ -182,7 +210,13 @@ fn shorten(line: &str) -> String {
         .join(" ")
 }
 
-fn report(d: &Path, alice_out: &str, b_onion: &str, reach: CalleeReach) -> Result<()> {
+fn report(
+    d: &Path,
+    alice_out: &str,
+    b_onion: &str,
+    reach: CalleeReach,
+    hop: AliceHop,
+) -> Result<()> {
     let alice_trace = read(d, "alice.trace");
     let bob_out = read(d, "bob.out");
     println!("\n== the call, as Alice's user agent timed it");
@@ -191,7 +225,11 @@ fn report(d: &Path, alice_out: &str, b_onion: &str, reach: CalleeReach) -> Resul
     }
     println!("\n== the ladder");
     println!(
-        "  Alice --UDP (LAN)--> Proxy A --Tor, onion {}…--> Proxy B --Tor, {}--> Bob",
+        "  Alice --{}--> Proxy A --Tor, onion {}…--> Proxy B --Tor, {}--> Bob",
+        match hop {
+            AliceHop::Lan => "UDP (LAN)",
+            AliceHop::Tor => "Tor, A's onion, a circuit per call",
+        },
         &b_onion[..16.min(b_onion.len())],
         match reach {
             CalleeReach::Onion => "Bob's onion",
@@ -207,7 +245,14 @@ fn report(d: &Path, alice_out: &str, b_onion: &str, reach: CalleeReach) -> Resul
         .split("=== sent")
         .find(|m| m.trim_start().starts_with("INVITE"))
         .unwrap_or("");
-    println!("  LAN observer (Alice <-> Proxy A, plain UDP): the INVITE as it crossed the LAN:");
+    match hop {
+        AliceHop::Lan => println!(
+            "  LAN observer (Alice <-> Proxy A, plain UDP): the INVITE as it crossed the LAN:"
+        ),
+        AliceHop::Tor => println!(
+            "  LAN observer: only Tor cells; Proxy A, at the end of Alice's circuit, got this INVITE:"
+        ),
+    }
     for prefix in ["INVITE ", "From:", "To:", "Contact:", "Call-ID:"] {
         if let Some(l) = first_line_with(invite.trim_start(), prefix) {
             println!("    {}", shorten(l));

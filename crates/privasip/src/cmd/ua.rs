@@ -446,7 +446,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 Link::Addr(addr),
             ),
             ProxyAt::Tcp(addr) => {
-                let connect = move || -> Opening {
+                let connect = move |_: Isolation| -> Opening {
                     Box::pin(async move {
                         let stream = TcpStream::connect(addr)
                             .await
@@ -459,9 +459,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 // We listen on no port: calls come over the connection we
                 // register on, bound to our Contact (`;ob`).
                 cfg.outbound = true;
-                let proxy = connect().await?;
+                let proxy = connect(Isolation::Shared).await?;
                 (
-                    Wire::Streams(Streams::new(proxy, None, Some(Box::new(connect)))),
+                    Wire::Streams(Streams::new(proxy, None, Some(Box::new(connect)), false)),
                     PROXY_STREAM,
                 )
             }
@@ -480,22 +480,28 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         privasip_ua::flow_host(&mut OsRng)
                     }
                 };
-                let connect = move || -> Opening {
+                let connect = move |isolation: Isolation| -> Opening {
                     let backend = backend.clone();
                     let host = host.clone();
                     Box::pin(async move {
                         let stream = backend
-                            .connect(&host, port, Isolation::Shared)
+                            .connect(&host, port, isolation)
                             .await
                             .context("cannot reach the proxy through Tor")?;
                         let (r, w) = stream.into_split();
                         Ok((Box::new(r) as Reader, Box::new(w) as Writer))
                     })
                 };
-                let proxy = connect().await?;
+                let proxy = connect(Isolation::Shared).await?;
                 let incoming = service.map(|s| s.incoming);
+                let per_call = t.per_call();
                 (
-                    Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),
+                    Wire::Streams(Streams::new(
+                        proxy,
+                        incoming,
+                        Some(Box::new(connect)),
+                        per_call,
+                    )),
                     PROXY_STREAM,
                 )
             }
@@ -587,8 +593,27 @@ async fn one_call(
     hold: f64,
     cancel_after: Option<f64>,
 ) -> Result<Record> {
+    let link = agent.wire.call_link().await?;
+    let rec = call_on(agent, link, target, hold, cancel_after).await;
+    if let Some(link) = link {
+        agent.wire.close(link);
+    }
+    rec
+}
+
+/// One call, its requests sent over `link` (or the proxy's usual one).
+async fn call_on(
+    agent: &mut Agent,
+    link: Option<Link>,
+    target: &str,
+    hold: f64,
+    cancel_after: Option<f64>,
+) -> Result<Record> {
     let sent = Instant::now();
-    let call: CallId = agent.ua.call(sent, target, &mut OsRng)?;
+    let call: CallId = match link {
+        Some(l) => agent.ua.call_via(sent, target, l, &mut OsRng)?,
+        None => agent.ua.call(sent, target, &mut OsRng)?,
+    };
     let mut rec = Record::default();
     let give_up = sent + Duration::from_secs(60);
     let cancel_at = cancel_after.map(|s| (sent + Duration::from_secs_f64(s)).min(give_up));
