@@ -75,14 +75,20 @@ pub(crate) enum Inbound {
     Closed(Peer),
 }
 
+/// A change to apply to the running proxy (users or registrations that
+/// another instance sharing the store changed).
+pub type Update = Box<dyn FnOnce(&mut Proxy<Peer>, Instant) + Send>;
+
 /// Runs the proxy on the given sockets until `shutdown` completes. What
 /// the proxy wants persisted goes to `store` (a thread that owns the
-/// database), so no message waits on the disk.
+/// database), so no message waits on the disk; what others changed in a
+/// shared store comes in through `updates`.
 pub async fn run(
     mut proxy: Proxy<Peer>,
     mut listen: Listen,
     stats: Arc<Stats>,
     store: Option<std::sync::mpsc::Sender<StoreEvent>>,
+    mut updates: Option<mpsc::Receiver<Update>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let udp = match listen.udp {
@@ -156,6 +162,7 @@ pub async fn run(
                     }
                 }
             },
+            Some(update) = next_update(updates.as_mut()) => update(&mut proxy, Instant::now()),
             () = sleep => proxy.handle_timeout(Instant::now()),
         }
         while let Some(t) = proxy.poll_transmit() {
@@ -228,6 +235,13 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+async fn next_update(updates: Option<&mut mpsc::Receiver<Update>>) -> Option<Update> {
+    match updates {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Socket buffers for bursts: a proxy under load receives faster than one

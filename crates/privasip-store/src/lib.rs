@@ -1,9 +1,15 @@
 #![doc = include_str!("../README.md")]
 
-use std::fmt;
-use std::path::Path;
+mod postgres;
+pub mod scratch;
+mod sqlite;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::postgres::{PgListener, PgStore};
+use crate::sqlite::SqliteStore;
 
 /// A store error.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +18,9 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no (or could not be reached).
+    #[error("store (PostgreSQL): {0}")]
+    Postgres(String),
     /// The file is from a newer privasip.
     #[error("store schema version {0} is newer than this privasip understands ({SCHEMA_VERSION})")]
     TooNew(i64),
@@ -88,192 +97,226 @@ impl fmt::Debug for CallRow {
     }
 }
 
-/// The SQLite store.
-pub struct Store {
-    conn: Connection,
+
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created if missing, mode 0600): one proxy.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by connection URL
+    /// (`postgresql://user@host/db` or `host=/run/postgresql dbname=..`):
+    /// shared by several proxies.
+    Postgres(String),
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            // A URL may hold a password.
+            Location::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+/// A change another instance made to a shared store.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Users were added, changed or removed: read them again.
+    Users,
+    /// The bindings of this address of record changed.
+    Bindings {
+        /// The address of record.
+        aor: String,
+    },
+    /// A user's AES counter rose.
+    AesCounter {
+        /// The user.
+        user: String,
+        /// The lowest counter still accepted.
+        next: u64,
+    },
+}
+
+impl fmt::Debug for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Change::Users => "Change::Users",
+            Change::Bindings { .. } => "Change::Bindings([redacted])",
+            Change::AesCounter { .. } => "Change::AesCounter([redacted])",
+        })
+    }
+}
+
+impl Change {
+    /// `KIND INSTANCE [ARG...]`, one line.
+    fn encode(&self, instance: &str) -> String {
+        match self {
+            Change::Users => format!("u {instance}"),
+            Change::Bindings { aor } => format!("b {instance} {aor}"),
+            Change::AesCounter { user, next } => format!("a {instance} {next} {user}"),
+        }
+    }
+
+    /// A change from `payload`, unless `instance` made it.
+    fn decode(payload: &str, instance: &str) -> Option<Change> {
+        let mut parts = payload.splitn(3, ' ');
+        let kind = parts.next()?;
+        if parts.next()? == instance {
+            return None;
+        }
+        match (kind, parts.next()) {
+            ("u", _) => Some(Change::Users),
+            ("b", Some(aor)) => Some(Change::Bindings { aor: aor.to_owned() }),
+            ("a", Some(rest)) => {
+                let (next, user) = rest.split_once(' ')?;
+                Some(Change::AesCounter {
+                    user: user.to_owned(),
+                    next: next.parse().ok()?,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The store: SQLite for one proxy, PostgreSQL for several.
+pub struct Store(Backend);
+
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(Box<PgStore>),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.0 {
+            Backend::Sqlite($s) => $e,
+            Backend::Postgres($s) => $e,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (creating if needed, mode 0600) and migrates the store.
+    /// Opens (creating and migrating as needed) a SQLite file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(StoreError::Permissions)?;
-        }
-        // One writer, readers alongside; survive a crash mid-write.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::TooNew(version));
-        }
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE users (
-                     realm TEXT NOT NULL, user TEXT NOT NULL,
-                     ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,
-                     PRIMARY KEY (realm, user));
-                 CREATE TABLE bindings (
-                     aor TEXT NOT NULL, contact TEXT NOT NULL, q INTEGER NOT NULL,
-                     expires_unix INTEGER NOT NULL, call_id TEXT NOT NULL, cseq INTEGER NOT NULL,
-                     PRIMARY KEY (aor, contact));
-                 CREATE TABLE calls (
-                     id INTEGER PRIMARY KEY, caller TEXT NOT NULL, callee TEXT NOT NULL,
-                     call_id TEXT NOT NULL, started_unix INTEGER NOT NULL, ended_unix INTEGER);
-                 CREATE INDEX calls_by_call_id ON calls (call_id);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
-        }
-        if version < 2 {
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE users ADD COLUMN aes_next INTEGER NOT NULL DEFAULT 0;
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )?;
-        }
-        Ok(Store { conn })
+        Ok(Store(Backend::Sqlite(SqliteStore::open(path)?)))
+    }
+
+    /// Opens the store at `location`. `instance` names this process in
+    /// the change notifications of a shared store (a random string does).
+    pub fn open_at(location: &Location, instance: &str) -> Result<Store, StoreError> {
+        Ok(Store(match location {
+            Location::Sqlite(p) => Backend::Sqlite(SqliteStore::open(p)?),
+            Location::Postgres(url) => Backend::Postgres(Box::new(PgStore::open(url, instance)?)),
+        }))
     }
 
     /// Adds or replaces a user's credentials (`aes_next` is not taken
     /// from `u`: see [`UserRow::aes_next`]).
-    pub fn put_user(&self, u: &UserRow) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (realm, user) DO UPDATE SET ha1_md5 = ?3, ha1_sha256 = ?4,
-                 aes_next = CASE WHEN ha1_sha256 = ?4 THEN aes_next ELSE 0 END",
-            params![u.realm, u.user, u.ha1_md5, u.ha1_sha256],
-        )?;
-        Ok(())
+    pub fn put_user(&mut self, u: &UserRow) -> Result<(), StoreError> {
+        each!(self, s => s.put_user(u))
     }
 
     /// Raises the AES counter of `user` (in every realm) to `next`; it
     /// never goes down. False if no such user.
-    pub fn set_aes_next(&self, user: &str, next: u64) -> Result<bool, StoreError> {
-        let next = i64::try_from(next).unwrap_or(i64::MAX);
-        Ok(self.conn.execute(
-            "UPDATE users SET aes_next = MAX(aes_next, ?2) WHERE user = ?1",
-            params![user, next],
-        )? > 0)
+    pub fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
+        each!(self, s => s.set_aes_next(user, next))
     }
 
     /// Removes a user; true if there was one.
-    pub fn delete_user(&self, realm: &str, user: &str) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM users WHERE realm = ?1 AND user = ?2",
-            params![realm, user],
-        )? > 0)
+    pub fn delete_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_user(realm, user))
     }
 
     /// Every user, by realm and name.
-    pub fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT realm, user, ha1_md5, ha1_sha256, aes_next FROM users ORDER BY realm, user",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(UserRow {
-                realm: r.get(0)?,
-                user: r.get(1)?,
-                ha1_md5: r.get(2)?,
-                ha1_sha256: r.get(3)?,
-                aes_next: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn users(&mut self) -> Result<Vec<UserRow>, StoreError> {
+        each!(self, s => s.users())
+    }
+
+    /// Whether a user exists.
+    pub fn has_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.has_user(realm, user))
     }
 
     /// Replaces the bindings of `aor` (none: removes them).
     pub fn put_bindings(&mut self, aor: &str, bindings: &[BindingRow]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
-        for b in bindings {
-            tx.execute(
-                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![aor, b.contact, b.q, b.expires_unix, b.call_id, b.cseq],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        each!(self, s => s.put_bindings(aor, bindings))
     }
 
     /// Every binding that has not expired at `now_unix`, by AOR.
-    pub fn bindings(&self, now_unix: i64) -> Result<Vec<(String, BindingRow)>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT aor, contact, q, expires_unix, call_id, cseq FROM bindings
-             WHERE expires_unix > ?1 ORDER BY aor",
-        )?;
-        let rows = st.query_map(params![now_unix], |r| {
-            Ok((
-                r.get(0)?,
-                BindingRow {
-                    contact: r.get(1)?,
-                    q: r.get(2)?,
-                    expires_unix: r.get(3)?,
-                    call_id: r.get(4)?,
-                    cseq: r.get(5)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn bindings(&mut self, now_unix: i64) -> Result<Vec<(String, BindingRow)>, StoreError> {
+        each!(self, s => s.bindings(now_unix))
+    }
+
+    /// The unexpired bindings of one address of record.
+    pub fn bindings_of(&mut self, aor: &str, now_unix: i64) -> Result<Vec<BindingRow>, StoreError> {
+        each!(self, s => s.bindings_of(aor, now_unix))
     }
 
     /// Records an answered call.
     pub fn call_started(
-        &self,
+        &mut self,
         caller: &str,
         callee: &str,
         call_id: &str,
         at_unix: i64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO calls (caller, callee, call_id, started_unix) VALUES (?1, ?2, ?3, ?4)",
-            params![caller, callee, call_id, at_unix],
-        )?;
-        Ok(())
+        each!(self, s => s.call_started(caller, callee, call_id, at_unix))
     }
 
     /// Records the end of a call; false if no open call has that Call-ID.
-    pub fn call_ended(&self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE calls SET ended_unix = ?2 WHERE call_id = ?1 AND ended_unix IS NULL",
-            params![call_id, at_unix],
-        )? > 0)
+    pub fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
+        each!(self, s => s.call_ended(call_id, at_unix))
     }
 
     /// Every accounted call, oldest first.
-    pub fn calls(&self) -> Result<Vec<CallRow>, StoreError> {
-        let mut st = self.conn.prepare(
-            "SELECT caller, callee, call_id, started_unix, ended_unix FROM calls ORDER BY id",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(CallRow {
-                caller: r.get(0)?,
-                callee: r.get(1)?,
-                call_id: r.get(2)?,
-                started_unix: r.get(3)?,
-                ended_unix: r.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn calls(&mut self) -> Result<Vec<CallRow>, StoreError> {
+        each!(self, s => s.calls())
+    }
+}
+
+/// Other instances' changes to a shared store, as they happen.
+pub struct Listener(PgListener);
+
+impl Listener {
+    /// Listens on the store at `location`; None for a store that is not
+    /// shared (SQLite).
+    pub fn open(location: &Location, instance: &str) -> Result<Option<Listener>, StoreError> {
+        match location {
+            Location::Sqlite(_) => Ok(None),
+            Location::Postgres(url) => Ok(Some(Listener(PgListener::open(url, instance)?))),
+        }
     }
 
-    /// Whether a user exists.
-    pub fn has_user(&self, realm: &str, user: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM users WHERE realm = ?1 AND user = ?2",
-                params![realm, user],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+    /// Waits up to `wait` for changes; returns those that arrived (none
+    /// on a timeout). An error means the connection is gone.
+    pub fn next(&mut self, wait: Duration) -> Result<Vec<Change>, StoreError> {
+        self.0.next(wait)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Change;
+
+    #[test]
+    fn changes_round_trip_and_skip_their_own() {
+        for c in [
+            Change::Users,
+            Change::Bindings {
+                aor: "sip:bob@b.example".into(),
+            },
+            Change::AesCounter {
+                user: "alice".into(),
+                next: 42,
+            },
+        ] {
+            assert_eq!(Change::decode(&c.encode("p1"), "p2"), Some(c.clone()));
+            assert_eq!(Change::decode(&c.encode("p1"), "p1"), None);
+        }
+        assert_eq!(Change::decode("x", "p"), None);
+        assert_eq!(Change::decode("a p1 notanumber bob", "p2"), None);
     }
 }

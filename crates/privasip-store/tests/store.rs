@@ -33,7 +33,7 @@ fn everything_survives_a_reopen() {
         assert!(s.call_ended("call-1", 1_060).expect("end"));
         assert!(!s.call_ended("call-1", 1_070).expect("only once"));
     }
-    let s = Store::open(&path).expect("reopen");
+    let mut s = Store::open(&path).expect("reopen");
     assert!(s.has_user("b.example", "bob").expect("query"));
     assert_eq!(s.users().expect("users").len(), 1);
     assert_eq!(s.bindings(1_500).expect("bindings").len(), 1);
@@ -59,7 +59,7 @@ fn aes_counters_only_rise_and_restart_with_a_new_password() {
         aes_next: 99,
     };
     {
-        let s = Store::open(&path).expect("open");
+        let mut s = Store::open(&path).expect("open");
         s.put_user(&user("b")).expect("user");
         assert_eq!(
             s.users().expect("users")[0].aes_next,
@@ -70,10 +70,87 @@ fn aes_counters_only_rise_and_restart_with_a_new_password() {
         assert!(s.set_aes_next("alice", 3).expect("set"));
         assert!(!s.set_aes_next("nobody", 3).expect("set"));
     }
-    let s = Store::open(&path).expect("reopen");
+    let mut s = Store::open(&path).expect("reopen");
     assert_eq!(s.users().expect("users")[0].aes_next, 7, "never goes down");
     s.put_user(&user("b")).expect("same password");
     assert_eq!(s.users().expect("users")[0].aes_next, 7);
     s.put_user(&user("c")).expect("new password");
     assert_eq!(s.users().expect("users")[0].aes_next, 0);
+}
+
+/// The same store on a real PostgreSQL server (Debian's `postgresql`;
+/// scripts/test.sh installs it): everything round-trips, and a change by
+/// one instance reaches another's listener, never its own.
+#[test]
+fn postgres_round_trips_and_announces_changes() {
+    use privasip_store::scratch::ScratchPostgres;
+    use privasip_store::{Change, Listener, Location};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg = ScratchPostgres::start(&dir.path().join("pg"), 23200).expect("postgres starts");
+    let at = Location::Postgres(pg.url());
+    let mut one = Store::open_at(&at, "one").expect("open");
+    let mut two = Store::open_at(&at, "two").expect("open again: the schema exists");
+    let mut hears_two = Listener::open(&at, "two").expect("listen").expect("shared");
+    let mut hears_one = Listener::open(&at, "one").expect("listen").expect("shared");
+
+    one.put_user(&UserRow {
+        realm: "b.example".into(),
+        user: "bob".into(),
+        ha1_md5: "a".repeat(32),
+        ha1_sha256: "b".repeat(64),
+        aes_next: 0,
+    })
+    .expect("user");
+    one.put_bindings(
+        "sip:bob@b.example",
+        &[BindingRow {
+            contact: "sip:bob@192.0.2.4".into(),
+            q: 500,
+            expires_unix: 2_000,
+            call_id: "c".into(),
+            cseq: 7,
+        }],
+    )
+    .expect("bindings");
+    assert!(one.set_aes_next("bob", 5).expect("aes"));
+    let mut heard = Vec::new();
+    for _ in 0..20 {
+        heard.extend(hears_two.next(Duration::from_millis(100)).expect("listen"));
+        if heard.len() >= 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        heard,
+        [
+            Change::Users,
+            Change::Bindings {
+                aor: "sip:bob@b.example".into()
+            },
+            Change::AesCounter {
+                user: "bob".into(),
+                next: 5
+            },
+        ]
+    );
+    assert!(
+        hears_one
+            .next(Duration::from_millis(200))
+            .expect("listen")
+            .is_empty(),
+        "an instance does not hear itself"
+    );
+
+    assert_eq!(two.users().expect("users")[0].aes_next, 5);
+    let b = two.bindings_of("sip:bob@b.example", 1_500).expect("bindings");
+    assert_eq!((b[0].q, b[0].cseq), (500, 7));
+    assert!(two.bindings(2_000).expect("bindings").is_empty(), "expired");
+    two.call_started("alice", "ps1h.token", "call-1", 1_000)
+        .expect("call");
+    assert!(one.call_ended("call-1", 1_060).expect("end"));
+    assert_eq!(one.calls().expect("calls")[0].ended_unix, Some(1_060));
+    assert!(two.has_user("b.example", "bob").expect("query"));
+    assert!(two.delete_user("b.example", "bob").expect("delete"));
 }

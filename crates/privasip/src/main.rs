@@ -7,6 +7,7 @@ mod aes_counter;
 mod cmd;
 mod keyfile;
 mod paper;
+mod proxy_store;
 mod sniff;
 mod stage;
 mod tor;

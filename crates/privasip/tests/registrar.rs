@@ -141,7 +141,7 @@ fn sipp_registers_with_digest_and_calls_survive_a_restart() {
     stop(&mut running.0[0]);
 
     // Accounting: one row per call, the real caller, start and end.
-    let store = privasip_store::Store::open(&dir.path().join("test.db")).expect("store");
+    let mut store = privasip_store::Store::open(&dir.path().join("test.db")).expect("store");
     let rows = store.calls().expect("calls");
     assert_eq!(rows.len(), 20);
     assert!(

@@ -218,6 +218,12 @@ impl AesDirectory {
         );
     }
 
+    /// The lowest counter still accepted from a user, if they are here.
+    pub fn next_counter(&self, id: &RealId) -> Option<u64> {
+        let slot = self.by_user.get(id.expose())?;
+        self.slots.get(slot).map(|s| s.next)
+    }
+
     /// Removes a user; their tokens stop opening.
     pub fn remove_user(&mut self, id: &RealId) -> bool {
         let Some(slot) = self.by_user.remove(id.expose()) else {

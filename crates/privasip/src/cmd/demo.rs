@@ -259,7 +259,7 @@ fn report(
         }
     }
     println!("  Proxy A's accounting (the home proxy bills, so it learns the caller):");
-    match privasip_store::Store::open(&d.join("proxy-a.db")).and_then(|s| s.calls()) {
+    match privasip_store::Store::open(&d.join("proxy-a.db")).and_then(|mut s| s.calls()) {
         Ok(rows) => {
             for r in rows.iter().take(3) {
                 println!("    caller {} -> callee {}", r.caller, shorten(&r.callee));

@@ -12,6 +12,8 @@ use privasip_registrar::RegistrarConfig;
 use privasip_server::{Listen, Peer, Stats, TcpLimits};
 use serde::Deserialize;
 
+use crate::proxy_store;
+
 /// Run a SIP proxy and registrar.
 ///
 /// The proxy is a registrar and location service for its own domains and
@@ -53,7 +55,7 @@ pub(crate) struct Config {
     #[serde(default)]
     routes: HashMap<String, String>,
     #[serde(default)]
-    store: StoreSection,
+    pub(crate) store: StoreSection,
     tor: Option<crate::tor::TorSection>,
     #[serde(default)]
     privasip: PrivaSipSection,
@@ -77,13 +79,17 @@ struct PrivaSipSection {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StoreSection {
     /// The SQLite file, relative to the configuration file.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
+    /// A PostgreSQL database shared with other proxy instances, instead
+    /// of the file (e.g. "host=/run/postgresql dbname=privasip").
+    pub(crate) url: Option<String>,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             path: "privasip.db".into(),
+            url: None,
         }
     }
 }
@@ -178,137 +184,6 @@ fn parse_route(s: &str) -> Result<(bool, SocketAddr)> {
         .parse()
         .with_context(|| format!("route {s:?}: {addr:?} is not IP:PORT"))?;
     Ok((reliable, addr))
-}
-
-/// The store file a configuration names (relative to the file).
-pub(crate) fn store_path(config: &std::path::Path, cfg: &Config) -> PathBuf {
-    match config.parent() {
-        Some(dir) if cfg.store.path.is_relative() => dir.join(&cfg.store.path),
-        _ => cfg.store.path.clone(),
-    }
-}
-
-/// Opens the store a configuration names.
-pub(crate) fn open_store(config: &std::path::Path, cfg: &Config) -> Result<privasip_store::Store> {
-    let path = store_path(config, cfg);
-    privasip_store::Store::open(&path)
-        .with_context(|| format!("cannot open the store {}", path.display()))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Users and unexpired registrations from the store into the proxy.
-fn restore(
-    proxy: &mut Proxy<Peer>,
-    store: &privasip_store::Store,
-    now: std::time::Instant,
-    aes: bool,
-) -> Result<(usize, usize)> {
-    use privasip_digest::{Algorithm, Ha1};
-    let users = store.users()?;
-    // An AES token names no realm: a name in two realms cannot use AES.
-    let mut realms_of: HashMap<&str, usize> = HashMap::new();
-    for u in &users {
-        *realms_of.entry(u.user.as_str()).or_default() += 1;
-    }
-    let mut aes_users = 0;
-    for u in &users {
-        let (Some(md5), Some(sha256)) = (
-            Ha1::from_hex(Algorithm::Md5, &u.ha1_md5),
-            Ha1::from_hex(Algorithm::Sha256, &u.ha1_sha256),
-        ) else {
-            bail!("the store holds a malformed HA1 for a user of {}", u.realm);
-        };
-        if aes {
-            if realms_of[u.user.as_str()] > 1 {
-                tracing::warn!(
-                    realm = %u.realm,
-                    "a user name exists in several realms; PrivaSIP-AES is off for it"
-                );
-            } else if proxy.set_aes_user(&u.user, &sha256, u.aes_next) {
-                aes_users += 1;
-            }
-        }
-        proxy.set_user(
-            &u.realm,
-            &u.user,
-            privasip_proxy::Credentials { md5, sha256 },
-        );
-    }
-    if aes {
-        tracing::info!(users = aes_users, "PrivaSIP-AES users loaded");
-    }
-    let unix = unix_now();
-    let mut by_aor: HashMap<String, Vec<privasip_registrar::Binding>> = HashMap::new();
-    let rows = store.bindings(unix)?;
-    for (aor, b) in &rows {
-        let left = Duration::from_secs(u64::try_from(b.expires_unix - unix).unwrap_or(0));
-        by_aor
-            .entry(aor.clone())
-            .or_default()
-            .push(privasip_registrar::Binding {
-                contact: b.contact.clone(),
-                q: b.q,
-                expires_at: now + left,
-                call_id: b.call_id.clone(),
-                cseq: b.cseq,
-            });
-    }
-    for (aor, list) in by_aor {
-        proxy.registrar_mut().restore(&aor, list);
-    }
-    Ok((users.len(), rows.len()))
-}
-
-/// The thread that owns the store and writes what the proxy reports.
-fn store_writer(
-    mut store: privasip_store::Store,
-) -> (
-    std::sync::mpsc::Sender<privasip_proxy::StoreEvent>,
-    std::thread::JoinHandle<()>,
-) {
-    use privasip_proxy::StoreEvent;
-    let (tx, rx) = std::sync::mpsc::channel::<StoreEvent>();
-    let handle = std::thread::spawn(move || {
-        let started = std::time::Instant::now();
-        let unix_at_start = unix_now();
-        for e in rx {
-            let result = match e {
-                StoreEvent::Bindings { aor, bindings } => {
-                    let rows: Vec<privasip_store::BindingRow> = bindings
-                        .iter()
-                        .map(|b| privasip_store::BindingRow {
-                            contact: b.contact.clone(),
-                            q: b.q,
-                            expires_unix: unix_at_start
-                                + b.expires_at.saturating_duration_since(started).as_secs() as i64,
-                            call_id: b.call_id.clone(),
-                            cseq: b.cseq,
-                        })
-                        .collect();
-                    store.put_bindings(&aor, &rows)
-                }
-                StoreEvent::CallStarted {
-                    caller,
-                    callee,
-                    call_id,
-                } => store.call_started(&caller, &callee, &call_id, unix_now()),
-                StoreEvent::CallEnded { call_id } => {
-                    store.call_ended(&call_id, unix_now()).map(drop)
-                }
-                StoreEvent::AesCounter { user, next } => store.set_aes_next(&user, next).map(drop),
-                _ => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::error!("store write failed: {e}");
-            }
-        }
-    });
-    (tx, handle)
 }
 
 pub(crate) fn load(path: &PathBuf) -> Result<Config> {
@@ -471,10 +346,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         proxy.set_keyring(ring);
         tracing::info!(keys = cfg.privasip.keys.len(), "PrivaSIP keys loaded");
     }
-    let store = open_store(&args.config, &cfg)?;
-    let (users, bindings) = restore(&mut proxy, &store, now, cfg.privasip.aes)?;
+    let instance = proxy_store::instance_name();
+    let mut store = proxy_store::open(&args.config, &cfg, &instance)?;
+    let (users, bindings) = proxy_store::restore(&mut proxy, &mut store, now, cfg.privasip.aes)?;
     tracing::info!(users, bindings, "store loaded");
-    let (store_tx, store_thread) = store_writer(store);
+    let updates = proxy_store::listener(
+        &proxy_store::location(&args.config, &cfg),
+        &instance,
+        cfg.privasip.aes,
+    )?;
+    if updates.is_some() {
+        tracing::info!("store shared (PostgreSQL): other instances' changes apply here at once");
+    }
+    let (store_tx, store_thread) = proxy_store::writer(store);
     let listen = Listen {
         udp: cfg.listen.udp,
         tcp: cfg.listen.tcp,
@@ -509,7 +393,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 }
             }
         };
-        privasip_server::run(proxy, listen, stats.clone(), Some(store_tx), shutdown)
+        privasip_server::run(proxy, listen, stats.clone(), Some(store_tx), updates, shutdown)
             .await
             .context("the proxy stopped")
     })?;

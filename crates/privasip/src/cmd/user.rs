@@ -7,13 +7,16 @@ use anyhow::{Context, Result, bail};
 use privasip_digest::{Algorithm, Ha1};
 use privasip_store::UserRow;
 
-use super::proxy::{load, open_store};
+use super::proxy::load;
+use crate::proxy_store;
 
 /// Manage the users a proxy authenticates (Digest).
 ///
-/// Users live in the proxy's store (the [store] path of its configuration,
-/// SQLite); only HA1 values are kept, never passwords. A running proxy
-/// reads users at start-up: restart it after changes.
+/// Users live in the proxy's store (the [store] of its configuration:
+/// a SQLite file, or a PostgreSQL database shared by several proxies);
+/// only HA1 values are kept, never passwords. A proxy on SQLite reads
+/// users at start-up: restart it after changes. Proxies sharing a
+/// PostgreSQL store apply them at once.
 ///
 /// Examples:
 ///   echo 'secret' | privasip user add --config proxy.toml alice
@@ -89,7 +92,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             if password.is_empty() {
                 bail!("no password on standard input");
             }
-            let store = open_store(&a.config, &cfg)?;
+            let mut store = proxy_store::open(&a.config, &cfg, &proxy_store::instance_name())?;
             store.put_user(&UserRow {
                 realm: realm.clone(),
                 user: a.user.clone(),
@@ -106,7 +109,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         Op::Del(a) => {
             let cfg = load(&a.config)?;
             let realm = domain(&cfg, a.domain.as_ref())?;
-            let store = open_store(&a.config, &cfg)?;
+            let mut store = proxy_store::open(&a.config, &cfg, &proxy_store::instance_name())?;
             if !store.delete_user(&realm, &a.user)? {
                 bail!("no user {}@{realm}", a.user);
             }
@@ -114,7 +117,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
         Op::List(a) => {
             let cfg = load(&a.config)?;
-            let store = open_store(&a.config, &cfg)?;
+            let mut store = proxy_store::open(&a.config, &cfg, &proxy_store::instance_name())?;
             for u in store.users()? {
                 println!("{}@{}", u.user, u.realm);
             }

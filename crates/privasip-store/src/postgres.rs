@@ -1,0 +1,328 @@
+//! The PostgreSQL backend: one database shared by several proxy
+//! instances. Each change is announced on the channel [`CHANNEL`] so the
+//! other instances update their in-memory copy at once (see
+//! [`crate::Listener`]).
+
+use std::time::Duration;
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+
+use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, StoreError, UserRow};
+
+/// The NOTIFY channel.
+pub(crate) const CHANNEL: &str = "privasip_store";
+
+fn pg(e: postgres::Error) -> StoreError {
+    StoreError::Postgres(e.to_string())
+}
+
+/// A connection to the shared database.
+pub(crate) struct PgStore {
+    client: Client,
+    /// Names this instance in notifications, so it skips its own.
+    instance: String,
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| StoreError::Postgres(format!("bad URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.connect(NoTls).map_err(pg)
+}
+
+impl PgStore {
+    /// Connects and creates or migrates the schema. `instance` names this
+    /// process in change notifications.
+    pub(crate) fn open(url: &str, instance: &str) -> Result<PgStore, StoreError> {
+        let mut client = connect(url)?;
+        // Two instances starting at once must not both create the schema.
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(7212381043);
+             CREATE TABLE IF NOT EXISTS privasip_schema (version BIGINT NOT NULL)",
+        )
+        .map_err(pg)?;
+        let version: i64 = tx
+            .query_opt("SELECT version FROM privasip_schema", &[])
+            .map_err(pg)?
+            .map_or(0, |r| r.get(0));
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew(version));
+        }
+        if version < 2 {
+            // Version 2 is the first one PostgreSQL knows: users with the
+            // AES counter from the start.
+            tx.batch_execute(
+                "CREATE TABLE users (
+                     realm TEXT NOT NULL, name TEXT NOT NULL,
+                     ha1_md5 TEXT NOT NULL, ha1_sha256 TEXT NOT NULL,
+                     aes_next BIGINT NOT NULL DEFAULT 0,
+                     PRIMARY KEY (realm, name));
+                 CREATE TABLE bindings (
+                     aor TEXT NOT NULL, contact TEXT NOT NULL, q INTEGER NOT NULL,
+                     expires_unix BIGINT NOT NULL, call_id TEXT NOT NULL, cseq BIGINT NOT NULL,
+                     PRIMARY KEY (aor, contact));
+                 CREATE TABLE calls (
+                     id BIGSERIAL PRIMARY KEY, caller TEXT NOT NULL, callee TEXT NOT NULL,
+                     call_id TEXT NOT NULL, started_unix BIGINT NOT NULL, ended_unix BIGINT);
+                 CREATE INDEX calls_by_call_id ON calls (call_id);
+                 DELETE FROM privasip_schema;
+                 INSERT INTO privasip_schema VALUES (2);",
+            )
+            .map_err(pg)?;
+        }
+        tx.commit().map_err(pg)?;
+        Ok(PgStore {
+            client,
+            instance: instance.to_owned(),
+        })
+    }
+
+    fn notify(&mut self, change: &Change) -> Result<(), StoreError> {
+        let payload = change.encode(&self.instance);
+        self.client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    pub(crate) fn put_user(&mut self, u: &UserRow) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO users (realm, name, ha1_md5, ha1_sha256) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (realm, name) DO UPDATE SET ha1_md5 = $3, ha1_sha256 = $4,
+                     aes_next = CASE WHEN users.ha1_sha256 = $4 THEN users.aes_next ELSE 0 END",
+                &[&u.realm, &u.user, &u.ha1_md5, &u.ha1_sha256],
+            )
+            .map_err(pg)?;
+        self.notify(&Change::Users)
+    }
+
+    pub(crate) fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
+        let next = i64::try_from(next).unwrap_or(i64::MAX);
+        let n = self
+            .client
+            .execute(
+                "UPDATE users SET aes_next = GREATEST(aes_next, $2) WHERE name = $1",
+                &[&user, &next],
+            )
+            .map_err(pg)?;
+        if n > 0 {
+            self.notify(&Change::AesCounter {
+                user: user.to_owned(),
+                next: next as u64,
+            })?;
+        }
+        Ok(n > 0)
+    }
+
+    pub(crate) fn delete_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM users WHERE realm = $1 AND name = $2",
+                &[&realm, &user],
+            )
+            .map_err(pg)?;
+        self.notify(&Change::Users)?;
+        Ok(n > 0)
+    }
+
+    pub(crate) fn users(&mut self) -> Result<Vec<UserRow>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT realm, name, ha1_md5, ha1_sha256, aes_next FROM users
+                 ORDER BY realm, name",
+                &[],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| UserRow {
+                realm: r.get(0),
+                user: r.get(1),
+                ha1_md5: r.get(2),
+                ha1_sha256: r.get(3),
+                aes_next: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    pub(crate) fn has_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT 1 FROM users WHERE realm = $1 AND name = $2",
+                &[&realm, &user],
+            )
+            .map_err(pg)?
+            .is_some())
+    }
+
+    pub(crate) fn put_bindings(
+        &mut self,
+        aor: &str,
+        bindings: &[BindingRow],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction().map_err(pg)?;
+        tx.execute("DELETE FROM bindings WHERE aor = $1", &[&aor])
+            .map_err(pg)?;
+        for b in bindings {
+            tx.execute(
+                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &aor,
+                    &b.contact,
+                    &i32::from(b.q),
+                    &b.expires_unix,
+                    &b.call_id,
+                    &i64::from(b.cseq),
+                ],
+            )
+            .map_err(pg)?;
+        }
+        tx.commit().map_err(pg)?;
+        self.notify(&Change::Bindings {
+            aor: aor.to_owned(),
+        })
+    }
+
+    fn binding(r: &postgres::Row, at: usize) -> BindingRow {
+        BindingRow {
+            contact: r.get(at),
+            q: u16::try_from(r.get::<_, i32>(at + 1)).unwrap_or(1000),
+            expires_unix: r.get(at + 2),
+            call_id: r.get(at + 3),
+            cseq: u32::try_from(r.get::<_, i64>(at + 4)).unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn bindings(
+        &mut self,
+        now_unix: i64,
+    ) -> Result<Vec<(String, BindingRow)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT aor, contact, q, expires_unix, call_id, cseq FROM bindings
+                 WHERE expires_unix > $1 ORDER BY aor",
+                &[&now_unix],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), Self::binding(r, 1)))
+            .collect())
+    }
+
+    pub(crate) fn bindings_of(
+        &mut self,
+        aor: &str,
+        now_unix: i64,
+    ) -> Result<Vec<BindingRow>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT contact, q, expires_unix, call_id, cseq FROM bindings
+                 WHERE aor = $1 AND expires_unix > $2",
+                &[&aor, &now_unix],
+            )
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| Self::binding(r, 0)).collect())
+    }
+
+    pub(crate) fn call_started(
+        &mut self,
+        caller: &str,
+        callee: &str,
+        call_id: &str,
+        at_unix: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO calls (caller, callee, call_id, started_unix)
+                 VALUES ($1, $2, $3, $4)",
+                &[&caller, &callee, &call_id, &at_unix],
+            )
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    pub(crate) fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .client
+            .execute(
+                "UPDATE calls SET ended_unix = $2 WHERE call_id = $1 AND ended_unix IS NULL",
+                &[&call_id, &at_unix],
+            )
+            .map_err(pg)?
+            > 0)
+    }
+
+    pub(crate) fn calls(&mut self) -> Result<Vec<CallRow>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT caller, callee, call_id, started_unix, ended_unix FROM calls ORDER BY id",
+                &[],
+            )
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| CallRow {
+                caller: r.get(0),
+                callee: r.get(1),
+                call_id: r.get(2),
+                started_unix: r.get(3),
+                ended_unix: r.get(4),
+            })
+            .collect())
+    }
+}
+
+/// A connection that waits for other instances' changes.
+pub(crate) struct PgListener {
+    client: Client,
+    instance: String,
+}
+
+impl PgListener {
+    pub(crate) fn open(url: &str, instance: &str) -> Result<PgListener, StoreError> {
+        let mut client = connect(url)?;
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .map_err(pg)?;
+        Ok(PgListener {
+            client,
+            instance: instance.to_owned(),
+        })
+    }
+
+    /// Changes by other instances: waits up to `wait` for the first,
+    /// then takes what else has arrived.
+    pub(crate) fn next(&mut self, wait: Duration) -> Result<Vec<Change>, StoreError> {
+        let instance = self.instance.clone();
+        let mut out = Vec::new();
+        let mut notes = self.client.notifications();
+        let mut keep = |n: postgres::Notification| {
+            if let Some(c) = Change::decode(n.payload(), &instance) {
+                out.push(c);
+            }
+        };
+        let Some(first) = notes.timeout_iter(wait).next().map_err(pg)? else {
+            return Ok(out);
+        };
+        keep(first);
+        let mut rest = notes.iter();
+        while let Some(n) = rest.next().map_err(pg)? {
+            keep(n);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,304 @@
+//! The proxy's link to its store: load users and registrations at start,
+//! write what the proxy reports from a thread of its own, and (with a
+//! shared PostgreSQL store) apply what other instances change, as they
+//! change it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use privasip_digest::{Algorithm, Ha1};
+use privasip_proxy::{Credentials, Proxy, StoreEvent};
+use privasip_server::{Peer, Update};
+use privasip_store::{Change, Listener, Location, Store, UserRow};
+use tokio::sync::mpsc;
+
+use crate::cmd::proxy::Config;
+
+/// Where a configuration's store is: `[store] url` (PostgreSQL) or
+/// `path` (SQLite, relative to the configuration file).
+pub(crate) fn location(config: &Path, cfg: &Config) -> Location {
+    if let Some(url) = &cfg.store.url {
+        return Location::Postgres(url.clone());
+    }
+    Location::Sqlite(match config.parent() {
+        Some(dir) if cfg.store.path.is_relative() => dir.join(&cfg.store.path),
+        _ => cfg.store.path.clone(),
+    })
+}
+
+/// A name for this process in a shared store's change notifications.
+pub(crate) fn instance_name() -> String {
+    let mut b = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Opens the store a configuration names.
+pub(crate) fn open(config: &Path, cfg: &Config, instance: &str) -> Result<Store> {
+    let at = location(config, cfg);
+    Store::open_at(&at, instance).with_context(|| match &at {
+        Location::Sqlite(p) => format!("cannot open the store {}", p.display()),
+        _ => "cannot open the PostgreSQL store ([store] url)".to_owned(),
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A user as the proxy takes it.
+struct User {
+    realm: String,
+    name: String,
+    creds: Credentials,
+    aes_next: u64,
+}
+
+/// Parses stored users; a malformed HA1 is skipped with an error.
+fn users(rows: Vec<UserRow>) -> Vec<User> {
+    rows.into_iter()
+        .filter_map(|u| {
+            let md5 = Ha1::from_hex(Algorithm::Md5, &u.ha1_md5);
+            let sha256 = Ha1::from_hex(Algorithm::Sha256, &u.ha1_sha256);
+            let (Some(md5), Some(sha256)) = (md5, sha256) else {
+                tracing::error!(realm = %u.realm, "the store holds a malformed HA1; user skipped");
+                return None;
+            };
+            Some(User {
+                realm: u.realm,
+                name: u.user,
+                creds: Credentials { md5, sha256 },
+                aes_next: u.aes_next,
+            })
+        })
+        .collect()
+}
+
+/// Sets `list` in the proxy (AES keys too, with `aes`); returns how many
+/// users got AES.
+fn apply_users(proxy: &mut Proxy<Peer>, list: Vec<User>, aes: bool) -> usize {
+    // An AES token names no realm: a name in two realms cannot use AES.
+    let mut realms_of: HashMap<&str, usize> = HashMap::new();
+    for u in &list {
+        *realms_of.entry(u.name.as_str()).or_default() += 1;
+    }
+    let ambiguous: HashSet<String> = realms_of
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let mut aes_users = 0;
+    for u in list {
+        if aes {
+            if ambiguous.contains(&u.name) {
+                tracing::warn!(
+                    realm = %u.realm,
+                    "a user name exists in several realms; PrivaSIP-AES is off for it"
+                );
+            } else if proxy.set_aes_user(&u.name, &u.creds.sha256, u.aes_next) {
+                aes_users += 1;
+            }
+        }
+        proxy.set_user(&u.realm, &u.name, u.creds);
+    }
+    aes_users
+}
+
+/// Bindings from rows, their wall-clock expiry turned into instants.
+fn bindings(rows: &[privasip_store::BindingRow], now: Instant) -> Vec<privasip_registrar::Binding> {
+    let unix = unix_now();
+    rows.iter()
+        .map(|b| privasip_registrar::Binding {
+            contact: b.contact.clone(),
+            q: b.q,
+            expires_at: now
+                + Duration::from_secs(u64::try_from(b.expires_unix - unix).unwrap_or(0)),
+            call_id: b.call_id.clone(),
+            cseq: b.cseq,
+        })
+        .collect()
+}
+
+/// Users and unexpired registrations from the store into the proxy.
+/// Returns (users, bindings).
+pub(crate) fn restore(
+    proxy: &mut Proxy<Peer>,
+    store: &mut Store,
+    now: Instant,
+    aes: bool,
+) -> Result<(usize, usize)> {
+    let list = users(store.users()?);
+    let count = list.len();
+    let aes_users = apply_users(proxy, list, aes);
+    if aes {
+        tracing::info!(users = aes_users, "PrivaSIP-AES users loaded");
+    }
+    let rows = store.bindings(unix_now())?;
+    let mut by_aor: HashMap<String, Vec<privasip_store::BindingRow>> = HashMap::new();
+    for (aor, b) in &rows {
+        by_aor.entry(aor.clone()).or_default().push(b.clone());
+    }
+    for (aor, list) in by_aor {
+        proxy.registrar_mut().restore(&aor, bindings(&list, now));
+    }
+    Ok((count, rows.len()))
+}
+
+/// The thread that owns the store and writes what the proxy reports.
+pub(crate) fn writer(
+    mut store: Store,
+) -> (
+    std::sync::mpsc::Sender<StoreEvent>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<StoreEvent>();
+    let handle = std::thread::spawn(move || {
+        let started = Instant::now();
+        let unix_at_start = unix_now();
+        for e in rx {
+            let result = match e {
+                StoreEvent::Bindings { aor, bindings } => {
+                    let rows: Vec<privasip_store::BindingRow> = bindings
+                        .iter()
+                        .map(|b| privasip_store::BindingRow {
+                            contact: b.contact.clone(),
+                            q: b.q,
+                            expires_unix: unix_at_start
+                                + b.expires_at.saturating_duration_since(started).as_secs() as i64,
+                            call_id: b.call_id.clone(),
+                            cseq: b.cseq,
+                        })
+                        .collect();
+                    store.put_bindings(&aor, &rows)
+                }
+                StoreEvent::CallStarted {
+                    caller,
+                    callee,
+                    call_id,
+                } => store.call_started(&caller, &callee, &call_id, unix_now()),
+                StoreEvent::CallEnded { call_id } => {
+                    store.call_ended(&call_id, unix_now()).map(drop)
+                }
+                StoreEvent::AesCounter { user, next } => store.set_aes_next(&user, next).map(drop),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::error!("store write failed: {e}");
+            }
+        }
+    });
+    (tx, handle)
+}
+
+/// How long the listener waits for a change before checking whether the
+/// proxy still runs.
+const LISTEN_TICK: Duration = Duration::from_secs(1);
+
+/// With a shared store: a thread that turns other instances' changes
+/// into updates for the running proxy. None for a store of our own.
+pub(crate) fn listener(
+    at: &Location,
+    instance: &str,
+    aes: bool,
+) -> Result<Option<mpsc::Receiver<Update>>> {
+    let Some(listener) =
+        Listener::open(at, instance).context("cannot listen for changes to the shared store")?
+    else {
+        return Ok(None);
+    };
+    let mut reader = Store::open_at(at, instance)?;
+    let mut known: HashSet<(String, String)> = reader
+        .users()?
+        .into_iter()
+        .map(|u| (u.realm, u.user))
+        .collect();
+    let (tx, rx) = mpsc::channel::<Update>(1024);
+    let (at, instance) = (at.clone(), instance.to_owned());
+    std::thread::spawn(move || {
+        let mut link = Some((listener, reader));
+        while !tx.is_closed() {
+            let changes = match link.as_mut() {
+                Some((listener, _)) => match listener.next(LISTEN_TICK) {
+                    Ok(changes) => changes,
+                    Err(e) => {
+                        tracing::warn!("shared store: {e}; reconnecting");
+                        link = None;
+                        continue;
+                    }
+                },
+                None => {
+                    // Changes made while we were away were not announced
+                    // to us: read everything again.
+                    std::thread::sleep(Duration::from_secs(2));
+                    let (Ok(Some(l)), Ok(mut r)) =
+                        (Listener::open(&at, &instance), Store::open_at(&at, &instance))
+                    else {
+                        continue;
+                    };
+                    tracing::info!("shared store: reconnected");
+                    let mut all = vec![Change::Users];
+                    if let Ok(rows) = r.bindings(unix_now()) {
+                        let aors: HashSet<String> = rows.into_iter().map(|(a, _)| a).collect();
+                        all.extend(aors.into_iter().map(|aor| Change::Bindings { aor }));
+                    }
+                    link = Some((l, r));
+                    all
+                }
+            };
+            let Some((_, reader)) = link.as_mut() else {
+                continue;
+            };
+            for c in changes {
+                match update_for(reader, c, aes, &mut known) {
+                    Ok(u) => {
+                        if tx.blocking_send(u).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::error!("shared store: cannot read a change: {e}"),
+                }
+            }
+        }
+    });
+    Ok(Some(rx))
+}
+
+/// What the running proxy must do about `change`.
+fn update_for(
+    reader: &mut Store,
+    change: Change,
+    aes: bool,
+    known: &mut HashSet<(String, String)>,
+) -> Result<Update> {
+    Ok(match change {
+        Change::Users => {
+            let list = users(reader.users()?);
+            let now: HashSet<(String, String)> = list
+                .iter()
+                .map(|u| (u.realm.clone(), u.name.clone()))
+                .collect();
+            let gone: Vec<(String, String)> = known.difference(&now).cloned().collect();
+            *known = now;
+            Box::new(move |proxy: &mut Proxy<Peer>, _| {
+                for (realm, name) in gone {
+                    proxy.remove_user(&realm, &name);
+                }
+                apply_users(proxy, list, aes);
+            })
+        }
+        Change::Bindings { aor } => {
+            let rows = reader.bindings_of(&aor, unix_now())?;
+            Box::new(move |proxy: &mut Proxy<Peer>, now| {
+                proxy.registrar_mut().restore(&aor, bindings(&rows, now));
+            })
+        }
+        Change::AesCounter { user, next } => Box::new(move |proxy: &mut Proxy<Peer>, _| {
+            proxy.raise_aes_counter(&user, next);
+        }),
+        _ => Box::new(|_: &mut Proxy<Peer>, _| {}),
+    })
+}
