@@ -13,6 +13,7 @@ use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Tr
 
 use crate::auth::{Authenticator, Credentials, Verdict};
 use crate::response::response_for;
+use crate::timer_c::{DEFAULT_TIMER_C, Expiry, TimerC};
 
 /// Where a hop goes, as the driver's resolver decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +136,7 @@ pub struct Proxy<P> {
     /// that bound it (no other may rebind or unbind it). Behind Tor this
     /// is the registration stream: the UA needs no onion service.
     flows: HashMap<String, Flow<P>>,
+    timer_c: TimerC,
 }
 
 /// A flow-bound contact's connection.
@@ -182,6 +184,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             store_events: VecDeque::new(),
             tor: None,
             flows: HashMap::new(),
+            timer_c: TimerC::new(DEFAULT_TIMER_C),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -367,13 +370,45 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
     }
 
+    /// Sets Timer C, how long an INVITE branch may ring without an answer
+    /// before we cancel it (default [`DEFAULT_TIMER_C`]; RFC 3261 asks for
+    /// more than 3 minutes).
+    pub fn set_timer_c(&mut self, interval: std::time::Duration) {
+        self.timer_c.set_interval(interval);
+    }
+
     /// When to call [`Proxy::handle_timeout`] next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.tx.poll_timeout()
+        [self.tx.poll_timeout(), self.timer_c.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for e in self.timer_c.expired(now) {
+            match e {
+                // §16.8: a branch that rang too long is cancelled...
+                Expiry::Cancel(ctx) => {
+                    let sent = self
+                        .by_client
+                        .get(&ctx)
+                        .and_then(|stx| self.calls.get(stx))
+                        .and_then(|c| c.pending.iter().find(|(c, _)| *c == ctx))
+                        .map(|(_, b)| b.clone());
+                    if let Some(sent) = sent {
+                        self.send_cancel(now, &sent);
+                    }
+                }
+                // ...and one that never rang, or ignored the CANCEL, ends
+                // as 408, its transaction dropped.
+                Expiry::Timeout(ctx) => {
+                    self.tx.abandon(ctx);
+                    self.branch_failed(now, ctx, 408, None);
+                }
+            }
+        }
         self.tx.handle_timeout(now);
         while let Some(e) = self.tx.poll_event() {
             match e {
@@ -624,6 +659,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             match self.forward(now, &fwd, target, &format!("{branch}.{i}"), source) {
                 Some((ctx, sent)) => {
                     self.by_client.insert(ctx, stx);
+                    if call.invite {
+                        self.timer_c.start(now, ctx);
+                    }
                     call.pending.push((ctx, sent));
                 }
                 None => flow_gone |= flow_key(target).is_some(),
@@ -872,9 +910,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         let bytes = up.to_bytes();
         if status < 200 {
+            self.timer_c.provisional(now, ctx);
             let _ = self.tx.respond(now, stx, bytes);
             return;
         }
+        self.timer_c.stop(ctx);
         if (200..300).contains(&status) {
             // Every 2xx goes up at once (§16.7 step 5); other branches of
             // an INVITE are cancelled (§16.7 step 10).
@@ -932,6 +972,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         status: u16,
         response: Option<Vec<u8>>,
     ) {
+        self.timer_c.stop(ctx);
         let Some(stx) = self.by_client.remove(&ctx) else {
             return;
         };

@@ -389,3 +389,72 @@ fn a_flow_bound_contact_is_reached_over_the_connection_it_registered_on() {
             .any(|(_, b)| status(b).is_some_and(|s| s >= 400))
     );
 }
+
+/// Runs the proxy's timers up to `until`, collecting what it sends.
+fn run_timers(p: &mut Proxy<&'static str>, until: Instant) -> Sent {
+    let mut out = Vec::new();
+    while let Some(at) = p.poll_timeout() {
+        if at > until {
+            break;
+        }
+        p.handle_timeout(at);
+        out.extend(drain(p));
+    }
+    out
+}
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_too_long() {
+    for callee_ignores_cancel in [false, true] {
+        let mut p = proxy();
+        let t0 = Instant::now();
+        register(&mut p, t0, "bob.host", "bob");
+        p.receive(
+            t0,
+            &invite("sip:bob@b.example", "z9hG4bKc1", 70, ""),
+            "alice",
+            false,
+        );
+        let fwd = drain(&mut p)
+            .into_iter()
+            .find(|(to, _)| *to == "bob")
+            .expect("fwd")
+            .1;
+        // Bob rings, and rings again at 100 s: Timer C starts over.
+        p.receive(t0, &answer(&fwd, 180, "b1"), "bob", false);
+        let t100 = t0 + Duration::from_secs(100);
+        let quiet = run_timers(&mut p, t100);
+        p.receive(t100, &answer(&fwd, 180, "b1"), "bob", false);
+        drain(&mut p);
+        let out = run_timers(&mut p, t0 + Duration::from_secs(280));
+        assert!(
+            !quiet
+                .iter()
+                .chain(&out)
+                .any(|(_, b)| parse(b).method().is_some_and(|m| m.as_str() == "CANCEL")),
+            "no CANCEL before 3 minutes after the last 180"
+        );
+        let out = run_timers(&mut p, t0 + Duration::from_secs(283));
+        let cancel = out
+            .iter()
+            .find(|(to, b)| {
+                *to == "bob" && parse(b).method().is_some_and(|m| m.as_str() == "CANCEL")
+            })
+            .expect("Timer C sends a CANCEL");
+        let t_cancel = t0 + Duration::from_secs(283);
+        p.receive(t_cancel, &answer(&cancel.1, 200, "b1"), "bob", false);
+        let expected = if callee_ignores_cancel {
+            // No 487 comes: the branch ends as 408 after 64*T1.
+            let out = run_timers(&mut p, t_cancel + Duration::from_secs(40));
+            out.into_iter().find(|(to, _)| *to == "alice")
+        } else {
+            p.receive(t_cancel, &answer(&fwd, 487, "b1"), "bob", false);
+            drain(&mut p).into_iter().find(|(to, _)| *to == "alice")
+        };
+        let up = expected.expect("a final response goes up");
+        assert_eq!(
+            status(&up.1),
+            Some(if callee_ignores_cancel { 408 } else { 487 })
+        );
+    }
+}

@@ -97,7 +97,6 @@ impl fmt::Debug for CallRow {
     }
 }
 
-
 /// Where the store lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {
@@ -168,7 +167,9 @@ impl Change {
         }
         match (kind, parts.next()) {
             ("u", _) => Some(Change::Users),
-            ("b", Some(aor)) => Some(Change::Bindings { aor: aor.to_owned() }),
+            ("b", Some(aor)) => Some(Change::Bindings {
+                aor: aor.to_owned(),
+            }),
             ("a", Some(rest)) => {
                 let (next, user) = rest.split_once(' ')?;
                 Some(Change::AesCounter {

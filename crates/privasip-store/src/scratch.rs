@@ -67,11 +67,23 @@ impl ScratchPostgres {
                 .status()
                 .is_ok_and(|s| s.success());
             if !ok {
-                return Err(format!("cannot give {} to the postgres user", dir.display()));
+                return Err(format!(
+                    "cannot give {} to the postgres user",
+                    dir.display()
+                ));
             }
         }
         let out = as_server_user(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "privasip", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "privasip",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data)
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
@@ -94,7 +106,14 @@ impl ScratchPostgres {
             .arg(&data)
             .arg("-k")
             .arg(dir)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -108,7 +108,11 @@ impl SqliteStore {
     }
 
     /// Replaces the bindings of `aor` (none: removes them).
-    pub(crate) fn put_bindings(&mut self, aor: &str, bindings: &[BindingRow]) -> Result<(), StoreError> {
+    pub(crate) fn put_bindings(
+        &mut self,
+        aor: &str,
+        bindings: &[BindingRow],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
         for b in bindings {
@@ -123,7 +127,10 @@ impl SqliteStore {
     }
 
     /// Every binding that has not expired at `now_unix`, by AOR.
-    pub(crate) fn bindings(&mut self, now_unix: i64) -> Result<Vec<(String, BindingRow)>, StoreError> {
+    pub(crate) fn bindings(
+        &mut self,
+        now_unix: i64,
+    ) -> Result<Vec<(String, BindingRow)>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT aor, contact, q, expires_unix, call_id, cseq FROM bindings
              WHERE expires_unix > ?1 ORDER BY aor",

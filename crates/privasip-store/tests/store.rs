@@ -144,7 +144,9 @@ fn postgres_round_trips_and_announces_changes() {
     );
 
     assert_eq!(two.users().expect("users")[0].aes_next, 5);
-    let b = two.bindings_of("sip:bob@b.example", 1_500).expect("bindings");
+    let b = two
+        .bindings_of("sip:bob@b.example", 1_500)
+        .expect("bindings");
     assert_eq!((b[0].q, b[0].cseq), (500, 7));
     assert!(two.bindings(2_000).expect("bindings").is_empty(), "expired");
     two.call_started("alice", "ps1h.token", "call-1", 1_000)

@@ -180,6 +180,15 @@ impl<P: Clone> Transactions<P> {
         }
     }
 
+    /// Drops a client transaction its user has given up on (a proxy's
+    /// branch that Timer C ended): no more events or sends for it; a late
+    /// response is then a stray.
+    pub fn abandon(&mut self, tx: ClientTx) {
+        if let Some(e) = self.clients.remove(&tx.0) {
+            self.client_keys.remove(&e.key);
+        }
+    }
+
     /// How many transactions are alive.
     pub fn len(&self) -> usize {
         self.clients.len() + self.servers.len()

@@ -234,9 +234,10 @@ pub(crate) fn listener(
                     // Changes made while we were away were not announced
                     // to us: read everything again.
                     std::thread::sleep(Duration::from_secs(2));
-                    let (Ok(Some(l)), Ok(mut r)) =
-                        (Listener::open(&at, &instance), Store::open_at(&at, &instance))
-                    else {
+                    let (Ok(Some(l)), Ok(mut r)) = (
+                        Listener::open(&at, &instance),
+                        Store::open_at(&at, &instance),
+                    ) else {
                         continue;
                     };
                     tracing::info!("shared store: reconnected");

@@ -71,7 +71,10 @@ fn two_proxies_share_users_registrations_and_accounting() {
     let c2 = proxy_config(d, "p2", p2, &pg.url());
     common::add_user(&c1, "alice", "wonderland");
     let (log1, log2) = (d.join("p1.log"), d.join("p2.log"));
-    let mut running = Running(vec![start_proxy(&c1, p1, &log1), start_proxy(&c2, p2, &log2)]);
+    let mut running = Running(vec![
+        start_proxy(&c1, p1, &log1),
+        start_proxy(&c2, p2, &log2),
+    ]);
 
     // Bob is added while both run, through the second's configuration.
     common::add_user(&c2, "bob", "zanzibar");

@@ -109,6 +109,14 @@ pub(crate) struct ProxySection {
     /// Digest algorithms offered, most preferred first.
     #[serde(default = "both_digests")]
     digest: Vec<String>,
+    /// Timer C: seconds an INVITE branch may ring unanswered before the
+    /// proxy cancels it (RFC 3261: more than 180).
+    #[serde(default = "timer_c")]
+    timer_c_secs: u64,
+}
+
+fn timer_c() -> u64 {
+    privasip_proxy::DEFAULT_TIMER_C.as_secs()
 }
 
 fn both_digests() -> Vec<String> {
@@ -334,6 +342,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         None => TorResolve::default(),
     };
     let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_resolve)?, nonce_key, now);
+    proxy.set_timer_c(Duration::from_secs(cfg.proxy.timer_c_secs));
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
     }
@@ -393,9 +402,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 }
             }
         };
-        privasip_server::run(proxy, listen, stats.clone(), Some(store_tx), updates, shutdown)
-            .await
-            .context("the proxy stopped")
+        privasip_server::run(
+            proxy,
+            listen,
+            stats.clone(),
+            Some(store_tx),
+            updates,
+            shutdown,
+        )
+        .await
+        .context("the proxy stopped")
     })?;
     // The sender went with the proxy: the writer drains and ends.
     let _ = store_thread.join();
