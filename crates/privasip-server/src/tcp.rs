@@ -22,6 +22,10 @@ pub struct TcpLimits {
     pub max_per_source: usize,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// A message begun must be complete within this long, however slowly
+    /// its bytes keep coming (a slow peer holds a connection and a buffer
+    /// otherwise).
+    pub message_timeout: Duration,
     /// Message limits for the stream decoder.
     pub message: Limits,
 }
@@ -32,6 +36,7 @@ impl Default for TcpLimits {
             max_connections: 10_000,
             max_per_source: 64,
             idle_timeout: crate::DEFAULT_IDLE,
+            message_timeout: Duration::from_secs(32),
             message: Limits::default(),
         }
     }
@@ -160,14 +165,28 @@ pub(crate) async fn run<R, W>(
     let mut chunk = vec![0u8; 16_384];
     let kind = if addr.is_tor() { "Tor" } else { "TCP" };
     tracing::debug!("{kind} stream open");
+    // When the message now in `buf` began.
+    let mut partial_since: Option<tokio::time::Instant> = None;
     'conn: loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, rd.read(&mut chunk)).await {
+        let wait = match partial_since {
+            Some(t) => limits
+                .message_timeout
+                .saturating_sub(t.elapsed())
+                .min(limits.idle_timeout),
+            None => limits.idle_timeout,
+        };
+        let n = match tokio::time::timeout(wait, rd.read(&mut chunk)).await {
             Ok(Ok(0)) => {
                 tracing::debug!("{kind} stream closed by the peer");
                 break;
             }
             Ok(Err(e)) => {
                 tracing::debug!("{kind} stream read error: {e}");
+                break;
+            }
+            Err(_) if partial_since.is_some() => {
+                stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("{kind} stream too slow to finish a message: closing");
                 break;
             }
             Err(_) => {
@@ -177,10 +196,12 @@ pub(crate) async fn run<R, W>(
             Ok(Ok(n)) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
+        let mut progressed = false;
         loop {
             match decoder.decode(&buf) {
                 Ok(Frame::Partial) => break,
                 Ok(Frame::KeepAlive { len }) => {
+                    progressed = true;
                     buf.drain(..len);
                     // RFC 5626 §3.5.1: a CRLFCRLF ping gets a CRLF pong.
                     let _ = out_tx.try_send(b"\r\n".to_vec());
@@ -189,19 +210,41 @@ pub(crate) async fn run<R, W>(
                     tracing::trace!(bytes = len, "stream message read");
                     let msg = buf[skip..skip + len].to_vec();
                     buf.drain(..skip + len);
+                    progressed = true;
                     if inbound.send(Inbound::Message(addr, msg)).await.is_err() {
                         break 'conn;
                     }
                 }
-                Err(_) => {
+                Err(e) => {
                     // The framing is lost: nothing after this can be trusted.
                     stats.bad_streams.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("TCP stream closed: bad framing");
+                    tracing::debug!("{kind} stream closed: {e}");
                     break 'conn;
                 }
             }
         }
+        // The clock runs from when the unfinished message in `buf` began
+        // (about now, if a message just completed before it).
+        partial_since = match (buf.is_empty(), partial_since) {
+            (true, _) => None,
+            (false, Some(since)) if !progressed => Some(since),
+            (false, _) => Some(tokio::time::Instant::now()),
+        };
     }
-    writer.abort();
+    // Reading is over, but answers to the messages already passed on may
+    // still be on their way: the proxy handles those before it sees
+    // Closed, and the writer ends once it has written them (its senders
+    // gone), or gives up after a while on a peer that does not read.
+    drop(out_tx);
     let _ = inbound.send(Inbound::Closed(addr)).await;
+    let mut writer = writer;
+    if tokio::time::timeout(WRITE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
+
+/// How long a closing stream may take to write what was already answered.
+const WRITE_GRACE: Duration = Duration::from_secs(5);

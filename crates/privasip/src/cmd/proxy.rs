@@ -144,6 +144,8 @@ struct TcpSection {
     max_connections: usize,
     max_per_source: usize,
     idle_timeout_secs: u64,
+    /// A message begun must arrive whole within this many seconds.
+    message_timeout_secs: u64,
 }
 
 impl Default for TcpSection {
@@ -153,6 +155,7 @@ impl Default for TcpSection {
             max_connections: d.max_connections,
             max_per_source: d.max_per_source,
             idle_timeout_secs: d.idle_timeout.as_secs(),
+            message_timeout_secs: d.message_timeout.as_secs(),
         }
     }
 }
@@ -375,6 +378,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             max_connections: cfg.tcp.max_connections,
             max_per_source: cfg.tcp.max_per_source,
             idle_timeout: Duration::from_secs(cfg.tcp.idle_timeout_secs),
+            message_timeout: Duration::from_secs(cfg.tcp.message_timeout_secs),
             ..TcpLimits::default()
         },
         tor: tor.map(|t| t.setup),
