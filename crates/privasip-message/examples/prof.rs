@@ -1,7 +1,9 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 use privasip_message::{Limits, Message};
 fn main() {
-    let bytes = std::fs::read("testdata/bench/invite.sip").unwrap();
+    let bytes =
+        std::fs::read(std::env::var("MSG").unwrap_or_else(|_| "testdata/bench/invite.sip".into()))
+            .unwrap();
     let mut n = 0usize;
     let iters: usize = std::env::var("ITERS")
         .ok()
