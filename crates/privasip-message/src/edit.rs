@@ -142,6 +142,19 @@ impl<'a> Message<'a> {
         before - self.headers.len()
     }
 
+    /// Removes the credentials (`Authorization` or `Proxy-Authorization`
+    /// values) for `realm`: a proxy that checked them does not pass them
+    /// on (RFC 3261 §22.3). Returns how many went.
+    pub fn remove_credentials(&mut self, name: HeaderName, realm: &str) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|h| {
+            h.name != name
+                || !crate::header::auth::AuthValue::parse(&h.value)
+                    .is_ok_and(|a| a.param("realm").as_deref() == Some(realm))
+        });
+        before - self.headers.len()
+    }
+
     /// Removes every header whose name is `name` (any spelling).
     pub fn remove_header_str(&mut self, name: &str) -> usize {
         match HeaderName::lookup(name) {

@@ -612,6 +612,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 Some(user) => caller = Some(user),
                 None => return,
             }
+            // §22.3: credentials for our realm end here.
+            fwd.remove_credentials(HeaderName::ProxyAuthorization, &realm);
         }
 
         // §16.5: the targets.

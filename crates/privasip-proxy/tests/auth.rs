@@ -252,12 +252,21 @@ fn invites_from_our_users_need_proxy_authorization() {
         "sip:carol@c.example",
         "00000001",
     );
-    p.receive(t0, &invite(&auth), "bob", false);
+    // Credentials for another realm pass on; ours end here (§22.3).
+    let theirs = "Proxy-Authorization: Digest username=\"bob\", realm=\"c.example\", nonce=\"n\", \
+                  uri=\"sip:carol@c.example\", response=\"00\"\r\n";
+    p.receive(t0, &invite(&format!("{auth}{theirs}")), "bob", false);
     let out = drain(&mut p);
-    assert!(
-        out.iter().any(|(to, _)| *to == "proxy-c"),
-        "forwarded once authenticated"
-    );
+    let fwd = out
+        .iter()
+        .find(|(to, _)| *to == "proxy-c")
+        .expect("forwarded once authenticated");
+    let creds: Vec<String> = parse(&fwd.1)
+        .values(HeaderName::ProxyAuthorization)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    assert!(creds[0].contains("realm=\"c.example\""), "{creds:?}");
 }
 
 #[test]

@@ -101,8 +101,8 @@ fn with_body(mut head: String, sdp: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// A response to `req` (RFC 3261 §8.2.6): its Via, From, To (with our tag
-/// if given), Call-ID and CSeq; for dialog-making responses its
-/// Record-Route too (§12.1.1).
+/// if given), Call-ID and CSeq; for responses that make a dialog (to an
+/// INVITE) its Record-Route too (§12.1.1).
 pub(crate) fn response(
     req: &Message<'_>,
     code: u16,
@@ -115,7 +115,8 @@ pub(crate) fn response(
     for v in req.values(HeaderName::Via) {
         let _ = write!(s, "Via: {v}\r\n");
     }
-    if (101..300).contains(&code) {
+    let makes_dialog = req.method().is_some_and(|m| m.as_str() == "INVITE");
+    if makes_dialog && (101..300).contains(&code) {
         for rr in req.values(HeaderName::RecordRoute) {
             let _ = write!(s, "Record-Route: {rr}\r\n");
         }
@@ -145,12 +146,73 @@ pub(crate) fn response(
     with_body(s, sdp)
 }
 
-/// A minimal audio offer or answer that names nobody (signalling only:
-/// no media flows). RFC 8866: `o=-` and `s=-` are allowed.
+/// A minimal audio offer that names nobody (signalling only: no media
+/// flows). RFC 8866: `o=-` and `s=-` are allowed.
 pub(crate) fn sdp(session: u64) -> Vec<u8> {
+    sdp_with(session, "0", "a=rtpmap:0 PCMU/8000\r\n")
+}
+
+fn sdp_with(session: u64, format: &str, rtpmap: &str) -> Vec<u8> {
     format!(
         "v=0\r\no=- {session} 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
-         m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=inactive\r\n"
+         m=audio 9 RTP/AVP {format}\r\n{rtpmap}a=inactive\r\n"
     )
     .into_bytes()
+}
+
+/// The answer to an SDP offer (RFC 3264 §6): the offer's first audio
+/// format (with its rtpmap line, if any), inactive, since no media flows;
+/// an audio stream the offer rejected (port 0) or no audio at all gets
+/// our own offer's format. Only the first `m=` line is answered: ours is
+/// a one-stream signalling agent.
+pub(crate) fn sdp_answer(session: u64, offer: &[u8]) -> Vec<u8> {
+    let offer = String::from_utf8_lossy(offer);
+    let first_audio = offer.lines().find_map(|l| {
+        let mut f = l.strip_prefix("m=audio ")?.split_whitespace();
+        let port = f.next()?;
+        let _proto = f.next()?;
+        let format = f.next()?;
+        (port != "0").then(|| format.to_owned())
+    });
+    let Some(format) = first_audio.filter(|f| f.bytes().all(|b| b.is_ascii_digit())) else {
+        return sdp(session);
+    };
+    let rtpmap = offer
+        .lines()
+        .find(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_whitespace().next())
+                == Some(format.as_str())
+        })
+        .map_or(String::new(), |l| format!("{}\r\n", l.trim_end()));
+    sdp_with(session, &format, &rtpmap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sdp_answer;
+
+    fn answer(offer: &str) -> String {
+        String::from_utf8(sdp_answer(7, offer.as_bytes())).expect("text")
+    }
+
+    #[test]
+    fn the_answer_takes_the_offers_first_audio_format() {
+        let a = answer(
+            "v=0\r\no=x 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        assert!(a.contains("m=audio 9 RTP/AVP 8\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:8 PCMA/8000\r\n"), "{a}");
+        assert!(!a.contains("101"), "{a}");
+        assert!(a.contains("a=inactive"), "{a}");
+        assert!(!a.contains("192.0.2.2"), "names nobody: {a}");
+    }
+
+    #[test]
+    fn no_usable_offer_gets_our_own() {
+        for offer in ["", "v=0\r\nm=video 5000 RTP/AVP 96\r\n", "m=audio 0 RTP/AVP 0\r\n"] {
+            assert!(answer(offer).contains("m=audio 9 RTP/AVP 0\r\n"), "{offer:?}");
+        }
+    }
 }

@@ -26,6 +26,8 @@ pub enum UaEvent {
         /// Granted lifetime.
         expires: u32,
     },
+    /// Our binding is removed ([`Ua::unregister`]).
+    Unregistered,
     /// The registrar refused (or never answered: 408).
     RegistrationFailed {
         /// The final status.
@@ -134,6 +136,8 @@ struct Registration {
     contact_user: Option<String>,
     retried: bool,
     refresh_at: Option<Instant>,
+    /// The REGISTER out removes our binding (Expires: 0).
+    removing: bool,
 }
 
 /// A user agent. `P` names the outbound proxy and peers (an address, a
@@ -310,10 +314,22 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.home.as_deref().and_then(|h| h.next_counter())
     }
 
-    /// Registers (or refreshes) our binding with the home registrar.
-    pub fn register(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) -> Result<(), UaError> {
-        // An AES token opens once (the proxy forgets it after a restart or
-        // a while): every registration round takes a fresh one.
+    /// Removes our binding from the registrar (REGISTER with Expires: 0),
+    /// as a user agent going away should; [`UaEvent::Unregistered`] says
+    /// when it is done. Nothing happens if we never registered.
+    pub fn unregister(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) -> Result<(), UaError> {
+        let Some(reg) = self.reg.as_mut() else {
+            return Ok(());
+        };
+        reg.removing = true;
+        reg.refresh_at = None;
+        self.fresh_aes_token(rng)?;
+        self.send_register(now, rng, None)
+    }
+
+    /// An AES token opens once (the proxy forgets it after a restart or a
+    /// while): every registration round takes a fresh one.
+    fn fresh_aes_token(&mut self, rng: &mut dyn CryptoRngCore) -> Result<(), UaError> {
         if let (Some(reg), Some(enc)) = (self.reg.as_mut(), self.home.as_deref_mut())
             && enc.next_counter().is_some()
         {
@@ -322,6 +338,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 callee: None,
             });
         }
+        Ok(())
+    }
+
+    /// Registers (or refreshes) our binding with the home registrar.
+    pub fn register(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) -> Result<(), UaError> {
+        self.fresh_aes_token(rng)?;
         if self.reg.is_none() {
             let call_id = self.new_call_id(rng);
             let tokens = match self.home.as_deref_mut() {
@@ -336,6 +358,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 from_tag: hex(rng, 6),
                 cseq: 0,
                 contact_user: tokens.as_ref().map(|t| t.caller.clone()),
+                removing: false,
                 tokens,
                 retried: false,
                 refresh_at: None,
@@ -359,7 +382,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         };
         reg.cseq += 1;
         reg.refresh_at = None;
-        let mut extra = vec![format!("Expires: {}", self.cfg.expires)];
+        let expires = if reg.removing { 0 } else { self.cfg.expires };
+        let mut extra = vec![format!("Expires: {expires}")];
         extra.extend(auth);
         let bytes = build::request(&Req {
             method: "REGISTER",
@@ -630,6 +654,15 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         }
         let Some(reg) = self.reg.as_mut() else { return };
         reg.retried = false;
+        if reg.removing {
+            self.reg = None;
+            self.events.push_back(if (200..300).contains(&status) {
+                UaEvent::Unregistered
+            } else {
+                UaEvent::RegistrationFailed { status }
+            });
+            return;
+        }
         if (200..300).contains(&status) {
             let granted = granted_expires(msg).unwrap_or(self.cfg.expires);
             // Refresh before the binding lapses: at 80% of its life.
@@ -845,7 +878,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             "INVITE" => {
                 // A re-INVITE: keep the session as it is.
                 let contact = self.response_contact();
-                let sdp = build::sdp(1);
+                let sdp = build::sdp_answer(1, msg.body());
                 self.respond(now, stx, msg, 200, "OK", None, Some(&contact), Some(&sdp));
             }
             "BYE" => match call {
@@ -1097,8 +1130,9 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let (stx, request) = (*stx, request.clone());
         c.state = State::Established;
         let tag = c.dialog.local_tag.clone();
-        let sdp = build::sdp(rng.next_u64() >> 1);
+        let session = rng.next_u64() >> 1;
         if let Ok(inv) = Message::parse_datagram(&request, &self.limits) {
+            let sdp = build::sdp_answer(session, inv.body());
             let resp = build::response(&inv, 200, "OK", Some(&tag), Some(&contact), Some(&sdp));
             let _ = self.tx.respond(now, stx, resp);
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use privasip_digest::{Algorithm, Ha1};
-use privasip_tor::Isolation;
+use privasip_tor::{Isolation, TorStream};
 use privasip_ua::{Answer, CallId, Home, Privacy, Ua, UaConfig, UaEvent};
 use rand_core::OsRng;
 use serde::Deserialize;
@@ -400,6 +400,47 @@ impl Agent {
             None => bail!("no answer to REGISTER"),
         }
     }
+
+    /// Removes our registration (if we made one), waiting a little for
+    /// the registrar's answer: a user agent going away says so.
+    async fn unregister(&mut self) -> Result<()> {
+        if !self.registered {
+            return Ok(());
+        }
+        self.registered = false;
+        self.ua.unregister(Instant::now(), &mut OsRng)?;
+        let done = self
+            .run_until(Some(Instant::now() + Duration::from_secs(5)), |_, ev| {
+                matches!(
+                    ev,
+                    UaEvent::Unregistered | UaEvent::RegistrationFailed { .. }
+                )
+            })
+            .await?;
+        if !done {
+            eprintln!("the registrar did not confirm the unregistration");
+        }
+        Ok(())
+    }
+}
+
+/// Accepts TCP connections on `local` (our Contact's address), handing
+/// each over as a stream.
+async fn listen_tcp(local: SocketAddr) -> Result<tokio::sync::mpsc::Receiver<TorStream>> {
+    let listener = tokio::net::TcpListener::bind(local)
+        .await
+        .with_context(|| format!("cannot listen on {local} (TCP)"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            if tx.send(TorStream::new(r, w)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// One call's record.
@@ -456,12 +497,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         Ok((Box::new(r) as Reader, Box::new(w) as Writer))
                     })
                 };
-                // We listen on no port: calls come over the connection we
-                // register on, bound to our Contact (`;ob`).
+                // Calls come over the connection we register on when the
+                // registrar keeps flows (`;ob`, privasip does); others
+                // connect to our Contact's port, where we listen too.
                 cfg.outbound = true;
+                let incoming = listen_tcp(local).await?;
                 let proxy = connect(Isolation::Shared).await?;
                 (
-                    Wire::Streams(Streams::new(proxy, None, Some(Box::new(connect)), false)),
+                    Wire::Streams(Streams::new(
+                        proxy,
+                        Some(incoming),
+                        Some(Box::new(connect)),
+                        false,
+                    )),
                     PROXY_STREAM,
                 )
             }
@@ -554,6 +602,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         false
                     })
                     .await?;
+                agent.unregister().await?;
+                eprintln!("unregistered");
                 Ok(())
             }
             Action::Call {
@@ -578,6 +628,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                         tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
                     }
                 }
+                agent.unregister().await?;
                 if !all_ok {
                     bail!("not every call was answered");
                 }
