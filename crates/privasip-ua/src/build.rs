@@ -211,8 +211,15 @@ mod tests {
 
     #[test]
     fn no_usable_offer_gets_our_own() {
-        for offer in ["", "v=0\r\nm=video 5000 RTP/AVP 96\r\n", "m=audio 0 RTP/AVP 0\r\n"] {
-            assert!(answer(offer).contains("m=audio 9 RTP/AVP 0\r\n"), "{offer:?}");
+        for offer in [
+            "",
+            "v=0\r\nm=video 5000 RTP/AVP 96\r\n",
+            "m=audio 0 RTP/AVP 0\r\n",
+        ] {
+            assert!(
+                answer(offer).contains("m=audio 9 RTP/AVP 0\r\n"),
+                "{offer:?}"
+            );
         }
     }
 }

@@ -51,10 +51,7 @@ fn listen(dir: &Path, name: &str, seconds: u32) -> (Child, PathBuf) {
         {
             return (child, out);
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not register: {said}"
-        );
+        assert!(Instant::now() < deadline, "{name} did not register: {said}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -98,7 +95,14 @@ fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
     common::add_user(&config, "alice", "alicepw");
     common::add_user(&config, "bob", "bobpw");
     let mut running = Running(vec![common::proxy(&config, port)]);
-    ua_config(d, "bob", "bob", "bobpw", bob_port, &format!("udp:127.0.0.1:{port}"));
+    ua_config(
+        d,
+        "bob",
+        "bob",
+        "bobpw",
+        bob_port,
+        &format!("udp:127.0.0.1:{port}"),
+    );
     let (bob, bob_out) = listen(d, "bob", 30);
     running.0.push(bob);
 
@@ -207,7 +211,10 @@ fn privasip_uas_register_and_call_through_kamailio() {
         }
     }
     let log = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(log.contains("auth ok: alice"), "Kamailio authenticated alice");
+    assert!(
+        log.contains("auth ok: alice"),
+        "Kamailio authenticated alice"
+    );
     assert!(log.contains("IN BYE"), "BYE crossed Kamailio");
 }
 
@@ -274,7 +281,10 @@ fn a_privasip_ua_calls_sipps_uas_over_udp_and_tcp() {
             if let Some(s) = uas.try_wait().expect("wait") {
                 break s;
             }
-            assert!(Instant::now() < deadline, "{transport}: sipp never finished");
+            assert!(
+                Instant::now() < deadline,
+                "{transport}: sipp never finished"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(

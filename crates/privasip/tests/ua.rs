@@ -2,8 +2,9 @@
 //! Bob listens, Alice calls him with PrivaSIP-2 (HPKE) over UDP and over
 //! TCP, Digest everywhere; Bob sees only tokens; a wrong password is
 //! refused; a call hung up while it rings is cancelled (487), a busy
-//! callee gives 486 and one not registered 480. PrivaSIP-AES across
-//! restarts of the proxy.
+//! callee gives 486 and one not registered 480; an unknown user cannot
+//! register. PrivaSIP-AES across restarts of the proxy. The paper's two
+//! proxies on loopback UDP with every scheme.
 
 mod common;
 
@@ -409,4 +410,160 @@ fn a_tcp_callee_registers_again_after_losing_its_connection() {
     wait_for("reconnected to the proxy");
     wait_for("registration refreshed");
     call();
+}
+
+/// The paper's set-up on loopback UDP, for every scheme: Alice at proxy A
+/// (a.example), Bob at proxy B (b.example), PrivaSIP-2; Bob sees a token
+/// of the scheme. AES is a caller scheme (the key comes from Alice's
+/// password, which only A shares): with it Bob's ID is encrypted to B's
+/// ECIES key.
+#[test]
+fn privasip2_across_two_proxies_with_every_scheme() {
+    for (i, scheme) in ["hpke", "ecies", "rsa", "aes"].into_iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let base = 23500 + 10 * i as u16;
+        let (pa, pb, bob_port, alice_port) = (base, base + 1, base + 2, base + 3);
+        let key_scheme = if scheme == "aes" { "ecies" } else { scheme };
+        for side in ["a", "b"] {
+            let out = privasip()
+                .args(["keygen", "--scheme", key_scheme, "--out"])
+                .arg(d.join(format!("keys-{side}")))
+                .output()
+                .expect("keygen");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let home = |side: &str| {
+            if scheme == "aes" {
+                "aes = true\n".to_owned()
+            } else {
+                format!("home_key = \"keys-{side}/{key_scheme}.pub\"\n")
+            }
+        };
+        let proxy_keys = |side: &str| {
+            if scheme == "aes" {
+                format!("keys = [\"keys-{side}/{key_scheme}.key\"]\naes = true\n")
+            } else {
+                format!("keys = [\"keys-{side}/{key_scheme}.key\"]\n")
+            }
+        };
+        let write = |name: &str, text: String| {
+            let p = d.join(name);
+            std::fs::write(&p, text).expect("config");
+            p
+        };
+        let ca = write(
+            "a.toml",
+            format!(
+                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{pa}\"\nauthenticate = true\n\
+                 [listen]\nudp = \"127.0.0.1:{pa}\"\n[store]\npath = \"a.db\"\n\
+                 [routes]\n\"b.example\" = \"udp:127.0.0.1:{pb}\"\n[privasip]\n{}",
+                proxy_keys("a")
+            ),
+        );
+        let cb = write(
+            "b.toml",
+            format!(
+                "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{pb}\"\nauthenticate = true\n\
+                 [listen]\nudp = \"127.0.0.1:{pb}\"\n[store]\npath = \"b.db\"\n[privasip]\n{}",
+                proxy_keys("b")
+            ),
+        );
+        common::add_user(&ca, "alice", "wonderland");
+        common::add_user(&cb, "bob", "zanzibar");
+        let mut running = Running(vec![common::proxy(&ca, pa), common::proxy(&cb, pb)]);
+        write(
+            "bob.toml",
+            format!(
+                "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
+                 local = \"127.0.0.1:{bob_port}\"\nproxy = \"udp:127.0.0.1:{pb}\"\n\
+                 [privasip]\nmode = \"privasip-1\"\n{}",
+                home("b")
+            ),
+        );
+        write(
+            "alice.toml",
+            format!(
+                "[ua]\nuser = \"alice\"\ndomain = \"a.example\"\npassword = \"wonderland\"\n\
+                 local = \"127.0.0.1:{alice_port}\"\nproxy = \"udp:127.0.0.1:{pa}\"\n\
+                 [privasip]\nmode = \"privasip-2\"\n{}\
+                 [privasip.callee_keys]\n\"b.example\" = \"keys-b/{key_scheme}.pub\"\n",
+                home("a")
+            ),
+        );
+        let bob_err = d.join("bob.err");
+        let bob_out = d.join("bob.out");
+        running.0.push(
+            privasip()
+                .args(["ua", "--config"])
+                .arg(d.join("bob.toml"))
+                .args(["listen", "--for", "30"])
+                .stdout(std::fs::File::create(&bob_out).expect("out"))
+                .stderr(std::fs::File::create(&bob_err).expect("err"))
+                .spawn()
+                .expect("bob listens"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&bob_err)
+            .unwrap_or_default()
+            .contains("registered")
+        {
+            assert!(Instant::now() < deadline, "{scheme}: bob did not register");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = privasip()
+            .args(["ua", "--config"])
+            .arg(d.join("alice.toml"))
+            .args(["call", "sip:bob@b.example"])
+            .output()
+            .expect("alice calls");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with("call 1: answered"),
+            "{scheme}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tag = format!("from ps1{}.", &scheme[..1]);
+        let seen = std::fs::read_to_string(&bob_out).unwrap_or_default();
+        assert!(seen.contains(&tag), "{scheme}: Bob saw {seen}");
+        assert!(!seen.contains("alice"), "{scheme}: {seen}");
+    }
+}
+
+#[test]
+fn an_unknown_user_cannot_register() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let port = 23590u16;
+    let config = common::write_config(
+        d,
+        &format!(
+            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
+             authenticate = true\n[listen]\nudp = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    common::add_user(&config, "alice", "wonderland");
+    let _running = Running(vec![common::proxy(&config, port)]);
+    std::fs::write(
+        d.join("zed.toml"),
+        format!(
+            "[ua]\nuser = \"zed\"\ndomain = \"example.com\"\npassword = \"whatever\"\n\
+             local = \"127.0.0.1:{}\"\nproxy = \"udp:127.0.0.1:{port}\"\n",
+            port + 1
+        ),
+    )
+    .expect("config");
+    let out = privasip()
+        .args(["ua", "--config"])
+        .arg(d.join("zed.toml"))
+        .arg("register")
+        .output()
+        .expect("register");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("registration refused: 403"), "{err}");
 }
