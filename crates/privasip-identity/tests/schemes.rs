@@ -382,3 +382,34 @@ fn errors_and_debug_output_never_show_ids_or_keys() {
         .expect("bad");
     assert!(!e.to_string().contains(&secret_b64));
 }
+
+#[test]
+fn aes_counters_never_go_back_for_the_same_key() {
+    let mut dir = AesDirectory::new(4);
+    let secret = b"shared secret";
+    dir.add_user(id("alice"), secret, 10);
+    // The same key again at a lower counter: tokens 0..10 stay refused.
+    dir.add_user(id("alice"), secret, 0);
+    let mut r = rng(5);
+    let old = AesSender::new(secret, 3)
+        .seal(&id("alice"), b"c", &mut r)
+        .expect("seal");
+    assert!(dir.open(&old, b"c").is_err());
+    // Raised from elsewhere: 10..20 are used up too.
+    assert!(dir.raise(&id("alice"), 20));
+    let used = AesSender::new(secret, 12)
+        .seal(&id("alice"), b"c", &mut r)
+        .expect("seal");
+    assert!(dir.open(&used, b"c").is_err());
+    let fresh = AesSender::new(secret, 20)
+        .seal(&id("alice"), b"c", &mut r)
+        .expect("seal");
+    assert_eq!(dir.open(&fresh, b"c").expect("opens").next_counter, 21);
+    // A new key (new password) starts where it is told.
+    dir.add_user(id("alice"), b"new secret", 0);
+    let new = AesSender::new(b"new secret", 0)
+        .seal(&id("alice"), b"c", &mut r)
+        .expect("seal");
+    assert!(dir.open(&new, b"c").is_ok());
+    assert!(!dir.raise(&id("bob"), 1));
+}

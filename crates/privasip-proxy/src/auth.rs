@@ -86,14 +86,6 @@ impl<P: Clone + Eq + Hash> Authenticator<P> {
         self.users.remove(&(realm.to_owned(), user.to_owned()));
     }
 
-    /// A user's credentials in any realm (AES keys name no realm).
-    pub(crate) fn credentials_of(&self, user: &str) -> Option<&Credentials> {
-        self.users
-            .iter()
-            .find(|((_, u), _)| u == user)
-            .map(|(_, c)| c)
-    }
-
     pub(crate) fn knows(&self, realm: &str, user: &str) -> bool {
         self.users
             .contains_key(&(realm.to_owned(), user.to_owned()))

@@ -257,37 +257,23 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// Lets `user` hide their ID from everyone but us with PrivaSIP-AES,
     /// keyed by their SHA-256 HA1; tokens below `next_counter` are refused
     /// (persisted from [`StoreEvent::AesCounter`]). For a user already
-    /// here with the same key, the higher counter stays. Set the user's
-    /// credentials after this.
+    /// here with the same key, the higher counter stays.
     pub fn set_aes_user(&mut self, user: &str, sha256: &Ha1, next_counter: u64) -> bool {
         let Ok(id) = RealId::new(user) else {
             return false;
         };
-        let same_key = self
-            .auth
-            .credentials_of(user)
-            .is_some_and(|c| c.sha256.expose_hex() == sha256.expose_hex());
-        let aes = self.keyring.get_or_insert_with(Keyring::default).aes_mut();
-        let next = match aes.next_counter(&id) {
-            Some(here) if same_key => here.max(next_counter),
-            _ => next_counter,
-        };
-        aes.add_user(id, sha256.expose_hex().as_bytes(), next);
+        self.keyring
+            .get_or_insert_with(Keyring::default)
+            .aes_mut()
+            .add_user(id, sha256.expose_hex().as_bytes(), next_counter);
         true
     }
 
     /// Raises a PrivaSIP-AES user's counter (another proxy sharing our
     /// store saw their token): tokens below `next` stop opening here too.
     pub fn raise_aes_counter(&mut self, user: &str, next: u64) {
-        let (Ok(id), Some(ring)) = (RealId::new(user), self.keyring.as_mut()) else {
-            return;
-        };
-        let aes = ring.aes_mut();
-        if aes.next_counter(&id).is_some_and(|here| here < next)
-            && let Some(c) = self.auth.credentials_of(user)
-        {
-            let secret = c.sha256.expose_hex().as_bytes().to_vec();
-            aes.add_user(id, &secret, next);
+        if let (Ok(id), Some(ring)) = (RealId::new(user), self.keyring.as_mut()) {
+            ring.aes_mut().raise(&id, next);
         }
     }
 

@@ -198,12 +198,42 @@ impl AesDirectory {
     }
 
     /// Adds (or replaces) a user with their shared secret and the lowest
-    /// counter to accept. Costs `window` HMACs.
+    /// counter to accept; a user already here with the same secret keeps
+    /// the higher of the two counters. Costs `window` HMACs.
     pub fn add_user(&mut self, id: RealId, secret: &[u8], next_counter: u64) {
+        let keys = AesKeys::derive(secret);
+        let next_counter = match self.slot_of(&id) {
+            Some(s) if *s.keys.enc == *keys.enc => s.next.max(next_counter),
+            _ => next_counter,
+        };
+        self.insert(id, keys, next_counter);
+    }
+
+    /// Raises a user's lowest accepted counter to `next` (their token was
+    /// seen elsewhere, e.g. by another proxy sharing the store); never
+    /// lowers it. False if the user is not here.
+    pub fn raise(&mut self, id: &RealId, next: u64) -> bool {
+        let Some(s) = self.slot_of(id) else {
+            return false;
+        };
+        if s.next < next {
+            let keys = AesKeys {
+                index: s.keys.index.clone(),
+                enc: s.keys.enc.clone(),
+            };
+            self.insert(id.clone(), keys, next);
+        }
+        true
+    }
+
+    fn slot_of(&self, id: &RealId) -> Option<&Slot> {
+        self.slots.get(self.by_user.get(id.expose())?)
+    }
+
+    fn insert(&mut self, id: RealId, keys: AesKeys, next_counter: u64) {
         self.remove_user(&id);
         let slot = self.next_slot;
         self.next_slot += 1;
-        let keys = AesKeys::derive(secret);
         for c in next_counter..next_counter.saturating_add(self.window) {
             self.by_index.insert(keys.index(c), (slot, c));
         }
@@ -216,12 +246,6 @@ impl AesDirectory {
                 next: next_counter,
             },
         );
-    }
-
-    /// The lowest counter still accepted from a user, if they are here.
-    pub fn next_counter(&self, id: &RealId) -> Option<u64> {
-        let slot = self.by_user.get(id.expose())?;
-        self.slots.get(slot).map(|s| s.next)
     }
 
     /// Removes a user; their tokens stop opening.
