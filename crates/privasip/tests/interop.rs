@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{KillMatching, Running};
@@ -26,34 +26,6 @@ fn ua_config(dir: &Path, name: &str, user: &str, password: &str, local: u16, pro
         ),
     )
     .expect("ua config");
-}
-
-/// `privasip ua listen` for `name`, returning once it registered.
-fn listen(dir: &Path, name: &str, seconds: u32) -> (Child, PathBuf) {
-    let out = dir.join(format!("{name}.out"));
-    let err = dir.join(format!("{name}.err"));
-    // Killed if it never registers.
-    let mut guard = Running(vec![
-        privasip()
-            .args(["ua", "--config"])
-            .arg(dir.join(format!("{name}.toml")))
-            .args(["listen", "--for", &seconds.to_string()])
-            .stdout(std::fs::File::create(&out).expect("out"))
-            .stderr(std::fs::File::create(&err).expect("err"))
-            .spawn()
-            .expect("ua listens"),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let said = std::fs::read_to_string(&err).unwrap_or_default();
-        if said.contains("registered for")
-            && let Some(child) = guard.0.pop()
-        {
-            return (child, out);
-        }
-        assert!(Instant::now() < deadline, "{name} did not register: {said}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits until `file` says `what`.
@@ -103,7 +75,7 @@ fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
         bob_port,
         &format!("udp:127.0.0.1:{port}"),
     );
-    let (bob, bob_out) = listen(d, "bob", 30);
+    let (bob, bob_out) = common::ua_listen(d, "bob", 30);
     running.0.push(bob);
 
     // baresip without a sound card: aubridge stands in for audio.
@@ -187,7 +159,7 @@ fn privasip_uas_register_and_call_through_kamailio() {
         let proxy = |t: &str| format!("{t}:127.0.0.1:{port}");
         ua_config(d, "bob", "bob", "bobpw", bob_port, &proxy(bob_t));
         ua_config(d, "alice", "alice", "alicepw", alice_port, &proxy(alice_t));
-        let (bob, bob_out) = listen(d, "bob", 20);
+        let (bob, bob_out) = common::ua_listen(d, "bob", 20);
         running.0.push(bob);
         let out = privasip()
             .args(["ua", "--config"])

@@ -80,7 +80,6 @@ fn two_proxies_share_users_registrations_and_accounting() {
     common::add_user(&c2, "bob", "zanzibar");
     ua_config(d, "bob", "zanzibar", 23223, p1);
     ua_config(d, "alice", "wonderland", 23224, p2);
-    let bob_err = d.join("bob.err");
     // The first proxy learns of bob within a moment: retry the
     // registration until it does.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -102,24 +101,7 @@ fn two_proxies_share_users_registrations_and_accounting() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Now Bob listens, registered at proxy 1.
-    running.0.push(
-        privasip()
-            .args(["ua", "--config"])
-            .arg(d.join("bob.toml"))
-            .args(["listen", "--for", "60"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&bob_err).expect("err"))
-            .spawn()
-            .expect("bob listens"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&bob_err)
-        .unwrap_or_default()
-        .contains("registered")
-    {
-        assert!(Instant::now() < deadline, "bob did not register");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    running.0.push(common::ua_listen(d, "bob", 60).0);
 
     let call = || {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -113,29 +113,7 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
 
     let bob_out = d.join("bob.out");
     for callee in ["bob", "carol", "dave"] {
-        let err = d.join(format!("{callee}.err"));
-        running.0.push(
-            privasip()
-                .args(["ua", "--config"])
-                .arg(d.join(format!("{callee}.toml")))
-                .args(["listen", "--for", "60"])
-                .stdout(std::fs::File::create(d.join(format!("{callee}.out"))).expect("out"))
-                .stderr(std::fs::File::create(&err).expect("err"))
-                .spawn()
-                .expect("callee listens"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&err)
-            .unwrap_or_default()
-            .contains("registered")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{callee} did not register: {}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        running.0.push(common::ua_listen(d, callee, 60).0);
     }
 
     for caller in ["alice", "alice-tcp"] {
@@ -267,25 +245,7 @@ fn aes_calls_keep_working_across_restarts() {
         )
         .expect("ua config");
     }
-    let bob_err = d.join("bob.err");
-    running.0.push(
-        privasip()
-            .args(["ua", "--config"])
-            .arg(d.join("bob.toml"))
-            .args(["listen", "--for", "60"])
-            .stdout(std::fs::File::create(d.join("bob.out")).expect("out"))
-            .stderr(std::fs::File::create(&bob_err).expect("err"))
-            .spawn()
-            .expect("bob listens"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&bob_err)
-        .unwrap_or_default()
-        .contains("registered")
-    {
-        assert!(Instant::now() < deadline, "bob did not register");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    running.0.push(common::ua_listen(d, "bob", 60).0);
     let call = |count: &str| {
         let out = privasip()
             .args(["ua", "--config"])
@@ -495,26 +455,8 @@ fn privasip2_across_two_proxies_with_every_scheme() {
                 home("a")
             ),
         );
-        let bob_err = d.join("bob.err");
-        let bob_out = d.join("bob.out");
-        running.0.push(
-            privasip()
-                .args(["ua", "--config"])
-                .arg(d.join("bob.toml"))
-                .args(["listen", "--for", "30"])
-                .stdout(std::fs::File::create(&bob_out).expect("out"))
-                .stderr(std::fs::File::create(&bob_err).expect("err"))
-                .spawn()
-                .expect("bob listens"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&bob_err)
-            .unwrap_or_default()
-            .contains("registered")
-        {
-            assert!(Instant::now() < deadline, "{scheme}: bob did not register");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (bob, bob_out) = common::ua_listen(d, "bob", 30);
+        running.0.push(bob);
         let out = privasip()
             .args(["ua", "--config"])
             .arg(d.join("alice.toml"))

@@ -134,3 +134,33 @@ pub fn sipp_errors(dir: &Path) -> String {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect()
 }
+
+/// `privasip ua --config DIR/NAME.toml listen --for SECONDS`, its stdout
+/// in DIR/NAME.out and stderr in DIR/NAME.err; returns once it
+/// registered (failing, with what it said, if it does not in 20 s).
+pub fn ua_listen(dir: &Path, name: &str, seconds: u32) -> (Child, PathBuf) {
+    let out = dir.join(format!("{name}.out"));
+    let err = dir.join(format!("{name}.err"));
+    // Killed if it never registers.
+    let mut guard = Running(vec![
+        Command::new(env!("CARGO_BIN_EXE_privasip"))
+            .args(["ua", "--config"])
+            .arg(dir.join(format!("{name}.toml")))
+            .args(["listen", "--for", &seconds.to_string()])
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("ua listens"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let said = std::fs::read_to_string(&err).unwrap_or_default();
+        if said.contains("registered for")
+            && let Some(child) = guard.0.pop()
+        {
+            return (child, out);
+        }
+        assert!(Instant::now() < deadline, "{name} did not register: {said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
