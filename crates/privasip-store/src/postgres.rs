@@ -13,8 +13,13 @@ use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, StoreError, UserRow};
 /// The NOTIFY channel.
 pub(crate) const CHANNEL: &str = "privasip_store";
 
+/// The server's errors carry a DETAIL that may quote row values (a user
+/// name): keep the code and message only, since errors reach the logs.
 fn pg(e: postgres::Error) -> StoreError {
-    StoreError::Postgres(e.to_string())
+    StoreError::Postgres(match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    })
 }
 
 /// A connection to the shared database.
