@@ -234,7 +234,9 @@ impl Audit {
             self.lower
                 .extend(line.bytes().map(|b| b.to_ascii_lowercase()));
             for n in &self.needles.0 {
-                if memchr::memmem::find(&self.lower, &n.lower).is_some() {
+                if memchr::memmem::find_iter(&self.lower, &n.lower)
+                    .any(|at| n.stands_alone(&self.lower, at))
+                {
                     self.findings.push(Finding {
                         source: source.to_owned(),
                         place: Place::Line(i as u64 + 1),
@@ -304,8 +306,9 @@ impl Audit {
                     continue;
                 }
                 // A short ID turns up by chance in megabytes of TLS
-                // records and Tor cells: only a needle in text counts.
-                if !in_text(&data, at, n.lower.len()) {
+                // records and Tor cells: only a needle in text counts,
+                // and not inside a longer name (an onion address).
+                if !in_text(&data, at, n.lower.len()) || !n.stands_alone(&data, at) {
                     continue;
                 }
                 // Named within this segment alone: a previous message's
@@ -333,6 +336,23 @@ impl Audit {
             let start = data.len().saturating_sub(keep);
             self.tails.insert((s.src, s.dst), data[start..].to_vec());
         }
+    }
+}
+
+impl Needle {
+    /// Whether the match at `at` in `hay` is this needle on its own: a
+    /// user ID is a whole word (`sip:bob@`, not the `bob` inside a random
+    /// onion address or `bobby`); display names and addresses match as
+    /// written.
+    fn stands_alone(&self, hay: &[u8], at: usize) -> bool {
+        if self.kind != Kind::Identity {
+            return true;
+        }
+        let word = |i: Option<usize>| {
+            i.and_then(|i| hay.get(i))
+                .is_some_and(u8::is_ascii_alphanumeric)
+        };
+        !word(at.checked_sub(1)) && !word(Some(at + self.lower.len()))
     }
 }
 

@@ -172,3 +172,25 @@ fn a_chance_match_in_ciphertext_is_not_a_finding() {
     .expect("scan");
     assert_eq!(a.findings().len(), 1);
 }
+
+#[test]
+fn a_user_id_counts_as_a_whole_word_only() {
+    let needles = || Needles::new().identity("bob");
+    let mut a = Audit::new(needles());
+    a.scan_text(
+        "log",
+        "Contact: <sip:d6qjclmbv72wjevklckqhqsjvrwsyppcmfmp7rm3bjwev33bobjqyvad.onion:5060>\nbobby\n",
+    );
+    let invite =
+        b"INVITE sip:x@d6qj33bobjqyvad.onion SIP/2.0\r\nContact: <sip:x@bobjq.onion>\r\n\r\n";
+    a.scan_capture("c", &capture(&[frame(17, invite)]))
+        .expect("scan");
+    assert!(a.findings().is_empty(), "{:?}", a.findings());
+    a.scan_text("log", "To: <sip:bob@b.example>\n");
+    a.scan_capture(
+        "c",
+        &capture(&[frame(17, b"From: <sip:Bob@b.example>\r\n\r\n")]),
+    )
+    .expect("scan");
+    assert_eq!(a.findings().len(), 2, "{:?}", a.findings());
+}
