@@ -97,6 +97,56 @@ impl fmt::Debug for CallRow {
     }
 }
 
+/// One write of a batch given to [`Store::apply`].
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Write {
+    /// The bindings of an address of record are now these (none: it has
+    /// none left).
+    Bindings {
+        /// The address of record.
+        aor: String,
+        /// Its bindings.
+        rows: Vec<BindingRow>,
+    },
+    /// A call was answered.
+    CallStarted {
+        /// The authenticated caller (real ID).
+        caller: String,
+        /// The callee as routed.
+        callee: String,
+        /// The dialog's Call-ID.
+        call_id: String,
+        /// When, seconds since the Unix epoch.
+        at_unix: i64,
+    },
+    /// A call ended.
+    CallEnded {
+        /// The dialog's Call-ID.
+        call_id: String,
+        /// When, seconds since the Unix epoch.
+        at_unix: i64,
+    },
+    /// A user's AES counter rose to `next` (it never goes down).
+    AesNext {
+        /// The user (every realm).
+        user: String,
+        /// The lowest counter still accepted.
+        next: u64,
+    },
+}
+
+impl fmt::Debug for Write {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Write::Bindings { .. } => "Write::Bindings([redacted])",
+            Write::CallStarted { .. } => "Write::CallStarted([redacted])",
+            Write::CallEnded { .. } => "Write::CallEnded([redacted])",
+            Write::AesNext { .. } => "Write::AesNext([redacted])",
+        })
+    }
+}
+
 /// Where the store lives.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Location {
@@ -223,7 +273,11 @@ impl Store {
     /// Raises the AES counter of `user` (in every realm) to `next`; it
     /// never goes down. False if no such user.
     pub fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
-        each!(self, s => s.set_aes_next(user, next))
+        let w = Write::AesNext {
+            user: user.to_owned(),
+            next,
+        };
+        Ok(each!(self, s => s.write_one(&w))? > 0)
     }
 
     /// Removes a user; true if there was one.
@@ -243,7 +297,17 @@ impl Store {
 
     /// Replaces the bindings of `aor` (none: removes them).
     pub fn put_bindings(&mut self, aor: &str, bindings: &[BindingRow]) -> Result<(), StoreError> {
-        each!(self, s => s.put_bindings(aor, bindings))
+        self.apply(&[Write::Bindings {
+            aor: aor.to_owned(),
+            rows: bindings.to_vec(),
+        }])
+    }
+
+    /// Makes all of `writes`, in order, in one transaction: all of them
+    /// or (on an error) none. One commit for many writes is what lets a
+    /// busy registrar keep its store up to date.
+    pub fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+        each!(self, s => s.apply(writes))
     }
 
     /// Every binding that has not expired at `now_unix`, by AOR.
@@ -264,12 +328,22 @@ impl Store {
         call_id: &str,
         at_unix: i64,
     ) -> Result<(), StoreError> {
-        each!(self, s => s.call_started(caller, callee, call_id, at_unix))
+        let w = Write::CallStarted {
+            caller: caller.to_owned(),
+            callee: callee.to_owned(),
+            call_id: call_id.to_owned(),
+            at_unix,
+        };
+        each!(self, s => s.write_one(&w)).map(drop)
     }
 
     /// Records the end of a call; false if no open call has that Call-ID.
     pub fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
-        each!(self, s => s.call_ended(call_id, at_unix))
+        let w = Write::CallEnded {
+            call_id: call_id.to_owned(),
+            at_unix,
+        };
+        Ok(each!(self, s => s.write_one(&w))? > 0)
     }
 
     /// Every accounted call, oldest first.

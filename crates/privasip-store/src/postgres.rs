@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 
-use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, StoreError, UserRow};
+use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, StoreError, UserRow, Write};
 
 /// The NOTIFY channel.
 pub(crate) const CHANNEL: &str = "privasip_store";
@@ -88,11 +88,7 @@ impl PgStore {
     }
 
     fn notify(&mut self, change: &Change) -> Result<(), StoreError> {
-        let payload = change.encode(&self.instance);
-        self.client
-            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-            .map_err(pg)?;
-        Ok(())
+        notify(&mut self.client, &self.instance, change)
     }
 
     pub(crate) fn put_user(&mut self, u: &UserRow) -> Result<(), StoreError> {
@@ -105,24 +101,6 @@ impl PgStore {
             )
             .map_err(pg)?;
         self.notify(&Change::Users)
-    }
-
-    pub(crate) fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
-        let next = i64::try_from(next).unwrap_or(i64::MAX);
-        let n = self
-            .client
-            .execute(
-                "UPDATE users SET aes_next = GREATEST(aes_next, $2) WHERE name = $1",
-                &[&user, &next],
-            )
-            .map_err(pg)?;
-        if n > 0 {
-            self.notify(&Change::AesCounter {
-                user: user.to_owned(),
-                next: next as u64,
-            })?;
-        }
-        Ok(n > 0)
     }
 
     pub(crate) fn delete_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
@@ -169,33 +147,19 @@ impl PgStore {
             .is_some())
     }
 
-    pub(crate) fn put_bindings(
-        &mut self,
-        aor: &str,
-        bindings: &[BindingRow],
-    ) -> Result<(), StoreError> {
+    /// Makes `writes` in one transaction; their notifications go out
+    /// when it commits.
+    pub(crate) fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let mut tx = self.client.transaction().map_err(pg)?;
-        tx.execute("DELETE FROM bindings WHERE aor = $1", &[&aor])
-            .map_err(pg)?;
-        for b in bindings {
-            tx.execute(
-                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    &aor,
-                    &b.contact,
-                    &i32::from(b.q),
-                    &b.expires_unix,
-                    &b.call_id,
-                    &i64::from(b.cseq),
-                ],
-            )
-            .map_err(pg)?;
+        for w in writes {
+            write(&mut tx, &self.instance, w)?;
         }
-        tx.commit().map_err(pg)?;
-        self.notify(&Change::Bindings {
-            aor: aor.to_owned(),
-        })
+        tx.commit().map_err(pg)
+    }
+
+    /// Makes one write on its own; the number of rows it changed.
+    pub(crate) fn write_one(&mut self, w: &Write) -> Result<usize, StoreError> {
+        write(&mut self.client, &self.instance, w)
     }
 
     fn binding(r: &postgres::Row, at: usize) -> BindingRow {
@@ -242,34 +206,6 @@ impl PgStore {
         Ok(rows.iter().map(|r| Self::binding(r, 0)).collect())
     }
 
-    pub(crate) fn call_started(
-        &mut self,
-        caller: &str,
-        callee: &str,
-        call_id: &str,
-        at_unix: i64,
-    ) -> Result<(), StoreError> {
-        self.client
-            .execute(
-                "INSERT INTO calls (caller, callee, call_id, started_unix)
-                 VALUES ($1, $2, $3, $4)",
-                &[&caller, &callee, &call_id, &at_unix],
-            )
-            .map_err(pg)?;
-        Ok(())
-    }
-
-    pub(crate) fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .client
-            .execute(
-                "UPDATE calls SET ended_unix = $2 WHERE call_id = $1 AND ended_unix IS NULL",
-                &[&call_id, &at_unix],
-            )
-            .map_err(pg)?
-            > 0)
-    }
-
     pub(crate) fn calls(&mut self) -> Result<Vec<CallRow>, StoreError> {
         let rows = self
             .client
@@ -289,6 +225,81 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// Announces `change` to the other instances (at commit, inside a
+/// transaction).
+fn notify(c: &mut impl GenericClient, instance: &str, change: &Change) -> Result<(), StoreError> {
+    let payload = change.encode(instance);
+    c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .map_err(pg)?;
+    Ok(())
+}
+
+/// One write on `c` (a transaction or not), announced to the other
+/// instances when it changes what they hold; the rows it changed.
+fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize, StoreError> {
+    let n = match w {
+        Write::Bindings { aor, rows } => {
+            let mut n = c
+                .execute("DELETE FROM bindings WHERE aor = $1", &[aor])
+                .map_err(pg)?;
+            for b in rows {
+                n += c
+                    .execute(
+                        "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            aor,
+                            &b.contact,
+                            &i32::from(b.q),
+                            &b.expires_unix,
+                            &b.call_id,
+                            &i64::from(b.cseq),
+                        ],
+                    )
+                    .map_err(pg)?;
+            }
+            notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
+            n
+        }
+        Write::CallStarted {
+            caller,
+            callee,
+            call_id,
+            at_unix,
+        } => c
+            .execute(
+                "INSERT INTO calls (caller, callee, call_id, started_unix)
+                 VALUES ($1, $2, $3, $4)",
+                &[caller, callee, call_id, at_unix],
+            )
+            .map_err(pg)?,
+        Write::CallEnded { call_id, at_unix } => c
+            .execute(
+                "UPDATE calls SET ended_unix = $2 WHERE call_id = $1 AND ended_unix IS NULL",
+                &[call_id, at_unix],
+            )
+            .map_err(pg)?,
+        Write::AesNext { user, next } => {
+            let next = i64::try_from(*next).unwrap_or(i64::MAX);
+            let n = c
+                .execute(
+                    "UPDATE users SET aes_next = GREATEST(aes_next, $2) WHERE name = $1",
+                    &[user, &next],
+                )
+                .map_err(pg)?;
+            if n > 0 {
+                let change = Change::AesCounter {
+                    user: user.clone(),
+                    next: next as u64,
+                };
+                notify(c, instance, &change)?;
+            }
+            n
+        }
+    };
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// A connection that waits for other instances' changes.

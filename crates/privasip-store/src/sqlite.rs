@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{BindingRow, CallRow, SCHEMA_VERSION, StoreError, UserRow};
+use crate::{BindingRow, CallRow, SCHEMA_VERSION, StoreError, UserRow, Write};
 
 /// The SQLite store: one file, one proxy.
 pub(crate) struct SqliteStore {
@@ -72,16 +72,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Raises the AES counter of `user` (in every realm) to `next`; it
-    /// never goes down. False if no such user.
-    pub(crate) fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
-        let next = i64::try_from(next).unwrap_or(i64::MAX);
-        Ok(self.conn.execute(
-            "UPDATE users SET aes_next = MAX(aes_next, ?2) WHERE user = ?1",
-            params![user, next],
-        )? > 0)
-    }
-
     /// Removes a user; true if there was one.
     pub(crate) fn delete_user(&mut self, realm: &str, user: &str) -> Result<bool, StoreError> {
         Ok(self.conn.execute(
@@ -107,23 +97,19 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Replaces the bindings of `aor` (none: removes them).
-    pub(crate) fn put_bindings(
-        &mut self,
-        aor: &str,
-        bindings: &[BindingRow],
-    ) -> Result<(), StoreError> {
+    /// Makes `writes` in one transaction.
+    pub(crate) fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM bindings WHERE aor = ?1", params![aor])?;
-        for b in bindings {
-            tx.execute(
-                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![aor, b.contact, b.q, b.expires_unix, b.call_id, b.cseq],
-            )?;
+        for w in writes {
+            write(&tx, w)?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Makes one write on its own; the number of rows it changed.
+    pub(crate) fn write_one(&mut self, w: &Write) -> Result<usize, StoreError> {
+        write(&self.conn, w)
     }
 
     /// Every binding that has not expired at `now_unix`, by AOR.
@@ -172,29 +158,6 @@ impl SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Records an answered call.
-    pub(crate) fn call_started(
-        &self,
-        caller: &str,
-        callee: &str,
-        call_id: &str,
-        at_unix: i64,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO calls (caller, callee, call_id, started_unix) VALUES (?1, ?2, ?3, ?4)",
-            params![caller, callee, call_id, at_unix],
-        )?;
-        Ok(())
-    }
-
-    /// Records the end of a call; false if no open call has that Call-ID.
-    pub(crate) fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
-            "UPDATE calls SET ended_unix = ?2 WHERE call_id = ?1 AND ended_unix IS NULL",
-            params![call_id, at_unix],
-        )? > 0)
-    }
-
     /// Every accounted call, oldest first.
     pub(crate) fn calls(&mut self) -> Result<Vec<CallRow>, StoreError> {
         let mut st = self.conn.prepare(
@@ -224,4 +187,49 @@ impl SqliteStore {
             .optional()?
             .is_some())
     }
+}
+
+/// One write on `conn` (a transaction or not); the rows it changed.
+/// Statements are prepared once per connection and cached.
+fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
+    Ok(match w {
+        Write::Bindings { aor, rows } => {
+            let mut n = conn
+                .prepare_cached("DELETE FROM bindings WHERE aor = ?1")?
+                .execute(params![aor])?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for b in rows {
+                n += insert.execute(params![
+                    aor,
+                    b.contact,
+                    b.q,
+                    b.expires_unix,
+                    b.call_id,
+                    b.cseq
+                ])?;
+            }
+            n
+        }
+        Write::CallStarted {
+            caller,
+            callee,
+            call_id,
+            at_unix,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO calls (caller, callee, call_id, started_unix) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![caller, callee, call_id, at_unix])?,
+        Write::CallEnded { call_id, at_unix } => conn
+            .prepare_cached(
+                "UPDATE calls SET ended_unix = ?2 WHERE call_id = ?1 AND ended_unix IS NULL",
+            )?
+            .execute(params![call_id, at_unix])?,
+        Write::AesNext { user, next } => conn
+            .prepare_cached("UPDATE users SET aes_next = MAX(aes_next, ?2) WHERE user = ?1")?
+            .execute(params![user, i64::try_from(*next).unwrap_or(i64::MAX)])?,
+    })
 }

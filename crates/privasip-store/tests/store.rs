@@ -1,7 +1,7 @@
 //! The store on a real SQLite file: users, bindings and calls survive
 //! closing and reopening it.
 
-use privasip_store::{BindingRow, Store, UserRow};
+use privasip_store::{BindingRow, Store, UserRow, Write};
 
 #[test]
 fn everything_survives_a_reopen() {
@@ -45,6 +45,62 @@ fn everything_survives_a_reopen() {
     let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert!(s.delete_user("b.example", "bob").expect("delete"));
+}
+
+fn binding(contact: &str) -> BindingRow {
+    BindingRow {
+        contact: contact.into(),
+        q: 1000,
+        expires_unix: 2_000,
+        call_id: "c".into(),
+        cseq: 1,
+    }
+}
+
+#[test]
+fn a_batch_is_written_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("privasip.db")).expect("open");
+    let ok = [
+        Write::Bindings {
+            aor: "sip:a@x".into(),
+            rows: vec![binding("sip:a@192.0.2.1")],
+        },
+        Write::CallStarted {
+            caller: "a".into(),
+            callee: "b".into(),
+            call_id: "call-1".into(),
+            at_unix: 1_000,
+        },
+        Write::CallEnded {
+            call_id: "call-1".into(),
+            at_unix: 1_010,
+        },
+    ];
+    s.apply(&ok).expect("batch");
+    assert_eq!(s.bindings(1_500).expect("bindings").len(), 1);
+    assert_eq!(s.calls().expect("calls")[0].ended_unix, Some(1_010));
+
+    // The same contact twice breaks the key: nothing of the batch stays.
+    let bad = [
+        Write::Bindings {
+            aor: "sip:a@x".into(),
+            rows: vec![],
+        },
+        Write::Bindings {
+            aor: "sip:b@x".into(),
+            rows: vec![binding("sip:b@192.0.2.2"), binding("sip:b@192.0.2.2")],
+        },
+    ];
+    assert!(s.apply(&bad).is_err());
+    let left = s.bindings(1_500).expect("bindings");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "sip:a@x");
+    assert_eq!(
+        format!("{:?}", bad[1]),
+        "Write::Bindings([redacted])",
+        "no AOR in Debug"
+    );
 }
 
 #[test]
