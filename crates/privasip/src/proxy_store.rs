@@ -148,7 +148,130 @@ pub(crate) fn restore(
     Ok((count, rows.len()))
 }
 
-/// The thread that owns the store and writes what the proxy reports.
+/// How long the writer collects events before it writes them, in one
+/// transaction: what a crash can lose of what the proxy already holds in
+/// memory, and what keeps the writer from waking (and committing) once
+/// per registration under load.
+const WRITE_WINDOW: Duration = Duration::from_millis(20);
+
+/// The most events written in one transaction.
+const MAX_BATCH: usize = 10_000;
+
+/// Events waiting to be written, as store writes: the bindings of one AOR
+/// and the AES counter of one user are written once per batch, with the
+/// latest value.
+struct Batch {
+    writes: Vec<privasip_store::Write>,
+    /// Index in `writes` of each AOR's bindings and each user's counter.
+    bindings_at: HashMap<String, usize>,
+    counter_at: HashMap<String, usize>,
+    started: Instant,
+    unix_at_start: i64,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            writes: Vec::new(),
+            bindings_at: HashMap::new(),
+            counter_at: HashMap::new(),
+            started: Instant::now(),
+            unix_at_start: unix_now(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    fn push(&mut self, e: StoreEvent) {
+        use privasip_store::Write;
+        let (w, slot) = match e {
+            StoreEvent::Bindings { aor, bindings } => {
+                let rows = bindings
+                    .iter()
+                    .map(|b| privasip_store::BindingRow {
+                        contact: b.contact.clone(),
+                        q: b.q,
+                        expires_unix: self.unix_at_start
+                            + b.expires_at
+                                .saturating_duration_since(self.started)
+                                .as_secs() as i64,
+                        call_id: b.call_id.clone(),
+                        cseq: b.cseq,
+                    })
+                    .collect();
+                let slot = self.bindings_at.get(&aor).copied();
+                if slot.is_none() {
+                    self.bindings_at.insert(aor.clone(), self.writes.len());
+                }
+                (Write::Bindings { aor, rows }, slot)
+            }
+            StoreEvent::AesCounter { user, next } => {
+                let slot = self.counter_at.get(&user).copied();
+                if slot.is_none() {
+                    self.counter_at.insert(user.clone(), self.writes.len());
+                }
+                (Write::AesNext { user, next }, slot)
+            }
+            StoreEvent::CallStarted {
+                caller,
+                callee,
+                call_id,
+            } => (
+                Write::CallStarted {
+                    caller,
+                    callee,
+                    call_id,
+                    at_unix: unix_now(),
+                },
+                None,
+            ),
+            StoreEvent::CallEnded { call_id } => (
+                Write::CallEnded {
+                    call_id,
+                    at_unix: unix_now(),
+                },
+                None,
+            ),
+            _ => return,
+        };
+        match slot {
+            // Counters only rise; bindings are replaced whole.
+            Some(i) => self.writes[i] = w,
+            None => self.writes.push(w),
+        }
+    }
+
+    /// Writes the batch in one transaction; if that fails, each write
+    /// on its own, so one bad write costs only itself.
+    fn write(self, store: &mut Store) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let Err(e) = store.apply(&self.writes) else {
+            return;
+        };
+        tracing::warn!(
+            writes = self.writes.len(),
+            "store batch failed ({e}); writing one by one"
+        );
+        let mut failed = 0usize;
+        for w in self.writes {
+            if let Err(e) = store.apply(std::slice::from_ref(&w)) {
+                failed += 1;
+                tracing::error!("store write failed: {e}");
+            }
+        }
+        if failed > 0 {
+            tracing::error!(failed, "store writes lost");
+        }
+    }
+}
+
+/// The thread that owns the store and writes what the proxy reports, in
+/// batches (see [`WRITE_WINDOW`]). It ends once the proxy has dropped
+/// the sender and everything sent is written.
 pub(crate) fn writer(
     mut store: Store,
 ) -> (
@@ -157,38 +280,19 @@ pub(crate) fn writer(
 ) {
     let (tx, rx) = std::sync::mpsc::channel::<StoreEvent>();
     let handle = std::thread::spawn(move || {
-        let started = Instant::now();
-        let unix_at_start = unix_now();
-        for e in rx {
-            let result = match e {
-                StoreEvent::Bindings { aor, bindings } => {
-                    let rows: Vec<privasip_store::BindingRow> = bindings
-                        .iter()
-                        .map(|b| privasip_store::BindingRow {
-                            contact: b.contact.clone(),
-                            q: b.q,
-                            expires_unix: unix_at_start
-                                + b.expires_at.saturating_duration_since(started).as_secs() as i64,
-                            call_id: b.call_id.clone(),
-                            cseq: b.cseq,
-                        })
-                        .collect();
-                    store.put_bindings(&aor, &rows)
+        let mut batch = Batch::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            // Sleep rather than wait on the channel: a waiting receiver
+            // is woken by every send, a sleeping one is not.
+            std::thread::sleep(WRITE_WINDOW);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
                 }
-                StoreEvent::CallStarted {
-                    caller,
-                    callee,
-                    call_id,
-                } => store.call_started(&caller, &callee, &call_id, unix_now()),
-                StoreEvent::CallEnded { call_id } => {
-                    store.call_ended(&call_id, unix_now()).map(drop)
-                }
-                StoreEvent::AesCounter { user, next } => store.set_aes_next(&user, next).map(drop),
-                _ => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::error!("store write failed: {e}");
             }
+            std::mem::replace(&mut batch, Batch::new()).write(&mut store);
         }
     });
     (tx, handle)
@@ -302,4 +406,58 @@ fn update_for(
         }),
         _ => Box::new(|_: &mut Proxy<Peer>, _| {}),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use privasip_store::Write;
+
+    fn bindings(aor: &str, contact: &str) -> StoreEvent {
+        StoreEvent::Bindings {
+            aor: aor.into(),
+            bindings: vec![privasip_registrar::Binding {
+                contact: contact.into(),
+                q: 1000,
+                expires_at: Instant::now() + Duration::from_secs(60),
+                call_id: "c".into(),
+                cseq: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_latest_bindings_and_counter_and_every_call() {
+        let mut b = Batch::new();
+        b.push(bindings("sip:a@x", "sip:a@192.0.2.1"));
+        b.push(StoreEvent::AesCounter {
+            user: "a".into(),
+            next: 5,
+        });
+        b.push(bindings("sip:b@x", "sip:b@192.0.2.2"));
+        b.push(bindings("sip:a@x", "sip:a@192.0.2.9"));
+        b.push(StoreEvent::AesCounter {
+            user: "a".into(),
+            next: 7,
+        });
+        for _ in 0..2 {
+            b.push(StoreEvent::CallStarted {
+                caller: "a".into(),
+                callee: "b".into(),
+                call_id: "k".into(),
+            });
+        }
+        assert_eq!(b.len(), 5);
+        let Write::Bindings { aor, rows } = &b.writes[0] else {
+            panic!("bindings first");
+        };
+        assert_eq!(
+            (aor.as_str(), rows[0].contact.as_str()),
+            ("sip:a@x", "sip:a@192.0.2.9")
+        );
+        assert!(rows[0].expires_unix >= unix_now() + 59);
+        assert!(matches!(&b.writes[1], Write::AesNext { next: 7, .. }));
+        assert!(matches!(&b.writes[3], Write::CallStarted { .. }));
+        assert!(matches!(&b.writes[4], Write::CallStarted { .. }));
+    }
 }
