@@ -3,7 +3,7 @@
 //! `nc` accepted once per nonce, in increasing order (RFC 7616 §3.4: replay
 //! protection with qop=auth).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -34,9 +34,17 @@ pub struct Nonces {
     key: Zeroizing<[u8; 32]>,
     epoch: Instant,
     lifetime: Duration,
-    /// Highest nc seen per nonce still alive, with its issue time.
-    seen: HashMap<String, (u32, Instant)>,
+    /// Highest nc seen per nonce still alive, with its issue time, by
+    /// serial number: serials rise with issue time, so the oldest are
+    /// first and expire from the front.
+    seen: BTreeMap<u64, (u32, Instant)>,
+    /// At most this many nonces are tracked; past it the oldest is
+    /// forgotten and every nonce up to it counts as stale.
     max_tracked: usize,
+    /// Nonces with a lower serial that are not tracked are stale: they
+    /// were forgotten to bound memory, and accepting them again would let
+    /// a replay through.
+    forgotten_below: u64,
     /// Makes nonces issued in the same millisecond distinct: two clients
     /// challenged at once must not share a nonce, or the second one's
     /// nc=1 would look like a replay of the first's.
@@ -51,8 +59,9 @@ impl Nonces {
             key: Zeroizing::new(key),
             epoch,
             lifetime,
-            seen: HashMap::new(),
-            max_tracked: 100_000,
+            seen: BTreeMap::new(),
+            max_tracked: 1_000_000,
+            forgotten_below: 0,
             issued: 0,
         }
     }
@@ -82,13 +91,14 @@ impl Nonces {
     }
 
     /// Checks a nonce and its `nc` (hex, as sent; `None` without qop,
-    /// which counts as nc 1).
+    /// which counts as nc 1). Constant time in the number of nonces
+    /// tracked (logarithmic).
     pub fn check(&mut self, nonce: &str, nc: Option<&str>, now: Instant) -> NonceCheck {
-        let Some(issued) = self.issued_at(nonce) else {
+        let Some((serial, issued)) = self.issued_at(nonce) else {
             return NonceCheck::Unknown;
         };
+        self.expire(now);
         if now.saturating_duration_since(issued) >= self.lifetime {
-            self.seen.remove(nonce);
             return NonceCheck::Stale;
         }
         let nc = match nc {
@@ -98,21 +108,27 @@ impl Nonces {
                 _ => return NonceCheck::Replayed,
             },
         };
-        self.sweep(now);
-        match self.seen.get_mut(nonce) {
+        match self.seen.get_mut(&serial) {
             Some((last, _)) if nc <= *last => NonceCheck::Replayed,
             Some((last, _)) => {
                 *last = nc;
                 NonceCheck::Valid
             }
+            None if serial < self.forgotten_below => NonceCheck::Stale,
             None => {
-                self.seen.insert(nonce.to_owned(), (nc, issued));
+                self.seen.insert(serial, (nc, issued));
+                while self.seen.len() > self.max_tracked {
+                    if let Some((oldest, _)) = self.seen.pop_first() {
+                        self.forgotten_below = self.forgotten_below.max(oldest + 1);
+                    }
+                }
                 NonceCheck::Valid
             }
         }
     }
 
-    fn issued_at(&self, nonce: &str) -> Option<Instant> {
+    /// The serial number and issue time of one of our nonces.
+    fn issued_at(&self, nonce: &str) -> Option<(u64, Instant)> {
         let raw = B64.decode(nonce).ok()?;
         if raw.len() != 16 + TAG_LEN {
             return None;
@@ -122,18 +138,18 @@ impl Nonces {
         let expected = self.tag(millis, serial);
         // Constant-time comparison of the MAC.
         let ok = subtle::ConstantTimeEq::ct_eq(&expected[..], &raw[16..]);
-        bool::from(ok).then(|| self.epoch + Duration::from_millis(millis))
+        bool::from(ok).then(|| (serial, self.epoch + Duration::from_millis(millis)))
     }
 
-    /// Once `max_tracked` nonces are tracked, forgets those past their
-    /// lifetime (which are answered Stale anyway, so nothing is lost).
-    fn sweep(&mut self, now: Instant) {
-        if self.seen.len() < self.max_tracked {
-            return;
+    /// Forgets the nonces past their lifetime (answered Stale anyway, so
+    /// nothing is lost): the oldest first, stopping at the first fresh.
+    fn expire(&mut self, now: Instant) {
+        while let Some(entry) = self.seen.first_entry() {
+            if now.saturating_duration_since(entry.get().1) < self.lifetime {
+                break;
+            }
+            entry.remove();
         }
-        let lifetime = self.lifetime;
-        self.seen
-            .retain(|_, (_, issued)| now.saturating_duration_since(*issued) < lifetime);
     }
 }
 
@@ -179,5 +195,32 @@ mod tests {
         let mut forged = B64.decode(&nonce).expect("b64");
         forged[0] ^= 1;
         assert_eq!(n.check(&B64.encode(forged), None, t), NonceCheck::Unknown);
+    }
+
+    /// Regression: with `max_tracked` fresh nonces tracked, every check
+    /// scanned them all (a registrar at 10,000 registrations/s collapsed
+    /// after 10 s). Now the oldest is forgotten and counts as stale, so a
+    /// replay of it still fails.
+    #[test]
+    fn past_the_bound_the_oldest_nonce_turns_stale_not_replayable() {
+        let t0 = Instant::now();
+        let mut n = Nonces::new([7; 32], t0, Duration::from_secs(300));
+        n.max_tracked = 3;
+        let nonces: Vec<String> = (0..5).map(|_| n.issue(t0)).collect();
+        for x in &nonces[..4] {
+            assert_eq!(n.check(x, Some("00000001"), t0), NonceCheck::Valid);
+        }
+        assert_eq!(n.seen.len(), 3);
+        assert_eq!(n.check(&nonces[0], Some("00000002"), t0), NonceCheck::Stale);
+        assert_eq!(
+            n.check(&nonces[1], Some("00000001"), t0),
+            NonceCheck::Replayed
+        );
+        assert_eq!(n.check(&nonces[4], Some("00000001"), t0), NonceCheck::Valid);
+        // Expired ones leave the table from the front.
+        let late = t0 + Duration::from_secs(301);
+        let fresh = n.issue(late);
+        assert_eq!(n.check(&fresh, None, late), NonceCheck::Valid);
+        assert_eq!(n.seen.len(), 1);
     }
 }
