@@ -83,35 +83,44 @@ pub enum TxError {
     WrongState,
 }
 
-/// The timers a transaction has armed, and those armed since the layer
-/// last scheduled them (only these go on the heap: re-pushing unchanged
-/// timers after every message would fill it with duplicates).
+/// The timers a transaction has armed, and which of them were armed since
+/// the layer last scheduled them (only these go on the heap: re-pushing
+/// unchanged timers after every message would fill it with duplicates).
+/// Inline, so a transaction costs no allocation for its timers.
 #[derive(Default, Debug)]
-pub(crate) struct Armed(Vec<(Timer, Instant)>, Vec<(Timer, Instant)>);
+pub(crate) struct Armed {
+    /// When each timer fires, indexed by `Timer as usize`.
+    at: [Option<Instant>; Timer::ALL.len()],
+    /// Bit `Timer as usize`: armed since the last `take_new`.
+    new: u16,
+}
 
 impl Armed {
     pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
-        self.disarm(t);
-        self.0.push((t, at));
-        self.1.push((t, at));
+        self.at[t as usize] = Some(at);
+        self.new |= 1 << t as usize;
     }
 
-    /// Timers armed since the last call.
-    fn take_new(&mut self) -> Vec<(Timer, Instant)> {
-        std::mem::take(&mut self.1)
+    /// Timers armed since the last call and still armed.
+    fn take_new(&mut self) -> impl Iterator<Item = (Timer, Instant)> + use<> {
+        let (at, new) = (self.at, std::mem::take(&mut self.new));
+        Timer::ALL
+            .into_iter()
+            .filter(move |&t| new & (1 << t as usize) != 0)
+            .filter_map(move |t| Some((t, at[t as usize]?)))
     }
 
     pub(crate) fn disarm(&mut self, t: Timer) {
-        self.0.retain(|(x, _)| *x != t);
+        self.at[t as usize] = None;
     }
 
     pub(crate) fn clear(&mut self) {
-        self.0.clear();
+        self.at = [None; Timer::ALL.len()];
     }
 
     /// Whether `t` is armed for exactly `at` (else a heap entry is stale).
     fn is(&self, t: Timer, at: Instant) -> bool {
-        self.0.iter().any(|&(x, a)| x == t && a == at)
+        self.at[t as usize] == Some(at)
     }
 }
 
@@ -307,10 +316,7 @@ impl<P: Clone> Transactions<P> {
         tx: ServerTx,
         response: Vec<u8>,
     ) -> Result<(), TxError> {
-        let status = Message::parse_datagram(&response, &self.limits)
-            .ok()
-            .and_then(|m| m.status())
-            .ok_or(TxError::Malformed("response"))?;
+        let status = status_of(&response).ok_or(TxError::Malformed("response"))?;
         let e = self.servers.get_mut(&tx.0).ok_or(TxError::Gone)?;
         let mut out = Out::default();
         let ok = e.tx.respond(now, &self.cfg, status, response, &mut out);
@@ -452,6 +458,40 @@ impl<P: Clone> Transactions<P> {
         };
         for (t, at) in e.tx.armed.take_new() {
             self.timers.push(Reverse((at, Which::Server(id), t)));
+        }
+    }
+}
+
+/// The status code of a response we built (`SIP/2.0 NNN ...`), without
+/// parsing the rest: the transaction user printed it.
+fn status_of(response: &[u8]) -> Option<u16> {
+    let code = response.strip_prefix(b"SIP/2.0 ")?.get(..4)?;
+    if code[3] != b' ' || !code[..3].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = code[..3]
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    (100..700).contains(&n).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_of;
+
+    #[test]
+    fn status_of_reads_the_status_line_only() {
+        assert_eq!(status_of(b"SIP/2.0 180 Ringing\r\n\r\n"), Some(180));
+        assert_eq!(status_of(b"SIP/2.0 699 x"), Some(699));
+        for bad in [
+            &b"SIP/2.0 099 x"[..],
+            b"SIP/2.0 1800 x",
+            b"SIP/2.0 18",
+            b"SIP/2.0 1a0 x",
+            b"INVITE sip:a@b SIP/2.0",
+            b"",
+        ] {
+            assert_eq!(status_of(bad), None);
         }
     }
 }
