@@ -1,5 +1,7 @@
 //! How messages find their transaction (RFC 3261 §17.1.3, §17.2.3).
 
+use std::sync::Arc;
+
 use privasip_message::{BRANCH_COOKIE, Message};
 
 /// A client transaction: the branch it put in its Via and its method.
@@ -32,8 +34,12 @@ impl ClientKey {
 /// INVITE. Without one (RFC 2543 peers): the Request-URI, From tag,
 /// Call-ID, CSeq number, top Via and method. (The To tag is left out: the
 /// ACK for a non-2xx carries the tag our response added.)
+///
+/// Shared, not copied, between the key index and the transaction: a
+/// non-INVITE transaction over UDP lingers for Timer J (32 s), so at
+/// thousands of requests a second its bytes add up.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct ServerKey(String);
+pub(crate) struct ServerKey(Arc<str>);
 
 impl ServerKey {
     pub(crate) fn of_request(m: &Message<'_>) -> Option<ServerKey> {
@@ -53,20 +59,22 @@ impl ServerKey {
         let via = m.top_via()?;
         let port = via.port.map(|p| p.to_string()).unwrap_or_default();
         match via.branch() {
-            Some(b) if b.starts_with(BRANCH_COOKIE) => Some(ServerKey(format!(
-                "3261\0{b}\0{}:{port}\0{method}",
-                via.host
-            ))),
+            Some(b) if b.starts_with(BRANCH_COOKIE) => Some(ServerKey(
+                format!("3261\0{b}\0{}:{port}\0{method}", via.host).into(),
+            )),
             _ => {
                 let from_tag = m.from()?.tag().unwrap_or("").to_owned();
-                Some(ServerKey(format!(
-                    "2543\0{}\0{from_tag}\0{}\0{}\0{}:{port}\0{}\0{method}",
-                    m.request_uri()?,
-                    m.call_id()?,
-                    m.cseq()?.seq,
-                    via.host,
-                    via.branch().unwrap_or("")
-                )))
+                Some(ServerKey(
+                    format!(
+                        "2543\0{}\0{from_tag}\0{}\0{}\0{}:{port}\0{}\0{method}",
+                        m.request_uri()?,
+                        m.call_id()?,
+                        m.cseq()?.seq,
+                        via.host,
+                        via.branch().unwrap_or("")
+                    )
+                    .into(),
+                ))
             }
         }
     }

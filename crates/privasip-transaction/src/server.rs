@@ -128,8 +128,10 @@ impl Server {
             _ => false,
         };
         if ok {
-            out.send(response.clone());
-            self.last_response = Some(response);
+            // The copy is the one kept: a clone is allocated to its exact
+            // length, where the original may carry spare capacity.
+            self.last_response = Some(response.clone());
+            out.send(response);
         }
         ok
     }
