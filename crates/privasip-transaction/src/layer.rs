@@ -86,41 +86,80 @@ pub enum TxError {
 /// The timers a transaction has armed, and which of them were armed since
 /// the layer last scheduled them (only these go on the heap: re-pushing
 /// unchanged timers after every message would fill it with duplicates).
-/// Inline, so a transaction costs no allocation for its timers.
+///
+/// Inline and small: no transaction has more than two timers armed at
+/// once (A and B, E and F, G and H), and a non-INVITE server transaction
+/// over UDP lingers 32 s for Timer J, so tens of thousands of these are
+/// alive on a busy registrar.
 #[derive(Default, Debug)]
 pub(crate) struct Armed {
-    /// When each timer fires, indexed by `Timer as usize`.
-    at: [Option<Instant>; Timer::ALL.len()],
-    /// Bit `Timer as usize`: armed since the last `take_new`.
-    new: u16,
+    slots: [Option<Slot>; ARMED_SLOTS],
+}
+
+/// One slot more than any state needs.
+const ARMED_SLOTS: usize = 3;
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    timer: Timer,
+    at: Instant,
+    /// Armed since the last `take_new`.
+    new: bool,
 }
 
 impl Armed {
+    /// Arms `t` for `at`, replacing its earlier deadline if it had one.
     pub(crate) fn arm(&mut self, t: Timer, at: Instant) {
-        self.at[t as usize] = Some(at);
-        self.new |= 1 << t as usize;
+        let slot = Slot {
+            timer: t,
+            at,
+            new: true,
+        };
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.is_some_and(|s| s.timer == t))
+            .or_else(|| self.slots.iter().position(Option::is_none));
+        match i {
+            Some(i) => self.slots[i] = Some(slot),
+            None => {
+                // Unreachable by the state machines (two at most); keep the
+                // newest rather than panic.
+                debug_assert!(false, "more than {ARMED_SLOTS} timers armed");
+                self.slots[0] = Some(slot);
+            }
+        }
     }
 
     /// Timers armed since the last call and still armed.
     fn take_new(&mut self) -> impl Iterator<Item = (Timer, Instant)> + use<> {
-        let (at, new) = (self.at, std::mem::take(&mut self.new));
-        Timer::ALL
-            .into_iter()
-            .filter(move |&t| new & (1 << t as usize) != 0)
-            .filter_map(move |t| Some((t, at[t as usize]?)))
+        let mut fresh = [None; ARMED_SLOTS];
+        for (s, f) in self.slots.iter_mut().flatten().zip(&mut fresh) {
+            if std::mem::take(&mut s.new) {
+                *f = Some((s.timer, s.at));
+            }
+        }
+        fresh.into_iter().flatten()
     }
 
     pub(crate) fn disarm(&mut self, t: Timer) {
-        self.at[t as usize] = None;
+        for s in &mut self.slots {
+            if s.is_some_and(|s| s.timer == t) {
+                *s = None;
+            }
+        }
     }
 
     pub(crate) fn clear(&mut self) {
-        self.at = [None; Timer::ALL.len()];
+        self.slots = [None; ARMED_SLOTS];
     }
 
     /// Whether `t` is armed for exactly `at` (else a heap entry is stale).
     fn is(&self, t: Timer, at: Instant) -> bool {
-        self.at[t as usize] == Some(at)
+        self.slots
+            .iter()
+            .flatten()
+            .any(|s| s.timer == t && s.at == at)
     }
 }
 
@@ -477,7 +516,41 @@ fn status_of(response: &[u8]) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::status_of;
+    use std::time::{Duration, Instant};
+
+    use super::{Armed, status_of};
+    use crate::timers::Timer;
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test may read the clock once
+    fn armed_timers_are_scheduled_once_and_rearming_replaces() {
+        let t0 = Instant::now();
+        let (a, b) = (
+            t0 + Duration::from_millis(500),
+            t0 + Duration::from_secs(32),
+        );
+        let mut armed = Armed::default();
+        armed.arm(Timer::A, a);
+        armed.arm(Timer::B, b);
+        assert_eq!(
+            armed.take_new().collect::<Vec<_>>(),
+            [(Timer::A, a), (Timer::B, b)]
+        );
+        assert_eq!(armed.take_new().count(), 0, "already scheduled");
+
+        let a2 = t0 + Duration::from_secs(1);
+        armed.arm(Timer::A, a2);
+        assert_eq!(armed.take_new().collect::<Vec<_>>(), [(Timer::A, a2)]);
+        assert!(!armed.is(Timer::A, a), "the old deadline is stale");
+        assert!(armed.is(Timer::A, a2) && armed.is(Timer::B, b));
+
+        armed.disarm(Timer::A);
+        assert!(!armed.is(Timer::A, a2) && armed.is(Timer::B, b));
+        armed.arm(Timer::D, a);
+        armed.clear();
+        assert!(!armed.is(Timer::B, b) && !armed.is(Timer::D, a));
+        assert_eq!(armed.take_new().count(), 0);
+    }
 
     #[test]
     fn status_of_reads_the_status_line_only() {

@@ -70,21 +70,3 @@ pub(crate) enum Timer {
     L,
     M,
 }
-
-impl Timer {
-    /// Every timer, in declaration order (`t as usize` indexes this).
-    pub(crate) const ALL: [Timer; 12] = [
-        Timer::A,
-        Timer::B,
-        Timer::D,
-        Timer::E,
-        Timer::F,
-        Timer::G,
-        Timer::H,
-        Timer::I,
-        Timer::J,
-        Timer::K,
-        Timer::L,
-        Timer::M,
-    ];
-}
