@@ -1,5 +1,7 @@
 //! Responses made by this element (RFC 3261 §8.2.6).
 
+use std::fmt::Write as _;
+
 use privasip_message::{HeaderName, Message};
 
 /// A response to `req`: its Vias, From, Call-ID and CSeq; To with `to_tag`
@@ -12,26 +14,28 @@ pub fn response_for(
     to_tag: &str,
     extra: &[String],
 ) -> Vec<u8> {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    // Writing to a String cannot fail; the results are ignored.
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
     for v in req.values(HeaderName::Via) {
-        out.push_str(&format!("Via: {v}\r\n"));
+        let _ = write!(out, "Via: {v}\r\n");
     }
     if let Some(from) = req.header(HeaderName::From) {
-        out.push_str(&format!("From: {}\r\n", from.value()));
+        let _ = write!(out, "From: {}\r\n", from.value());
     }
     if let Some(to) = req.header(HeaderName::To) {
         let tagged = req.to().is_some_and(|t| t.tag().is_some());
         if tagged || code == 100 {
-            out.push_str(&format!("To: {}\r\n", to.value()));
+            let _ = write!(out, "To: {}\r\n", to.value());
         } else {
-            out.push_str(&format!("To: {};tag={to_tag}\r\n", to.value()));
+            let _ = write!(out, "To: {};tag={to_tag}\r\n", to.value());
         }
     }
     if let Some(call_id) = req.call_id() {
-        out.push_str(&format!("Call-ID: {call_id}\r\n"));
+        let _ = write!(out, "Call-ID: {call_id}\r\n");
     }
     if let Some(cseq) = req.cseq() {
-        out.push_str(&format!("CSeq: {} {}\r\n", cseq.seq, cseq.method.as_str()));
+        let _ = write!(out, "CSeq: {} {}\r\n", cseq.seq, cseq.method.as_str());
     }
     for line in extra {
         out.push_str(line);

@@ -197,7 +197,9 @@ pub struct Transactions<P> {
     limits: Limits,
     next_id: u64,
     clients: HashMap<u64, ClientEntry<P>>,
-    servers: HashMap<u64, ServerEntry<P>>,
+    /// Boxed: a map keeps up to twice its length in slots, and an
+    /// entry is large; tens of thousands linger for Timer J.
+    servers: HashMap<u64, Box<ServerEntry<P>>>,
     client_keys: HashMap<ClientKey, u64>,
     server_keys: HashMap<ServerKey, u64>,
     timers: BinaryHeap<Reverse<(Instant, Which, Timer)>>,
@@ -344,7 +346,8 @@ impl<P: Clone> Transactions<P> {
         let id = self.fresh_id();
         let tx = Server::new(invite, reliable, &self.cfg);
         self.server_keys.insert(key.clone(), id);
-        self.servers.insert(id, ServerEntry { tx, key, peer });
+        self.servers
+            .insert(id, Box::new(ServerEntry { tx, key, peer }));
         Received::NewRequest(ServerTx(id))
     }
 
