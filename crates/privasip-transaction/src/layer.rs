@@ -96,8 +96,8 @@ pub(crate) struct Armed {
     slots: [Option<Slot>; ARMED_SLOTS],
 }
 
-/// One slot more than any state needs.
-const ARMED_SLOTS: usize = 3;
+/// As many as any state needs.
+const ARMED_SLOTS: usize = 2;
 
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -123,8 +123,8 @@ impl Armed {
         match i {
             Some(i) => self.slots[i] = Some(slot),
             None => {
-                // Unreachable by the state machines (two at most); keep the
-                // newest rather than panic.
+                // Unreachable by the state machines; keep the newest
+                // rather than panic.
                 debug_assert!(false, "more than {ARMED_SLOTS} timers armed");
                 self.slots[0] = Some(slot);
             }

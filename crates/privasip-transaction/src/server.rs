@@ -32,7 +32,8 @@ pub(crate) struct Server {
     pub(crate) invite: bool,
     pub(crate) state: State,
     reliable: bool,
-    last_response: Option<Vec<u8>>,
+    /// Boxed slice: exactly its length, and a pointer narrower than a Vec.
+    last_response: Option<Box<[u8]>>,
     interval: Duration,
     pub(crate) armed: Armed,
 }
@@ -76,7 +77,7 @@ impl Server {
             (true, false, State::Proceeding | State::Completed)
             | (false, false, State::Proceeding | State::Completed) => {
                 if let Some(r) = &self.last_response {
-                    out.send(r.clone());
+                    out.send(r.to_vec());
                 }
                 Retransmit::Absorbed
             }
@@ -128,9 +129,9 @@ impl Server {
             _ => false,
         };
         if ok {
-            // The copy is the one kept: a clone is allocated to its exact
-            // length, where the original may carry spare capacity.
-            self.last_response = Some(response.clone());
+            // The copy is the one kept, at its exact length; the original
+            // may carry spare capacity.
+            self.last_response = Some(response.as_slice().into());
             out.send(response);
         }
         ok
@@ -147,7 +148,7 @@ impl Server {
         match timer {
             Timer::G if self.state == State::Completed => {
                 if let Some(r) = &self.last_response {
-                    out.send(r.clone());
+                    out.send(r.to_vec());
                 }
                 self.interval = (self.interval * 2).min(cfg.t2);
                 self.armed.arm(Timer::G, now + self.interval);
