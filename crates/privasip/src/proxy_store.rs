@@ -282,10 +282,19 @@ pub(crate) fn writer(
     let handle = std::thread::spawn(move || {
         let mut batch = Batch::new();
         while let Ok(first) = rx.recv() {
+            // Accounting is written at once, with whatever is queued: a
+            // call the home proxy billed must survive a crash right after.
+            // Bindings can wait for the window; a lost refresh comes back.
+            let billing = matches!(
+                first,
+                StoreEvent::CallStarted { .. } | StoreEvent::CallEnded { .. }
+            );
             batch.push(first);
-            // Sleep rather than wait on the channel: a waiting receiver
-            // is woken by every send, a sleeping one is not.
-            std::thread::sleep(WRITE_WINDOW);
+            if !billing {
+                // Sleep rather than wait on the channel: a waiting receiver
+                // is woken by every send, a sleeping one is not.
+                std::thread::sleep(WRITE_WINDOW);
+            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(e) => batch.push(e),

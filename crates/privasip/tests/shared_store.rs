@@ -139,7 +139,13 @@ fn two_proxies_share_users_registrations_and_accounting() {
     // Accounting: proxy 2 authenticated Alice, both calls in one table.
     let mut store = Store::open_at(&Location::Postgres(pg.url()), "test").expect("store");
     let rows = store.calls().expect("calls");
-    assert_eq!(rows.len(), 2, "one row per call");
+    assert_eq!(
+        rows.len(),
+        2,
+        "one row per call: {rows:?}\n{}\n{}",
+        std::fs::read_to_string(&log1).unwrap_or_default(),
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
     assert!(rows.iter().all(|r| r.caller == "alice"));
     for log in [&log1, &log2] {
         let text = std::fs::read_to_string(log).unwrap_or_default();
