@@ -4,6 +4,60 @@
 
 use std::fmt;
 
+/// A header name of 2 to 24 bytes folded to lower case and packed into
+/// words, zero-padded. Folding sets bit 5 of every byte: for token bytes
+/// that maps only letters onto each other (`_` becomes DEL, which no token
+/// holds), so two tokens fold alike exactly when they are equal ignoring
+/// ASCII case.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Folded {
+    words: [u64; 3],
+    len: usize,
+}
+
+/// Slots in the lookup table: a power of two, at least four times the
+/// number of known names.
+const TABLE_SLOTS: usize = 256;
+
+impl Folded {
+    /// Folds a name of at most 24 bytes, one byte at a time.
+    fn of(b: &[u8]) -> Folded {
+        let mut words = [0u64; 3];
+        for (i, &c) in b.iter().take(24).enumerate() {
+            words[i / 8] |= u64::from(c | 0x20) << (8 * (i % 8));
+        }
+        Folded {
+            words,
+            len: b.len(),
+        }
+    }
+
+    /// Folds the first `len` (at most 24) bytes of `window` a word at a
+    /// time; `None` if the window is shorter than 24 bytes.
+    fn from_window(window: &[u8], len: usize) -> Option<Folded> {
+        let chunk = window.get(..24)?;
+        let mut words = [0u64; 3];
+        for (k, word) in words.iter_mut().enumerate() {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&chunk[8 * k..8 * k + 8]);
+            let n = len.saturating_sub(8 * k).min(8);
+            let mask = if n == 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            };
+            *word = (u64::from_le_bytes(bytes) | 0x2020_2020_2020_2020) & mask;
+        }
+        Some(Folded { words, len })
+    }
+
+    fn slot(&self) -> usize {
+        let h = (self.words[0] ^ self.words[1].rotate_left(17) ^ self.len as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 56) as usize % TABLE_SLOTS
+    }
+}
+
 macro_rules! header_names {
     ($( $(#[$doc:meta])* $variant:ident => $canonical:literal $(, $compact:literal)?; )*) => {
         /// A header field name, compared case-insensitively.
@@ -26,51 +80,63 @@ macro_rules! header_names {
 
             /// Looks a name up, ignoring case and accepting compact forms.
             pub fn lookup(name: &str) -> HeaderName {
-                let b = name.as_bytes();
-                let Some(&first) = b.first() else {
-                    return HeaderName::Other;
-                };
-                let c = first.to_ascii_lowercase();
-                if b.len() == 1 {
+                // Every known name is a token; `lookup_token` relies on it.
+                if crate::scan::is_token_str(name) {
+                    HeaderName::lookup_token(name)
+                } else {
+                    HeaderName::Other
+                }
+            }
+
+            /// [`HeaderName::lookup`] for a name already checked to be a token.
+            pub(crate) fn lookup_token(name: &str) -> HeaderName {
+                HeaderName::lookup_in(name.as_bytes(), name.len())
+            }
+
+            /// Looks up the token of `len` bytes at the start of `window`;
+            /// the bytes after it, when there are enough, let the name be
+            /// read a word at a time.
+            pub(crate) fn lookup_in(window: &[u8], len: usize) -> HeaderName {
+                if len == 1 {
+                    let c = window.first().map_or(0, u8::to_ascii_lowercase);
                     $( $( if c == $compact { return HeaderName::$variant; } )? )*
                     return HeaderName::Other;
                 }
-                // At most two known names share a length and first letter.
-                if b.len() < MAX_LEN {
-                    for &(variant, canonical) in &BUCKETS[bucket(b.len(), c)] {
-                        // Most peers write the canonical case: compare that first.
-                        if canonical == name || canonical.eq_ignore_ascii_case(name) {
-                            return variant;
-                        }
+                let key = match window.get(..len) {
+                    Some(name) if len <= 24 => Folded::from_window(window, len).unwrap_or_else(|| Folded::of(name)),
+                    _ => return HeaderName::Other,
+                };
+                let table = &*TABLE;
+                let mut slot = key.slot();
+                // Open addressing; the table is at most a quarter full.
+                loop {
+                    match &table[slot] {
+                        None => return HeaderName::Other,
+                        Some((variant, known)) if *known == key => return *variant,
+                        Some(_) => slot = (slot + 1) % TABLE_SLOTS,
                     }
                 }
-                HeaderName::Other
             }
         }
 
         /// Every known name with its canonical spelling.
         const ALL: &[(HeaderName, &str)] = &[ $( (HeaderName::$variant, $canonical), )* ];
 
-        /// Longer than every known name.
-        const MAX_LEN: usize = 32;
-
-        fn bucket(len: usize, first_lower: u8) -> usize {
-            len * 32 + usize::from(first_lower & 31)
-        }
-
-        /// Known names by length and first letter.
-        static BUCKETS: std::sync::LazyLock<Vec<Vec<(HeaderName, &'static str)>>> =
+        /// Known names by their folded form.
+        static TABLE: std::sync::LazyLock<Vec<Option<(HeaderName, Folded)>>> =
             std::sync::LazyLock::new(|| {
-                let mut buckets = vec![Vec::new(); MAX_LEN * 32];
-                for &(v, name) in ALL {
-                    let first = name.as_bytes()[0].to_ascii_lowercase();
-                    buckets[bucket(name.len(), first)].push((v, name));
+                let mut table = vec![None; TABLE_SLOTS];
+                for &(variant, name) in ALL {
+                    let key = Folded::of(name.as_bytes());
+                    let mut slot = key.slot();
+                    while table[slot].is_some() {
+                        slot = (slot + 1) % TABLE_SLOTS;
+                    }
+                    table[slot] = Some((variant, key));
                 }
-                buckets
+                table
             });
 
-        impl HeaderName {
-        }
     };
 }
 
@@ -217,5 +283,33 @@ mod tests {
         assert_eq!(HeaderName::lookup("cAlL-iD"), HeaderName::CallId);
         assert_eq!(HeaderName::lookup("C%6Fntact"), HeaderName::Other);
         assert_eq!(HeaderName::lookup("q"), HeaderName::Other);
+        assert_eq!(HeaderName::lookup("Call\rID"), HeaderName::Other);
+        assert_eq!(HeaderName::lookup("Max_Forwards"), HeaderName::Other);
+        assert_eq!(HeaderName::lookup("X-Unknown-Header"), HeaderName::Other);
+        // Read a word at a time from a longer buffer, and byte by byte.
+        let line = b"cOnTaCt: <sip:a@b>;expires=3600";
+        assert_eq!(HeaderName::lookup_in(line, 7), HeaderName::Contact);
+        assert_eq!(HeaderName::lookup_in(line, 6), HeaderName::Other);
+        assert_eq!(
+            HeaderName::lookup_in(b"CSeq: 1 INVITE", 4),
+            HeaderName::CSeq
+        );
+    }
+
+    #[test]
+    fn every_known_name_in_any_case() {
+        for &(variant, name) in super::ALL {
+            assert_eq!(HeaderName::lookup(name), variant, "{name}");
+            assert_eq!(
+                HeaderName::lookup(&name.to_ascii_uppercase()),
+                variant,
+                "{name}"
+            );
+            assert_eq!(
+                HeaderName::lookup(&name.to_ascii_lowercase()),
+                variant,
+                "{name}"
+            );
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::scan::{Cursor, is_token};
+use crate::scan::{Cursor, is_gen_value};
 
 /// A parameter list, borrowed from the message and validated when it was
 /// parsed. Lookups compare names case-insensitively.
@@ -13,12 +13,6 @@ pub struct Params<'a> {
     /// Header parameters allow white space around `;` and `=`, and quoted
     /// values; URI parameters allow neither.
     header: bool,
-}
-
-/// `gen-value = token / host / quoted-string` (the quoted form is handled
-/// apart); `host` adds the IPv6 reference characters.
-pub(crate) fn is_gen_value(b: u8) -> bool {
-    is_token(b) || matches!(b, b'[' | b']' | b':')
 }
 
 impl<'a> Params<'a> {

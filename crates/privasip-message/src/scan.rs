@@ -3,22 +3,27 @@
 //! as the grammar does.
 
 /// One bit per character class, looked up in [`CLASS`].
-const TOKEN: u8 = 1;
-const UNRESERVED: u8 = 2;
-const USER: u8 = 4;
-const PASSWORD: u8 = 8;
-const PARAM: u8 = 16;
-const HNV: u8 = 32;
-const WORD: u8 = 64;
-const URIC: u8 = 128;
+const TOKEN: u16 = 1;
+const UNRESERVED: u16 = 2;
+const USER: u16 = 4;
+const PASSWORD: u16 = 8;
+const PARAM: u16 = 16;
+const HNV: u16 = 32;
+const WORD: u16 = 64;
+const URIC: u16 = 128;
+/// `hostname` characters, dots included (and `_`, see `is_hostname`).
+const HOST: u16 = 256;
+/// `gen-value` without the quoted form: token, plus the IPv6 reference
+/// characters of `host`.
+const GEN_VALUE: u16 = 512;
 
-const fn build_table() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn build_table() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut c = 0usize;
     while c < 256 {
         let b = c as u8;
         let alnum = b.is_ascii_alphanumeric();
-        let mut v = 0u8;
+        let mut v = 0u16;
         // token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
         if alnum
             || matches!(
@@ -74,13 +79,32 @@ const fn build_table() -> [u8; 256] {
         ) {
             v |= URIC;
         }
+        if alnum || matches!(b, b'-' | b'_' | b'.') {
+            v |= HOST;
+        }
+        if v & TOKEN != 0 || matches!(b, b'[' | b']' | b':') {
+            v |= GEN_VALUE;
+        }
         t[c] = v;
         c += 1;
     }
     t
 }
 
-static CLASS: [u8; 256] = build_table();
+static CLASS: [u16; 256] = build_table();
+
+/// Bytes a quoted string holds as they are: everything but `"`, `\` and
+/// controls other than linear white space.
+static QDTEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = (b >= 0x20 && b != b'"' && b != b'\\') || matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        c += 1;
+    }
+    t
+};
 
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
@@ -109,6 +133,14 @@ pub(crate) fn is_hnv(b: u8) -> bool {
 #[inline]
 pub(crate) fn is_uric(b: u8) -> bool {
     CLASS[b as usize] & URIC != 0
+}
+#[inline]
+pub(crate) fn is_gen_value(b: u8) -> bool {
+    CLASS[b as usize] & GEN_VALUE != 0
+}
+#[inline]
+pub(crate) fn is_host(b: u8) -> bool {
+    CLASS[b as usize] & HOST != 0
 }
 #[inline]
 pub(crate) fn is_unreserved(b: u8) -> bool {
@@ -215,6 +247,12 @@ impl<'a> Cursor<'a> {
         &self.s[from..to]
     }
 
+    /// Moves `n` bytes on; the caller knows they are there and end on a
+    /// char boundary.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.s.len());
+    }
+
     /// Skips linear white space; returns whether any was skipped.
     pub(crate) fn skip_lws(&mut self) -> bool {
         let start = self.pos;
@@ -276,7 +314,12 @@ impl<'a> Cursor<'a> {
         }
         let mut i = start + 1;
         while i < b.len() {
-            match b[i] {
+            // The plain run first, one table look-up per byte.
+            while i < b.len() && QDTEXT[b[i] as usize] {
+                i += 1;
+            }
+            let Some(&c) = b.get(i) else { break };
+            match c {
                 b'"' => {
                     self.pos = i + 1;
                     return Some(&self.s[start..self.pos]);

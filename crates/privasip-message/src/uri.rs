@@ -5,7 +5,8 @@ use std::fmt;
 
 use crate::params::Params;
 use crate::scan::{
-    find_byte, is_escaped_run, is_hnv, is_param, is_password, is_unreserved, is_uric, is_user,
+    find_byte, is_escaped_run, is_hnv, is_host, is_param, is_password, is_unreserved, is_uric,
+    is_user,
 };
 
 /// A parsed URI, borrowing from the message.
@@ -55,11 +56,14 @@ impl<'a> Uri<'a> {
         if !is_scheme(scheme) {
             return Err("bad scheme");
         }
-        if scheme.eq_ignore_ascii_case("sip") {
-            return SipUri::parse_after_scheme(rest, false).map(Uri::Sip);
-        }
-        if scheme.eq_ignore_ascii_case("sips") {
-            return SipUri::parse_after_scheme(rest, true).map(Uri::Sip);
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            let secure = scheme.len() == 4;
+            // Most URIs take the one-pass path; the rest, and every error,
+            // go through the grammar-shaped one.
+            return match SipUri::parse_common(rest, secure) {
+                Some(u) => Ok(Uri::Sip(u)),
+                None => SipUri::parse_after_scheme(rest, secure).map(Uri::Sip),
+            };
         }
         if rest.is_empty() || !is_escaped_run(rest, is_uric) {
             return Err("bad characters in URI");
@@ -99,6 +103,92 @@ fn is_scheme(s: &str) -> bool {
 }
 
 impl<'a> SipUri<'a> {
+    /// One pass over the common shape, `[user "@"] host [":" port]
+    /// *(";" param)` with a host name or IPv4 address. `None` for anything
+    /// else (a password, an IPv6 reference, headers, an error): the caller
+    /// then takes [`SipUri::parse_after_scheme`], which accepts a superset
+    /// and gives the same result wherever this one does.
+    fn parse_common(s: &'a str, secure: bool) -> Option<SipUri<'a>> {
+        let b = s.as_bytes();
+        // `user` characters are a superset of a host's, and '@' is not one of
+        // them: a run that stops at '@' is the user part; any other stop
+        // means there is none, unless an '@' follows (an error, or a
+        // password: the other path says which).
+        let run = scan_escaped(b, 0, is_user)?;
+        let (user, host_at) = match b.get(run) {
+            Some(b'@') if run > 0 => (Some(&s[..run]), run + 1),
+            Some(b'@') => return None,
+            Some(_) if find_byte(&b[run..], b'@').is_some() => return None,
+            _ => (None, 0),
+        };
+        // hostname / IPv4address: labels of alphanumerics, '-' and '_'
+        // between single dots (as `is_hostname`).
+        let mut i = host_at;
+        let mut prev_dot = true;
+        while let Some(&c) = b.get(i).filter(|&&c| is_host(c)) {
+            let dot = c == b'.';
+            if dot && prev_dot {
+                return None;
+            }
+            prev_dot = dot;
+            i += 1;
+        }
+        let host = &s[host_at..i];
+        if host.is_empty() || host.len() > 255 || b[host_at] == b'-' {
+            return None;
+        }
+        let port = if b.get(i) == Some(&b':') {
+            let start = i + 1;
+            let mut port: u32 = 0;
+            i = start;
+            while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                port = port * 10 + u32::from(c - b'0');
+                i += 1;
+                if i - start > 5 {
+                    return None;
+                }
+            }
+            if i == start {
+                return None;
+            }
+            Some(u16::try_from(port).ok()?)
+        } else {
+            None
+        };
+        let params_at = i;
+        while b.get(i) == Some(&b';') {
+            let name_end = scan_escaped(b, i + 1, is_param)?;
+            if name_end == i + 1 {
+                return None;
+            }
+            i = name_end;
+            if b.get(i) == Some(&b'=') {
+                let v_end = scan_escaped(b, i + 1, is_param)?;
+                if v_end == i + 1 {
+                    return None;
+                }
+                i = v_end;
+            }
+        }
+        if i != b.len() {
+            return None;
+        }
+        let params = if i > params_at {
+            &s[params_at + 1..i]
+        } else {
+            ""
+        };
+        Some(SipUri {
+            secure,
+            user,
+            password: None,
+            host,
+            port,
+            params: Params::from_uri(params),
+            headers: None,
+        })
+    }
+
     /// One forward pass over `[userinfo "@"] hostport *(";" param) ["?" headers]`.
     fn parse_after_scheme(s: &'a str, secure: bool) -> Result<SipUri<'a>, UriError> {
         let b = s.as_bytes();
@@ -370,6 +460,38 @@ mod tests {
             "1x:abc",
         ] {
             assert!(Uri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_pass_takes_the_common_shapes() {
+        for common in [
+            "alice@atlanta.example.com",
+            "bob@192.0.2.4:5060",
+            "registrar.biloxi.example.com",
+            "p1.example.com;lr",
+            "user;par=u%40example.net@example.com:6000;transport=tcp;maddr=10.0.0.1",
+        ] {
+            let fast = SipUri::parse_common(common, false);
+            assert!(fast.is_some(), "{common}");
+            assert_eq!(fast.ok_or(""), SipUri::parse_after_scheme(common, false));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 4000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Wherever the one-pass parser answers, the grammar-shaped one
+        /// gives the same URI.
+        #[test]
+        fn one_pass_agrees(s in "[a-c0-9@:;=.%_?&\\-\\[\\]]{0,20}") {
+            if let Some(fast) = SipUri::parse_common(&s, true) {
+                proptest::prop_assert_eq!(Ok(fast), SipUri::parse_after_scheme(&s, true));
+            }
         }
     }
 

@@ -87,14 +87,9 @@ impl<'a> NameAddr<'a> {
         let (uri_start, uri_raw) = if bracketed {
             let rest = c.rest();
             let close = find_byte(rest.as_bytes(), b'>').ok_or("missing > after URI")?;
-            let raw = &rest[..close];
-            if raw.bytes().any(is_lws) {
-                return Err("white space inside <URI>");
-            }
             let at = c.pos();
-            c.take_while(|b| b != b'>');
-            c.eat(b'>');
-            (at, raw)
+            c.advance(close + 1);
+            (at, &rest[..close])
         } else {
             let at = c.pos();
             let raw = c.take_while(|b| !is_lws(b) && b != b';' && !(list && b == b','));
@@ -104,8 +99,12 @@ impl<'a> NameAddr<'a> {
             }
             (at, raw)
         };
+        // No URI grammar allows white space, so it is looked for only to
+        // name the error.
         let uri = Uri::parse(uri_raw).map_err(|e| {
-            if display.is_none() && !bracketed {
+            if bracketed && uri_raw.bytes().any(is_lws) {
+                "white space inside <URI>"
+            } else if display.is_none() && !bracketed {
                 "bad display name or URI"
             } else {
                 e
@@ -179,6 +178,14 @@ impl<'a> ContactValue<'a> {
         let mut v = Vec::new();
         parse_list(value, false, |na| v.push(na))?;
         Ok(ContactValue::Addrs(v))
+    }
+
+    /// Checks a Contact value without collecting it.
+    pub(crate) fn check(value: &str) -> Result<(), &'static str> {
+        if value == "*" {
+            return Ok(());
+        }
+        parse_list(value, false, drop)
     }
 }
 

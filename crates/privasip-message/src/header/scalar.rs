@@ -72,16 +72,21 @@ pub fn parse_delta_seconds(value: &str) -> Result<u32, &'static str> {
 
 /// Call-ID = word [ "@" word ] (RFC 3261 §25.1).
 pub(crate) fn check_call_id(value: &str) -> Result<(), &'static str> {
-    let (a, b) = match value.split_once('@') {
-        Some((a, b)) => (a, Some(b)),
-        None => (value, None),
+    let b = value.as_bytes();
+    let word_end = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|&c| !is_word(c))
+            .map_or(b.len(), |i| from + i)
     };
-    let is_word_str = |s: &str| !s.is_empty() && s.bytes().all(is_word);
-    if is_word_str(a) && b.is_none_or(is_word_str) {
-        Ok(())
-    } else {
-        Err("not word[@word]")
-    }
+    let first = word_end(0);
+    let ok = first > 0
+        && match b.get(first) {
+            None => true,
+            Some(b'@') => first + 1 < b.len() && word_end(first + 1) == b.len(),
+            Some(_) => false,
+        };
+    if ok { Ok(()) } else { Err("not word[@word]") }
 }
 
 /// Date = rfc1123-date, and only in GMT (RFC 3261 §20.17).

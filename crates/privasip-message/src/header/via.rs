@@ -1,7 +1,7 @@
 //! Via (RFC 3261 §20.42, §18.2.1).
 
 use crate::params::Params;
-use crate::scan::Cursor;
+use crate::scan::{Cursor, is_host};
 use crate::uri::{is_hostname, parse_port};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
@@ -74,7 +74,7 @@ impl<'a> Via<'a> {
             }
             h
         } else {
-            let h = c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+            let h = c.take_while(is_host);
             if !is_hostname(h) {
                 return Err("bad sent-by host");
             }
