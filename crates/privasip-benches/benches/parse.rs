@@ -5,6 +5,9 @@
 //! (method or status, top Via branch, Call-ID, CSeq, From tag, To user,
 //! Content-Length, body). privasip-message additionally checks every known
 //! header against its grammar while parsing; the others do not.
+//!
+//! `PER_MSG=1` adds one group per torture message that every parser
+//! accepts, privasip against rsipstack, to see where the time goes.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -342,6 +345,18 @@ fn torture_corpus(c: &mut Criterion) {
     });
     g.finish();
 
+    if std::env::var_os("PER_MSG").is_some() {
+        for &i in &common {
+            let mut g = c.benchmark_group(format!("permsg/{}", all[i].0));
+            g.bench_function("privasip", |b| {
+                b.iter(|| privasip::parse_only(black_box(&all[i].1)))
+            });
+            g.bench_function("rsipstack", |b| {
+                b.iter(|| rsipstack_parser::parse_only(black_box(&all[i].1)))
+            });
+            g.finish();
+        }
+    }
     let every: Vec<usize> = (0..all.len()).collect();
     let mut g = c.benchmark_group(format!("parse/rfc4475-valid, all ({} msgs)", all.len()));
     g.throughput(Throughput::Bytes(bytes_of(&every)));

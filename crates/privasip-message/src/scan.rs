@@ -314,7 +314,14 @@ impl<'a> Cursor<'a> {
         }
         let mut i = start + 1;
         while i < b.len() {
-            // The plain run first, one table look-up per byte.
+            // The plain run first: eight bytes at a time while none of them
+            // is '"', '\\' or a control, then one table look-up per byte.
+            while let Some(w) = swar::load(b, i) {
+                if swar::eq(w, b'"') | swar::eq(w, b'\\') | swar::below(w, 0x20) != 0 {
+                    break;
+                }
+                i += 8;
+            }
             while i < b.len() && QDTEXT[b[i] as usize] {
                 i += 1;
             }
@@ -335,6 +342,35 @@ impl<'a> Cursor<'a> {
             }
         }
         None
+    }
+}
+
+/// Eight bytes at a time in a `u64` (safe code, no target features): for
+/// the short runs of a SIP head this beats a vector search's set-up.
+pub(crate) mod swar {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+
+    /// The eight bytes at `i`, first byte lowest; `None` near the end.
+    #[inline]
+    pub(crate) fn load(b: &[u8], i: usize) -> Option<u64> {
+        let chunk = b.get(i..i + 8)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        Some(u64::from_le_bytes(word))
+    }
+
+    /// The high bit of each byte below `n` (`n` at most 0x80). The lowest
+    /// bit set is exact; bits above it may be false.
+    #[inline]
+    pub(crate) fn below(w: u64, n: u8) -> u64 {
+        w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH
+    }
+
+    /// The high bit of each byte equal to `c`, exact in the same way.
+    #[inline]
+    pub(crate) fn eq(w: u64, c: u8) -> u64 {
+        below(w ^ (ONES * u64::from(c)), 1)
     }
 }
 
