@@ -281,7 +281,7 @@ fn realistic_messages(c: &mut Criterion) {
 /// messages that every parser accepts (which ones a parser rejects is
 /// printed once, before timing; rejecting a valid message is a correctness
 /// gap, and leaving it out of one parser's total would compare different
-/// work). privasip alone is also timed over all 13.
+/// work). privasip alone is also timed over all of them.
 fn torture_corpus(c: &mut Criterion) {
     let all = rfc4475_valid();
     let shared: Vec<bytes::Bytes> = all

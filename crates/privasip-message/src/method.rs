@@ -75,7 +75,7 @@ impl<'a> Method<'a> {
         }
         let mut word = [0u8; 8];
         word[..b.len()].copy_from_slice(b);
-        match u64::from_le_bytes(word) {
+        let known = match u64::from_le_bytes(word) {
             INVITE => Method::Invite,
             ACK => Method::Ack,
             BYE => Method::Bye,
@@ -89,7 +89,14 @@ impl<'a> Method<'a> {
             REFER => Method::Refer,
             MESSAGE => Method::Message,
             PUBLISH => Method::Publish,
-            _ => Method::Extension(t),
+            _ => return Method::Extension(t),
+        };
+        // A caller that passes a non-token ending in NUL ("ACK\0") gets
+        // an extension, not the method it pads to.
+        if known.as_str().len() == b.len() {
+            known
+        } else {
+            Method::Extension(t)
         }
     }
 
@@ -147,7 +154,15 @@ mod tests {
             assert!(!matches!(parsed, Method::Extension(_)), "{m}");
             assert_eq!(parsed.as_str(), m);
         }
-        for other in ["invite", "INVITES", "INVIT", "NEWMETHOD", "SUBSCRIBEX", "A"] {
+        for other in [
+            "invite",
+            "INVITES",
+            "INVIT",
+            "NEWMETHOD",
+            "SUBSCRIBEX",
+            "A",
+            "ACK\0",
+        ] {
             assert_eq!(Method::from_token(other), Method::Extension(other));
         }
     }
