@@ -165,7 +165,10 @@ impl<'a> Message<'a> {
                 reason: Cow::Borrowed(""),
                 raw: None,
             },
-            headers: Vec::with_capacity(16),
+            // 13 headers cover most messages and keep the buffer under
+            // glibc's 1 KiB large-chunk line (a larger request makes malloc
+            // consolidate its fast bins first, which showed in profiles).
+            headers: Vec::with_capacity(13),
             body: Cow::Borrowed(&[]),
             typed: Typed::default(),
         };

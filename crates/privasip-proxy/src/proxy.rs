@@ -779,14 +779,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
                 self.bind_flows(&aor, msg, source, &bindings);
-                self.store_events.push_back(StoreEvent::Bindings {
-                    aor: aor.clone(),
-                    bindings: bindings.clone(),
-                });
                 let extra: Vec<String> = bindings
                     .iter()
                     .map(|b| format!("Contact: <{}>;expires={}", b.contact, b.remaining(now)))
                     .collect();
+                self.store_events
+                    .push_back(StoreEvent::Bindings { aor, bindings });
                 self.reply(now, stx, msg, 200, "OK", &extra);
             }
             Err(e) => {

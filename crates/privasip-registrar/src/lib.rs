@@ -225,6 +225,9 @@ impl Registrar {
         sort_by_q(&mut next);
         if next.is_empty() {
             self.bindings.remove(aor);
+        } else if let Some(slot) = self.bindings.get_mut(aor) {
+            // A refresh: no new key to allocate.
+            slot.clone_from(&next);
         } else {
             self.bindings.insert(aor.to_owned(), next.clone());
         }
