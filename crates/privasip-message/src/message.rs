@@ -12,7 +12,7 @@ use crate::header::via::{self, Via};
 use crate::limits::Limits;
 use crate::method::Method;
 use crate::name::HeaderName;
-use crate::scan::{find_byte, is_token, is_token_str, trim_end_ws, trim_lws};
+use crate::scan::{find_byte, is_token, is_token_str, swar, trim_end_ws, trim_lws};
 use crate::uri::Uri;
 
 /// A SIP request or response.
@@ -617,21 +617,15 @@ impl<'a> LineIter<'a> {
 
 /// The first CR or LF at or after `from`. Header lines are a few dozen
 /// bytes, too short for a vector search to pay for its set-up: this looks
-/// at eight bytes per step, in a `u64`.
+/// at eight bytes per step.
 fn find_line_end(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    /// High bit of each byte that is zero; the lowest one set is exact.
-    fn zero_bytes(w: u64) -> u64 {
-        w.wrapping_sub(ONES) & !w & HIGH
-    }
     let mut i = from;
+    // Not `swar::load`: the loop compiles tighter on the slice itself.
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let w = u64::from_le_bytes(word);
-        let hits =
-            zero_bytes(w ^ (ONES * u64::from(b'\r'))) | zero_bytes(w ^ (ONES * u64::from(b'\n')));
+        let hits = swar::eq(w, b'\r') | swar::eq(w, b'\n');
         if hits != 0 {
             return Some(i + (hits.trailing_zeros() / 8) as usize);
         }

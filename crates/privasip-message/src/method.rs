@@ -40,63 +40,22 @@ pub enum Method<'a> {
 impl<'a> Method<'a> {
     /// Classifies a method token (already checked to be a token).
     pub fn from_token(t: &'a str) -> Method<'a> {
-        // Up to eight bytes packed into one word: one comparison per
-        // method, no call to memcmp. A token holds no NUL, so the zero
-        // padding cannot make two methods equal.
-        const fn pack(s: &[u8]) -> u64 {
-            let mut w = 0u64;
-            let mut i = 0;
-            while i < s.len() {
-                w |= (s[i] as u64) << (8 * i);
-                i += 1;
-            }
-            w
-        }
-        const INVITE: u64 = pack(b"INVITE");
-        const ACK: u64 = pack(b"ACK");
-        const BYE: u64 = pack(b"BYE");
-        const CANCEL: u64 = pack(b"CANCEL");
-        const REGISTER: u64 = pack(b"REGISTER");
-        const OPTIONS: u64 = pack(b"OPTIONS");
-        const INFO: u64 = pack(b"INFO");
-        const UPDATE: u64 = pack(b"UPDATE");
-        const PRACK: u64 = pack(b"PRACK");
-        const NOTIFY: u64 = pack(b"NOTIFY");
-        const REFER: u64 = pack(b"REFER");
-        const MESSAGE: u64 = pack(b"MESSAGE");
-        const PUBLISH: u64 = pack(b"PUBLISH");
-        let b = t.as_bytes();
-        if b.len() > 8 {
-            return if t == "SUBSCRIBE" {
-                Method::Subscribe
-            } else {
-                Method::Extension(t)
-            };
-        }
-        let mut word = [0u8; 8];
-        word[..b.len()].copy_from_slice(b);
-        let known = match u64::from_le_bytes(word) {
-            INVITE => Method::Invite,
-            ACK => Method::Ack,
-            BYE => Method::Bye,
-            CANCEL => Method::Cancel,
-            REGISTER => Method::Register,
-            OPTIONS => Method::Options,
-            INFO => Method::Info,
-            UPDATE => Method::Update,
-            PRACK => Method::Prack,
-            NOTIFY => Method::Notify,
-            REFER => Method::Refer,
-            MESSAGE => Method::Message,
-            PUBLISH => Method::Publish,
-            _ => return Method::Extension(t),
-        };
-        // A caller that passes a non-token ending in NUL ("ACK\0") gets
-        // an extension, not the method it pads to.
-        if known.as_str().len() == b.len() {
-            known
-        } else {
-            Method::Extension(t)
+        match t {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "REGISTER" => Method::Register,
+            "OPTIONS" => Method::Options,
+            "INFO" => Method::Info,
+            "UPDATE" => Method::Update,
+            "PRACK" => Method::Prack,
+            "SUBSCRIBE" => Method::Subscribe,
+            "NOTIFY" => Method::Notify,
+            "REFER" => Method::Refer,
+            "MESSAGE" => Method::Message,
+            "PUBLISH" => Method::Publish,
+            other => Method::Extension(other),
         }
     }
 

@@ -80,20 +80,16 @@ macro_rules! header_names {
 
             /// Looks a name up, ignoring case and accepting compact forms.
             pub fn lookup(name: &str) -> HeaderName {
-                // Every known name is a token; `lookup_token` relies on it.
+                // Every known name is a token; `lookup_in` relies on it.
                 if crate::scan::is_token_str(name) {
-                    HeaderName::lookup_token(name)
+                    HeaderName::lookup_in(name.as_bytes(), name.len())
                 } else {
                     HeaderName::Other
                 }
             }
 
-            /// [`HeaderName::lookup`] for a name already checked to be a token.
-            pub(crate) fn lookup_token(name: &str) -> HeaderName {
-                HeaderName::lookup_in(name.as_bytes(), name.len())
-            }
-
-            /// Looks up the token of `len` bytes at the start of `window`;
+            /// Looks up the token (already checked to be one) of `len` bytes
+            /// at the start of `window`;
             /// the bytes after it, when there are enough, let the name be
             /// read a word at a time.
             pub(crate) fn lookup_in(window: &[u8], len: usize) -> HeaderName {

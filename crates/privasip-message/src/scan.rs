@@ -336,8 +336,8 @@ impl<'a> Cursor<'a> {
                     Some(&n) if n <= 0x7f && n != b'\n' && n != b'\r' => i += 2,
                     _ => return None,
                 },
-                // qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII
-                c if c >= 0x20 || is_lws(c) => i += 1,
+                // Neither qdtext (the run above took all of it) nor a
+                // quoted-pair: a control character.
                 _ => return None,
             }
         }

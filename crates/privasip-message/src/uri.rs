@@ -139,37 +139,13 @@ impl<'a> SipUri<'a> {
         }
         let port = if b.get(i) == Some(&b':') {
             let start = i + 1;
-            let mut port: u32 = 0;
-            i = start;
-            while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
-                port = port * 10 + u32::from(c - b'0');
-                i += 1;
-                if i - start > 5 {
-                    return None;
-                }
-            }
-            if i == start {
-                return None;
-            }
-            Some(u16::try_from(port).ok()?)
+            i = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+            Some(parse_port(&s[start..i])?)
         } else {
             None
         };
         let params_at = i;
-        while b.get(i) == Some(&b';') {
-            let name_end = scan_escaped(b, i + 1, is_param)?;
-            if name_end == i + 1 {
-                return None;
-            }
-            i = name_end;
-            if b.get(i) == Some(&b'=') {
-                let v_end = scan_escaped(b, i + 1, is_param)?;
-                if v_end == i + 1 {
-                    return None;
-                }
-                i = v_end;
-            }
-        }
+        i = scan_uri_params(b, i).ok()?;
         if i != b.len() {
             return None;
         }
@@ -220,22 +196,8 @@ impl<'a> SipUri<'a> {
             .position(|&c| c == b';' || c == b'?')
             .map_or(b.len(), |i| host_at + i);
         let (host, port) = parse_hostport(&s[host_at..hp_end])?;
-        let mut i = hp_end;
-        let params_start = (i + 1).min(b.len());
-        while b.get(i) == Some(&b';') {
-            let name_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter")?;
-            if name_end == i + 1 {
-                return Err("bad URI parameter");
-            }
-            i = name_end;
-            if b.get(i) == Some(&b'=') {
-                let v_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter value")?;
-                if v_end == i + 1 {
-                    return Err("bad URI parameter value");
-                }
-                i = v_end;
-            }
-        }
+        let params_start = (hp_end + 1).min(b.len());
+        let i = scan_uri_params(b, hp_end)?;
         let params = if i > hp_end { &s[params_start..i] } else { "" };
         let headers = match b.get(i) {
             None => None,
@@ -264,6 +226,26 @@ impl<'a> SipUri<'a> {
             headers,
         })
     }
+}
+
+/// Scans `*(";" pname ["=" pvalue])` from `i` (RFC 3261 §19.1.1 URI
+/// parameters); returns where it ends.
+fn scan_uri_params(b: &[u8], mut i: usize) -> Result<usize, UriError> {
+    while b.get(i) == Some(&b';') {
+        let name_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter")?;
+        if name_end == i + 1 {
+            return Err("bad URI parameter");
+        }
+        i = name_end;
+        if b.get(i) == Some(&b'=') {
+            let v_end = scan_escaped(b, i + 1, is_param).ok_or("bad URI parameter value")?;
+            if v_end == i + 1 {
+                return Err("bad URI parameter value");
+            }
+            i = v_end;
+        }
+    }
+    Ok(i)
 }
 
 /// Scans `allowed` characters and `%HH` escapes from `i`; returns where
