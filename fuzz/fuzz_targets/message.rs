@@ -10,12 +10,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut m) = Message::parse_datagram(data, &limits) else {
         return;
     };
-    // Every typed accessor on a parsed message must answer without panicking.
+    // Every typed accessor must answer without panicking, before
+    // validation (a proxy reads what it routes on) and after.
     let _ = (m.method(), m.status(), m.request_uri_parsed(), m.top_via());
     let _ = (m.vias(), m.from(), m.to(), m.call_id(), m.cseq(), m.contacts());
     let _ = (m.routes(), m.record_routes(), m.content_type(), m.expires());
     let _ = m.auth_values(HeaderName::Authorization).count();
     let _ = m.check_mandatory_headers();
+    if m.validate(&limits).is_ok() {
+        let _ = (m.top_via(), m.from(), m.to(), m.call_id(), m.cseq());
+    }
 
     let printed = m.to_bytes();
     let again = Message::parse_datagram(&printed, &limits).expect("printed message parses");

@@ -3,8 +3,10 @@
 //!
 //! Each parser parses a whole message and reads what a proxy routes on
 //! (method or status, top Via branch, Call-ID, CSeq, From tag, To user,
-//! Content-Length, body). privasip-message additionally checks every known
-//! header against its grammar while parsing; the others do not.
+//! Content-Length, body). Like the others, privasip-message frames the
+//! message and checks a header when it is read; `privasip+validate` also
+//! checks every known header against its grammar, which is what the
+//! privasip proxy and user agent do with each message they receive.
 //!
 //! `PER_MSG=1` adds one group per torture message that every parser
 //! accepts, privasip against rsipstack, to see where the time goes.
@@ -54,7 +56,10 @@ mod privasip {
     use privasip_message::{Limits, Message};
 
     pub(crate) fn parse_and_read(input: &[u8]) -> usize {
-        let m = Message::parse_datagram(input, &Limits::default()).unwrap();
+        read(&Message::parse_datagram(input, &Limits::default()).unwrap())
+    }
+
+    fn read(m: &Message<'_>) -> usize {
         let first = match m.method() {
             Some(method) => method.as_str().len(),
             None => usize::from(m.status().unwrap()),
@@ -84,6 +89,24 @@ mod privasip {
 
     pub(crate) fn parse_only(input: &[u8]) -> bool {
         Message::parse_datagram(input, &Limits::default()).is_ok()
+    }
+
+    /// What the proxy does with a message it receives: every known header
+    /// checked, then the routing headers read (from what validation kept).
+    pub(crate) fn validate_and_read(input: &[u8]) -> usize {
+        let limits = Limits::default();
+        read(
+            &Message::parse_datagram(input, &limits)
+                .and_then(|m| m.validated(&limits))
+                .unwrap(),
+        )
+    }
+
+    pub(crate) fn validate_only(input: &[u8]) -> bool {
+        let limits = Limits::default();
+        Message::parse_datagram(input, &limits)
+            .and_then(|m| m.validated(&limits))
+            .is_ok()
     }
 }
 
@@ -263,6 +286,9 @@ fn realistic_messages(c: &mut Criterion) {
         g.bench_function("privasip", |b| {
             b.iter(|| privasip::parse_and_read(black_box(&bytes)))
         });
+        g.bench_function("privasip+validate", |b| {
+            b.iter(|| privasip::validate_and_read(black_box(&bytes)))
+        });
         g.bench_function("rsip", |b| {
             b.iter(|| rsip_parser::parse_and_read(black_box(&bytes)))
         });
@@ -281,7 +307,8 @@ fn realistic_messages(c: &mut Criterion) {
 /// messages that every parser accepts (which ones a parser rejects is
 /// printed once, before timing; rejecting a valid message is a correctness
 /// gap, and leaving it out of one parser's total would compare different
-/// work). privasip alone is also timed over all of them.
+/// work). privasip alone, with and without validating, is also timed
+/// over all of them.
 fn torture_corpus(c: &mut Criterion) {
     let all = rfc4475_valid();
     let shared: Vec<bytes::Bytes> = all
@@ -289,12 +316,13 @@ fn torture_corpus(c: &mut Criterion) {
         .map(|(_, b)| bytes::Bytes::from(b.clone()))
         .collect();
     // Each parses message `i` and says whether it accepted it; privasip
-    // first.
-    let parsers: [(&str, &dyn Fn(usize) -> bool); 4] = [
+    // first, privasip validating every header last.
+    let parsers: [(&str, &dyn Fn(usize) -> bool); 5] = [
         ("privasip", &|i| privasip::parse_only(&all[i].1)),
         ("rsip", &|i| rsip_parser::parse_only(&all[i].1)),
         ("rsipstack", &|i| rsipstack_parser::parse_only(&all[i].1)),
         ("ezk-sip-types", &|i| ezk_parser::parse_only(&shared[i])),
+        ("privasip+validate", &|i| privasip::validate_only(&all[i].1)),
     ];
     for (name, parse) in &parsers {
         let rejected: Vec<&str> = (0..all.len())
@@ -333,10 +361,11 @@ fn torture_corpus(c: &mut Criterion) {
     let every: Vec<usize> = (0..all.len()).collect();
     let mut g = c.benchmark_group(format!("parse/rfc4475-valid, all ({} msgs)", all.len()));
     g.throughput(Throughput::Bytes(bytes_of(&every)));
-    let (name, parse) = &parsers[0];
-    g.bench_function(*name, |b| {
-        b.iter(|| every.iter().filter(|&&i| parse(black_box(i))).count())
-    });
+    for (name, parse) in [&parsers[0], &parsers[4]] {
+        g.bench_function(*name, |b| {
+            b.iter(|| every.iter().filter(|&&i| parse(black_box(i))).count())
+        });
+    }
     g.finish();
 }
 

@@ -12,7 +12,8 @@ pub struct Limits {
     pub max_headers: usize,
     /// Longest line, start line or header line, in bytes (default 8 KiB).
     pub max_line_length: usize,
-    /// Most Via values (default 64; loops are caught long before).
+    /// Most Via values (default 64; loops are caught long before),
+    /// checked by [`crate::Message::validate`].
     pub max_vias: usize,
 }
 

@@ -18,20 +18,25 @@ use crate::uri::Uri;
 /// A SIP request or response.
 ///
 /// It borrows from the buffer it was parsed from; untouched parts are
-/// printed back byte for byte. Every known header was checked against its
-/// grammar when the message was parsed (or edited), so typed accessors only
-/// report whether a header is present.
+/// printed back byte for byte.
+///
+/// Parsing frames the message (start line, header lines, Content-Length,
+/// body) and checks the Request-URI; a header value is checked against its
+/// grammar when it is first read, or all at once by [`Message::validate`].
+/// A proxy checks what it routes on and forwards the rest untouched (RFC
+/// 3261 §16.3 step 1); a user agent validates the whole message. Typed
+/// accessors return `None` for a header that is absent or malformed.
 #[derive(Clone)]
 pub struct Message<'a> {
     pub(crate) start: StartLine<'a>,
     pub(crate) headers: Vec<Header<'a>>,
     pub(crate) body: Cow<'a, [u8]>,
-    /// What checking the headers already parsed, kept so that reading it
-    /// costs nothing; edits forget what they touch.
+    /// The headers every element reads, kept by [`Message::validate`] so
+    /// that reading them costs nothing; edits forget what they touch.
     pub(crate) typed: Typed<'a>,
 }
 
-/// Typed values of the headers every element reads, from the parse.
+/// Typed values of the headers every element reads, from validation.
 #[derive(Clone, Default)]
 pub(crate) struct Typed<'a> {
     top_via: Option<Via<'a>>,
@@ -301,16 +306,16 @@ impl<'a> Message<'a> {
             return Some(v.clone());
         }
         let v = self.header(HeaderName::Via)?;
-        let mut c = crate::scan::Cursor::new(v.value());
-        Via::parse(&mut c).ok()
+        Via::parse(&mut crate::scan::Cursor::new(v.value())).ok()
     }
 
-    /// Every Via value, top first.
+    /// Every Via value, top first (empty if one is malformed).
     pub fn vias(&self) -> Vec<Via<'_>> {
         let mut out = Vec::new();
         for v in self.values(HeaderName::Via) {
-            // Checked at parse or edit time; a failure cannot happen.
-            let _ = via::parse_list(v, |x| out.push(x));
+            if via::parse_list(v, |x| out.push(x)).is_err() {
+                return Vec::new();
+            }
         }
         out
     }
@@ -340,7 +345,8 @@ impl<'a> Message<'a> {
         if let Some(c) = self.typed.call_id {
             return Some(c);
         }
-        self.header(HeaderName::CallId).map(|h| h.value())
+        let v = self.header(HeaderName::CallId)?.value();
+        scalar::check_call_id(v).ok().map(|()| v)
     }
 
     /// CSeq.
@@ -441,6 +447,109 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
+    /// Checks every known header against its grammar (RFC 3261 §25), the
+    /// number of Via values against `limits`, and that a request's CSeq
+    /// names its method (§8.1.1.5, RFC 4475 §3.1.2.17); keeps the typed
+    /// values every element reads (top Via, From, To, CSeq, Call-ID) so
+    /// that reading them later costs nothing. The first problem, in header
+    /// order, is the error.
+    ///
+    /// Parsing only frames the message, so a proxy can forward what it
+    /// does not route on as it came (RFC 3261 §16.3 step 1); a user agent
+    /// validates a request before acting on it.
+    pub fn validate(&mut self, limits: &Limits) -> Result<(), ParseError> {
+        let mut typed = Typed::default();
+        let mut vias = 0usize;
+        // Which of From, To, CSeq and Call-ID were seen: only the first of
+        // each is kept.
+        let mut seen = [false; 4];
+        for h in &self.headers {
+            let name = h.name;
+            let bad = |reason| ParseError::Header {
+                header: name,
+                reason,
+            };
+            // Only a value still borrowed from the input can be kept; an
+            // edited one is checked and read again on access.
+            let kept = match h.value {
+                Cow::Borrowed(v) => Some(v),
+                Cow::Owned(_) => None,
+            };
+            let first = |i: usize, seen: &mut [bool; 4]| !std::mem::replace(&mut seen[i], true);
+            match (name, kept) {
+                (HeaderName::Via, Some(v)) => {
+                    let top = vias == 0;
+                    via::parse_list(v, |via| {
+                        if top && typed.top_via.is_none() {
+                            typed.top_via = Some(via);
+                        }
+                        vias += 1;
+                    })
+                    .map_err(bad)?;
+                }
+                (HeaderName::Via, None) => {
+                    via::parse_list(h.value(), |_| vias += 1).map_err(bad)?;
+                }
+                (HeaderName::From | HeaderName::To, Some(v)) => {
+                    let na = NameAddr::parse_single(v).map_err(bad)?;
+                    let (i, slot) = if name == HeaderName::From {
+                        (0, &mut typed.from)
+                    } else {
+                        (1, &mut typed.to)
+                    };
+                    if first(i, &mut seen) {
+                        *slot = Some(na);
+                    }
+                }
+                (HeaderName::CSeq, Some(v)) => {
+                    let cseq = CSeq::parse(v).map_err(bad)?;
+                    if first(2, &mut seen) {
+                        typed.cseq = Some(cseq);
+                    }
+                }
+                (HeaderName::CallId, Some(v)) => {
+                    scalar::check_call_id(v).map_err(bad)?;
+                    if first(3, &mut seen) {
+                        typed.call_id = Some(v);
+                    }
+                }
+                _ => {
+                    check_value(name, h.value()).map_err(bad)?;
+                    if let Some(i) = [
+                        HeaderName::From,
+                        HeaderName::To,
+                        HeaderName::CSeq,
+                        HeaderName::CallId,
+                    ]
+                    .iter()
+                    .position(|&n| n == name)
+                    {
+                        seen[i] = true;
+                    }
+                }
+            }
+            if vias > limits.max_vias {
+                return Err(ParseError::TooManyVias {
+                    limit: limits.max_vias,
+                });
+            }
+        }
+        if let (Some(method), Some(cseq)) = (self.method(), typed.cseq.or_else(|| self.cseq()))
+            && cseq.method != method
+        {
+            return Err(ParseError::CSeqMethodMismatch);
+        }
+        self.typed = typed;
+        Ok(())
+    }
+
+    /// [`Message::validate`], for a chain: `Message::parse_datagram(buf,
+    /// limits).and_then(|m| m.validated(limits))`.
+    pub fn validated(mut self, limits: &Limits) -> Result<Self, ParseError> {
+        self.validate(limits)?;
+        Ok(self)
+    }
+
     /// The privacy values requested (RFC 3323 §4.2), lower-case as written.
     pub fn privacy(&self) -> impl Iterator<Item = &str> {
         self.values(HeaderName::Privacy)
@@ -508,7 +617,6 @@ fn parse_head<'a>(
     msg.start = parse_start_line(first)?;
 
     let mut content_length = None;
-    let mut vias = 0usize;
     // (line start, colon, end) of the field being read.
     let mut current: Option<(usize, usize, usize)> = None;
     loop {
@@ -539,15 +647,18 @@ fn parse_head<'a>(
                     limit: limits.max_headers,
                 });
             }
-            let (h, value) = finish_header(head, s, colon, e);
-            check_header(
-                h.name,
-                value,
-                &mut msg.typed,
-                &mut content_length,
-                &mut vias,
-                limits,
-            )?;
+            let h = finish_header(head, s, colon, e);
+            // The one value framing depends on; the rest is checked when
+            // read (or by `validate`).
+            if h.name == HeaderName::ContentLength && content_length.is_none() {
+                let n = scalar::parse_content_length(&h.value).map_err(|reason| {
+                    ParseError::Header {
+                        header: HeaderName::ContentLength,
+                        reason,
+                    }
+                })?;
+                content_length = Some(n);
+            }
             msg.headers.push(h);
         }
         let Some(l) = line else { break };
@@ -558,12 +669,6 @@ fn parse_head<'a>(
         current = Some((line_start, line_start + colon, line_end));
     }
 
-    // RFC 3261 §8.1.1.5 and RFC 4475 §3.1.2.17.
-    if let (StartLine::Request { method, .. }, Some(cseq)) = (&msg.start, &msg.typed.cseq)
-        && cseq.method != *method
-    {
-        return Err(ParseError::CSeqMethodMismatch);
-    }
     Ok(content_length)
 }
 
@@ -637,73 +742,15 @@ fn find_line_end(b: &[u8], from: usize) -> Option<usize> {
         .map(|p| i + p)
 }
 
-fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> (Header<'_>, &str) {
+fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> Header<'_> {
     let name_raw = trim_end_ws(&head[start..colon]);
     let value = trim_lws(&head[colon + 1..end]);
-    let h = Header {
+    Header {
         name: HeaderName::lookup_in(&head.as_bytes()[start..], name_raw.len()),
         name_raw: Cow::Borrowed(name_raw),
         value: Cow::Borrowed(value),
         raw: Some(&head[start..end]),
-    };
-    (h, value)
-}
-
-/// Checks a known header's value against its grammar.
-fn check_header<'a>(
-    name: HeaderName,
-    value: &'a str,
-    typed: &mut Typed<'a>,
-    content_length: &mut Option<usize>,
-    vias: &mut usize,
-    limits: &Limits,
-) -> Result<(), ParseError> {
-    let bad = |reason| ParseError::Header {
-        header: name,
-        reason,
-    };
-    match name {
-        HeaderName::Via => {
-            let first = *vias == 0;
-            via::parse_list(value, |v| {
-                if first && *vias == 0 {
-                    typed.top_via = Some(v);
-                }
-                *vias += 1;
-            })
-            .map_err(bad)?;
-            if *vias > limits.max_vias {
-                return Err(ParseError::TooManyVias {
-                    limit: limits.max_vias,
-                });
-            }
-        }
-        HeaderName::ContentLength => {
-            let n = scalar::parse_content_length(value).map_err(bad)?;
-            content_length.get_or_insert(n);
-        }
-        HeaderName::CSeq => {
-            let cseq = CSeq::parse(value).map_err(bad)?;
-            typed.cseq.get_or_insert(cseq);
-        }
-        HeaderName::From | HeaderName::To => {
-            let na = NameAddr::parse_single(value).map_err(bad)?;
-            let slot = if name == HeaderName::From {
-                &mut typed.from
-            } else {
-                &mut typed.to
-            };
-            if slot.is_none() {
-                *slot = Some(na);
-            }
-        }
-        HeaderName::CallId => {
-            scalar::check_call_id(value).map_err(bad)?;
-            typed.call_id.get_or_insert(value);
-        }
-        _ => check_value(name, value).map_err(bad)?,
     }
-    Ok(())
 }
 
 /// Checks one value of a known header; other headers pass untouched.

@@ -12,7 +12,16 @@ fn every_saved_crash_input_parses_without_panic() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz-regressions directory") {
         let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
-        if let Ok(m) = Message::parse_datagram(&bytes, &Limits::default()) {
+        if let Ok(mut m) = Message::parse_datagram(&bytes, &Limits::default()) {
+            let _ = (
+                m.top_via(),
+                m.vias(),
+                m.from(),
+                m.to(),
+                m.cseq(),
+                m.contacts(),
+            );
+            let _ = m.validate(&Limits::default());
             let printed = m.to_bytes();
             Message::parse_datagram(&printed, &Limits::default()).expect("printed parses");
         }
@@ -35,7 +44,9 @@ fn multi_byte_utf8_in_start_line_and_date_is_an_error_not_a_panic() {
         "OPTIONS sip:u@h SIP/2.0\r\nDate: Sat, 13 NĬ 2010 23:29:00 GMT\r\n\r\n",
     ] {
         assert!(
-            Message::parse_datagram(bytes.as_bytes(), &Limits::default()).is_err(),
+            Message::parse_datagram(bytes.as_bytes(), &Limits::default())
+                .and_then(|m| m.validated(&Limits::default()))
+                .is_err(),
             "{bytes:?}"
         );
     }

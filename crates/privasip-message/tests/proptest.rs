@@ -158,6 +158,7 @@ proptest! {
     fn print_then_parse_is_identity(bytes in message()) {
         let limits = Limits::default();
         let msg = Message::parse_datagram(&bytes, &limits)
+            .and_then(|m| m.validated(&limits))
             .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&bytes))))?;
         let printed = msg.to_bytes();
         prop_assert_eq!(&printed, &bytes);
@@ -172,7 +173,13 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let limits = Limits::default();
-        let _ = Message::parse_datagram(&bytes, &limits);
+        if let Ok(mut m) = Message::parse_datagram(&bytes, &limits) {
+            // Unvalidated, every accessor answers; validation gives a
+            // verdict.
+            let _ = (m.top_via(), m.vias(), m.from(), m.to(), m.cseq(), m.call_id());
+            let _ = (m.contacts(), m.routes(), m.content_type(), m.expires());
+            let _ = m.validate(&limits);
+        }
         let _ = Message::parse_stream(&bytes, &limits);
         let mut d = StreamDecoder::new(limits);
         for n in 0..bytes.len().min(64) {
@@ -193,9 +200,10 @@ proptest! {
             bytes[i] = b;
         }
         let limits = Limits::default();
-        if let Ok(m) = Message::parse_datagram(&bytes, &limits) {
-            // Whatever was accepted can be read and printed.
+        if let Ok(mut m) = Message::parse_datagram(&bytes, &limits) {
+            // Whatever was accepted can be read, validated and printed.
             let _ = (m.top_via(), m.from(), m.to(), m.cseq(), m.contacts(), m.routes());
+            let _ = m.validate(&limits);
             let printed = m.to_bytes();
             let again = Message::parse_datagram(&printed, &limits).expect("printed form parses");
             prop_assert!(again == m);

@@ -338,12 +338,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     }
 
     /// Feeds bytes that arrived from `from`. Requests that parse but miss
-    /// a mandatory header are answered with 400; what does not parse is
-    /// dropped.
+    /// a mandatory header are answered with 400; what does not parse, or
+    /// has a malformed known header, is dropped.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, reliable: bool) {
         // What does not parse has no Via to answer to: RFC 3261 §16.3
-        // lets a proxy drop it.
-        let Ok(msg) = Message::parse_datagram(bytes, &self.limits) else {
+        // lets a proxy drop it. Every known header is checked, not only
+        // those routed on: the registrar, PrivaSIP and Digest read most.
+        let parsed =
+            Message::parse_datagram(bytes, &self.limits).and_then(|m| m.validated(&self.limits));
+        let Ok(msg) = parsed else {
             return;
         };
         match self.tx.receive(now, &msg, from.clone(), reliable) {

@@ -560,7 +560,10 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
 
     /// Feeds a message from `from`.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, rng: &mut dyn CryptoRngCore) {
-        let Ok(msg) = Message::parse_datagram(bytes, &self.limits) else {
+        // A user agent acts on the whole message: every header is checked.
+        let parsed =
+            Message::parse_datagram(bytes, &self.limits).and_then(|m| m.validated(&self.limits));
+        let Ok(msg) = parsed else {
             return;
         };
         match self.tx.receive(now, &msg, from, self.cfg.reliable) {

@@ -117,7 +117,9 @@ fn reason(e: &ParseError) -> String {
 }
 
 fn check_datagram(bytes: &[u8], limits: &Limits, print: bool) -> Result<(String, Vec<u8>), String> {
-    let m = Message::parse_datagram(bytes, limits).map_err(|e| reason(&e))?;
+    let m = Message::parse_datagram(bytes, limits)
+        .and_then(|m| m.validated(limits))
+        .map_err(|e| reason(&e))?;
     let printed = if print { m.to_bytes() } else { Vec::new() };
     Ok((label(&m), printed))
 }
@@ -143,6 +145,7 @@ fn check_stream(bytes: &[u8], limits: &Limits, print: bool) -> Result<(String, V
             Frame::Message { skip, len } => {
                 let start = at + skip;
                 let m = Message::parse_datagram(&bytes[start..start + len], limits)
+                    .and_then(|m| m.validated(limits))
                     .map_err(|e| format!("at byte {start}: {}", reason(&e)))?;
                 labels.push(label(&m));
                 if print {
