@@ -460,8 +460,8 @@ impl<'a> Message<'a> {
     pub fn validate(&mut self, limits: &Limits) -> Result<(), ParseError> {
         let mut typed = Typed::default();
         let mut vias = 0usize;
-        // Which of From, To, CSeq and Call-ID were seen: only the first of
-        // each is kept.
+        // Whether a From, To, CSeq or Call-ID came already: only the first
+        // of each is kept.
         let mut seen = [false; 4];
         for h in &self.headers {
             let name = h.name;
@@ -469,14 +469,14 @@ impl<'a> Message<'a> {
                 header: name,
                 reason,
             };
+            let first = kept_index(name).is_some_and(|i| !std::mem::replace(&mut seen[i], true));
             // Only a value still borrowed from the input can be kept; an
-            // edited one is checked and read again on access.
-            let kept = match h.value {
+            // edited one is checked here and read again on access.
+            let borrowed = match h.value {
                 Cow::Borrowed(v) => Some(v),
                 Cow::Owned(_) => None,
             };
-            let first = |i: usize, seen: &mut [bool; 4]| !std::mem::replace(&mut seen[i], true);
-            match (name, kept) {
+            match (name, borrowed) {
                 (HeaderName::Via, Some(v)) => {
                     let top = vias == 0;
                     via::parse_list(v, |via| {
@@ -490,43 +490,31 @@ impl<'a> Message<'a> {
                 (HeaderName::Via, None) => {
                     via::parse_list(h.value(), |_| vias += 1).map_err(bad)?;
                 }
-                (HeaderName::From | HeaderName::To, Some(v)) => {
-                    let na = NameAddr::parse_single(v).map_err(bad)?;
-                    let (i, slot) = if name == HeaderName::From {
-                        (0, &mut typed.from)
-                    } else {
-                        (1, &mut typed.to)
-                    };
-                    if first(i, &mut seen) {
-                        *slot = Some(na);
+                (HeaderName::From, Some(v)) => {
+                    let from = NameAddr::parse_single(v).map_err(bad)?;
+                    if first {
+                        typed.from = Some(from);
+                    }
+                }
+                (HeaderName::To, Some(v)) => {
+                    let to = NameAddr::parse_single(v).map_err(bad)?;
+                    if first {
+                        typed.to = Some(to);
                     }
                 }
                 (HeaderName::CSeq, Some(v)) => {
                     let cseq = CSeq::parse(v).map_err(bad)?;
-                    if first(2, &mut seen) {
+                    if first {
                         typed.cseq = Some(cseq);
                     }
                 }
                 (HeaderName::CallId, Some(v)) => {
                     scalar::check_call_id(v).map_err(bad)?;
-                    if first(3, &mut seen) {
+                    if first {
                         typed.call_id = Some(v);
                     }
                 }
-                _ => {
-                    check_value(name, h.value()).map_err(bad)?;
-                    if let Some(i) = [
-                        HeaderName::From,
-                        HeaderName::To,
-                        HeaderName::CSeq,
-                        HeaderName::CallId,
-                    ]
-                    .iter()
-                    .position(|&n| n == name)
-                    {
-                        seen[i] = true;
-                    }
-                }
+                _ => check_value(name, h.value()).map_err(bad)?,
             }
             if vias > limits.max_vias {
                 return Err(ParseError::TooManyVias {
@@ -541,6 +529,19 @@ impl<'a> Message<'a> {
         }
         self.typed = typed;
         Ok(())
+    }
+
+    /// True for a request that can be answered even if another of its
+    /// headers is malformed: the headers a response copies (RFC 3261
+    /// §8.2.6.2) and that key its transaction read fine. An ACK is never
+    /// answered (§17.2.1).
+    pub fn can_be_answered(&self) -> bool {
+        self.method().is_some_and(|m| m != Method::Ack)
+            && self.top_via().is_some()
+            && self.from().is_some()
+            && self.to().is_some()
+            && self.call_id().is_some()
+            && self.cseq().is_some()
     }
 
     /// [`Message::validate`], for a chain: `Message::parse_datagram(buf,
@@ -750,6 +751,17 @@ fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> Header<'
         name_raw: Cow::Borrowed(name_raw),
         value: Cow::Borrowed(value),
         raw: Some(&head[start..end]),
+    }
+}
+
+/// Which of the single headers [`Message::validate`] keeps `name` is.
+fn kept_index(name: HeaderName) -> Option<usize> {
+    match name {
+        HeaderName::From => Some(0),
+        HeaderName::To => Some(1),
+        HeaderName::CSeq => Some(2),
+        HeaderName::CallId => Some(3),
+        _ => None,
     }
 }
 
