@@ -337,19 +337,33 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         &mut self.registrar
     }
 
-    /// Feeds bytes that arrived from `from`. Requests that parse but miss
-    /// a mandatory header are answered with 400; what does not parse, or
-    /// has a malformed known header, is dropped.
+    /// Feeds bytes that arrived from `from`. A request with a malformed
+    /// or missing header is answered with 400 naming the problem when it
+    /// can be answered at all (Via, From, To, Call-ID and CSeq readable);
+    /// anything else that is malformed is dropped.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, reliable: bool) {
-        // What does not parse has no Via to answer to: RFC 3261 §16.3
-        // lets a proxy drop it. Every known header is checked, not only
-        // those routed on: the registrar, PrivaSIP and Digest read most.
-        let parsed =
-            Message::parse_datagram(bytes, &self.limits).and_then(|m| m.validated(&self.limits));
-        let Ok(msg) = parsed else {
+        // What does not frame has no Via to answer to: RFC 3261 §16.3
+        // lets a proxy drop it.
+        let Ok(mut msg) = Message::parse_datagram(bytes, &self.limits) else {
             return;
         };
-        match self.tx.receive(now, &msg, from.clone(), reliable) {
+        // Every known header is checked, not only those routed on: the
+        // registrar, Digest and PrivaSIP read most of them.
+        let invalid = msg.validate(&self.limits).err();
+        if invalid.is_some() && !msg.can_be_answered() {
+            return;
+        }
+        let received = self.tx.receive(now, &msg, from.clone(), reliable);
+        if let Some(e) = invalid {
+            // §16.3 step 1: act as a UAS and reject it. Retransmissions are
+            // absorbed by the transaction, which repeats the answer.
+            if let Received::NewRequest(stx) = received {
+                let r = e.rejection();
+                self.reply(now, stx, &msg, r.code, &r.reason, &[]);
+            }
+            return;
+        }
+        match received {
             Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes, &from),
             Received::Response(ctx, status) => self.on_response(now, ctx, status, &msg),
             Received::AckFor2xx(_) => self.forward_stateless(&msg),

@@ -1,5 +1,6 @@
 //! The RFC 4475 messages whose right handling is an element's business
-//! (classes application, transaction, compat) through the proxy core.
+//! (classes application, transaction, compat) through the proxy core, and
+//! the invalid ones: rejected or dropped, never forwarded.
 
 // Tests need some starting instant; which one does not matter.
 #![allow(clippy::disallowed_methods)]
@@ -113,4 +114,39 @@ fn application_transaction_and_compat_messages() {
         wrong.push(format!("regaut01.dat: want 401, got {got}"));
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn invalid_messages_are_rejected_or_dropped_never_forwarded() {
+    let mut p = proxy(false);
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/rfc4475/MANIFEST.tsv"),
+    )
+    .expect("manifest");
+    let mut outcomes = Vec::new();
+    for line in manifest.lines() {
+        let mut cols = line.split('\t');
+        let (Some(file), Some(_), Some("invalid")) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        outcomes.push((file, outcome(&mut p, &torture(file))));
+    }
+    assert_eq!(outcomes.len(), 19);
+    let wrong: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, o)| !(o == "dropped" || o.starts_with('4') || o.starts_with('5')))
+        .collect();
+    assert!(wrong.is_empty(), "forwarded or accepted: {wrong:?}");
+    // Answerable ones are answered (§16.3 step 1: act as a UAS).
+    for (file, want) in [
+        ("baddate.dat", "400"),
+        ("regbadct.dat", "400"),
+        ("mismatch01.dat", "400"),
+    ] {
+        let got = outcomes
+            .iter()
+            .find(|(f, _)| *f == file)
+            .map(|(_, o)| o.as_str());
+        assert_eq!(got, Some(want), "{file}; all: {outcomes:?}");
+    }
 }

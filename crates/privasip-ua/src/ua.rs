@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::transform::{self, DialogTokens};
 use privasip_identity::{AesSender, Encryptor, RealId};
-use privasip_message::{HeaderName, Limits, Message, Uri};
+use privasip_message::{HasSipStatus, HeaderName, Limits, Message, Uri};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_core::CryptoRngCore;
 
@@ -560,13 +560,26 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
 
     /// Feeds a message from `from`.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, rng: &mut dyn CryptoRngCore) {
-        // A user agent acts on the whole message: every header is checked.
-        let parsed =
-            Message::parse_datagram(bytes, &self.limits).and_then(|m| m.validated(&self.limits));
-        let Ok(msg) = parsed else {
+        let Ok(mut msg) = Message::parse_datagram(bytes, &self.limits) else {
             return;
         };
-        match self.tx.receive(now, &msg, from, self.cfg.reliable) {
+        // A user agent acts on the whole message: every header is checked,
+        // and a request that fails is answered with 400 naming the problem
+        // when it can be answered at all (RFC 4475 §3.1.2).
+        let invalid = msg.validate(&self.limits).err();
+        if invalid.is_some() && !msg.can_be_answered() {
+            return;
+        }
+        let received = self.tx.receive(now, &msg, from, self.cfg.reliable);
+        if let Some(e) = invalid {
+            if let Received::NewRequest(stx) = received {
+                let r = e.rejection();
+                let tag = hex(rng, 6);
+                self.respond(now, stx, &msg, r.code, &r.reason, Some(&tag), None, None);
+            }
+            return;
+        }
+        match received {
             Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes, rng),
             Received::Response(ctx, status) => self.on_response(now, ctx, status, &msg, rng),
             Received::Stray => {

@@ -227,3 +227,36 @@ fn hanging_up_while_it_rings_cancels_the_call() {
         }
     }
 }
+
+#[test]
+fn a_request_with_a_malformed_header_is_answered_400_naming_it() {
+    let mut net = one_proxy(false, Answer::Accept, "wonderland");
+    let bad = b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKbad1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        From: <sip:x@example.com>;tag=1\r\n\
+        Call-ID: bad1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Max-Forwards: 70\r\n\
+        Contact: <sip:x@192.0.2.1\r\n\
+        Content-Length: 0\r\n\r\n";
+    let (now, rng) = (net.now, &mut net.rng);
+    let bob = net.uas.get_mut("bob").expect("bob");
+    bob.receive(now, bad, "proxy", rng);
+    let answer = bob.poll_transmit().expect("an answer");
+    let text = String::from_utf8(answer.bytes).expect("utf8");
+    let status = text.lines().next().unwrap_or_default();
+    assert!(
+        status.starts_with("SIP/2.0 400 Bad Request") && status.contains("Contact"),
+        "{status}"
+    );
+    assert!(text.contains("To: <sip:bob@example.com>;tag="), "{text}");
+    // An ACK, or a request whose To cannot be read, cannot be answered.
+    for unanswerable in [
+        String::from_utf8_lossy(bad).replace("OPTIONS", "ACK"),
+        String::from_utf8_lossy(bad).replace("To: <sip:bob@example.com>", "To: <sip:bob"),
+    ] {
+        bob.receive(now, unanswerable.as_bytes(), "proxy", rng);
+        assert!(bob.poll_transmit().is_none());
+    }
+}
