@@ -23,8 +23,9 @@ use crate::uri::Uri;
 /// Parsing frames the message (start line, header lines, Content-Length,
 /// body) and checks the Request-URI; a header value is checked against its
 /// grammar when it is first read, or all at once by [`Message::validate`].
-/// A proxy checks what it routes on and forwards the rest untouched (RFC
-/// 3261 §16.3 step 1); a user agent validates the whole message. Typed
+/// RFC 3261 §16.3 step 1 lets a proxy check only what it routes on and
+/// forward the rest untouched; privasip's proxy and user agent validate
+/// every message they receive and answer 400 when that fails. Typed
 /// accessors return `None` for a header that is absent or malformed.
 #[derive(Clone)]
 pub struct Message<'a> {
