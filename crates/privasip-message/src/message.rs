@@ -306,8 +306,11 @@ impl<'a> Message<'a> {
         if let Some(v) = &self.typed.top_via {
             return Some(v.clone());
         }
-        let v = self.header(HeaderName::Via)?;
-        Via::parse(&mut crate::scan::Cursor::new(v.value())).ok()
+        let mut c = crate::scan::Cursor::new(self.header(HeaderName::Via)?.value());
+        let via = Via::parse(&mut c).ok()?;
+        // The whole value, up to the next one: not a well-formed prefix.
+        c.skip_lws();
+        (c.at_end() || c.peek() == Some(b',')).then_some(via)
     }
 
     /// Every Via value, top first (empty if one is malformed).
@@ -376,12 +379,12 @@ impl<'a> Message<'a> {
         all
     }
 
-    /// Route values, top first.
+    /// Route values, top first (empty if one is malformed).
     pub fn routes(&self) -> Vec<NameAddr<'_>> {
         self.name_addr_list(HeaderName::Route)
     }
 
-    /// Record-Route values, top first.
+    /// Record-Route values, top first (empty if one is malformed).
     pub fn record_routes(&self) -> Vec<NameAddr<'_>> {
         self.name_addr_list(HeaderName::RecordRoute)
     }
@@ -389,7 +392,10 @@ impl<'a> Message<'a> {
     fn name_addr_list(&self, name: HeaderName) -> Vec<NameAddr<'_>> {
         let mut out = Vec::new();
         for v in self.values(name) {
-            let _ = name_addr::parse_list(v, false, |na| out.push(na));
+            // All or nothing, like `vias`: not a well-formed prefix.
+            if name_addr::parse_list(v, false, |na| out.push(na)).is_err() {
+                return Vec::new();
+            }
         }
         out
     }
@@ -537,8 +543,9 @@ impl<'a> Message<'a> {
     /// §8.2.6.2) and that key its transaction read fine. An ACK is never
     /// answered (§17.2.1).
     pub fn can_be_answered(&self) -> bool {
+        // A response copies every Via value.
         self.method().is_some_and(|m| m != Method::Ack)
-            && self.top_via().is_some()
+            && !self.vias().is_empty()
             && self.from().is_some()
             && self.to().is_some()
             && self.call_id().is_some()

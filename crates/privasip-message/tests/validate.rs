@@ -93,3 +93,15 @@ fn message_wide_rules_are_part_of_validation() {
         Err(ParseError::CSeqMethodMismatch)
     ));
 }
+
+#[test]
+fn a_well_formed_prefix_is_not_a_value() {
+    // The top Via's host runs into a NUL: `SIP/2.0/UDP t` would parse.
+    let text = String::from_utf8(request(""))
+        .expect("utf8")
+        .replace("192.0.2.1;branch", "t\0.example.com;branch");
+    let m = Message::parse_datagram(text.as_bytes(), &Limits::default()).expect("frames");
+    assert!(m.top_via().is_none() && m.vias().is_empty());
+    assert!(!m.can_be_answered(), "a response would copy the bad Via");
+    assert_eq!(header_error(text.as_bytes()), Some(HeaderName::Via));
+}
