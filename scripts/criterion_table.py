@@ -1,29 +1,35 @@
 #!/usr/bin/env python3
 """Turn criterion's saved estimates into a Markdown table.
 
-usage: criterion_table.py TARGET_DIR GROUP_PREFIX [BASELINE_FUNCTION]
+usage: criterion_table.py TARGET_DIR[,TARGET_DIR...] GROUP_PREFIX [BASELINE_FUNCTION]
 
 One row per benchmark group whose id starts with GROUP_PREFIX, one column
 group per function: median time per iteration, messages (iterations) per
 second, MB/s when the group has a byte throughput, and how many times
-slower than BASELINE_FUNCTION (default: privasip) it is.
+slower than BASELINE_FUNCTION (default: privasip) it is. With several
+target directories (snapshots of repeated runs), each function's figure
+is the fastest of its medians, the run least disturbed by other load.
 """
 import json
 import pathlib
 import sys
 
 
-def load(target, prefix):
+def load(targets, prefix):
     rows = {}
-    for bench in pathlib.Path(target, "criterion").glob("**/new/benchmark.json"):
-        meta = json.loads(bench.read_text())
-        group = meta["group_id"]
-        if not group.startswith(prefix):
-            continue
-        est = json.loads((bench.parent / "estimates.json").read_text())
-        ns = est["median"]["point_estimate"]
-        nbytes = (meta.get("throughput") or {}).get("Bytes")
-        rows.setdefault(group, {})[meta["function_id"]] = (ns, nbytes)
+    for target in targets.split(","):
+        for bench in pathlib.Path(target, "criterion").glob("**/new/benchmark.json"):
+            meta = json.loads(bench.read_text())
+            group = meta["group_id"]
+            if not group.startswith(prefix):
+                continue
+            est = json.loads((bench.parent / "estimates.json").read_text())
+            ns = est["median"]["point_estimate"]
+            nbytes = (meta.get("throughput") or {}).get("Bytes")
+            funcs = rows.setdefault(group, {})
+            old = funcs.get(meta["function_id"])
+            if old is None or ns < old[0]:
+                funcs[meta["function_id"]] = (ns, nbytes)
     return rows
 
 
