@@ -552,6 +552,23 @@ impl<'a> Message<'a> {
             && self.cseq().is_some()
     }
 
+    /// Parses and validates a datagram received from the network, sorted
+    /// the way a SIP element handles it: `None` to drop (it does not
+    /// frame, or it is malformed and cannot be answered); `Some((msg,
+    /// None))` to act on; `Some((msg, Some(error)))` for a request to
+    /// reject with `error`'s [`crate::HasSipStatus::rejection`] (RFC 3261
+    /// §16.3 step 1, RFC 4475 §3.1.2).
+    pub fn parse_received(
+        buf: &'a [u8],
+        limits: &Limits,
+    ) -> Option<(Message<'a>, Option<ParseError>)> {
+        let mut msg = Message::parse_datagram(buf, limits).ok()?;
+        match msg.validate(limits) {
+            Ok(()) => Some((msg, None)),
+            Err(e) => msg.can_be_answered().then_some((msg, Some(e))),
+        }
+    }
+
     /// [`Message::validate`], for a chain: `Message::parse_datagram(buf,
     /// limits).and_then(|m| m.validated(limits))`.
     pub fn validated(mut self, limits: &Limits) -> Result<Self, ParseError> {

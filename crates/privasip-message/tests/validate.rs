@@ -105,3 +105,29 @@ fn a_well_formed_prefix_is_not_a_value() {
     assert!(!m.can_be_answered(), "a response would copy the bad Via");
     assert_eq!(header_error(text.as_bytes()), Some(HeaderName::Via));
 }
+
+#[test]
+fn received_messages_are_sorted_into_act_reject_and_drop() {
+    let limits = Limits::default();
+    let valid = request("");
+    assert!(matches!(
+        Message::parse_received(&valid, &limits),
+        Some((_, None))
+    ));
+    let bad_date = request("Date: yesterday\r\n");
+    assert!(matches!(
+        Message::parse_received(&bad_date, &limits),
+        Some((
+            _,
+            Some(ParseError::Header {
+                header: HeaderName::Date,
+                ..
+            })
+        ))
+    ));
+    let bad_to = String::from_utf8(request(""))
+        .expect("utf8")
+        .replace("To: <sip:bob@example.com>", "To: <sip:bob");
+    assert!(Message::parse_received(bad_to.as_bytes(), &limits).is_none());
+    assert!(Message::parse_received(b"not sip", &limits).is_none());
+}

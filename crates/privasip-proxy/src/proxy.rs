@@ -342,17 +342,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// can be answered at all (Via, From, To, Call-ID and CSeq readable);
     /// anything else that is malformed is dropped.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, reliable: bool) {
-        // What does not frame has no Via to answer to: RFC 3261 §16.3
-        // lets a proxy drop it.
-        let Ok(mut msg) = Message::parse_datagram(bytes, &self.limits) else {
+        // Every known header is checked, not only those routed on: the
+        // registrar, Digest and PrivaSIP read most of them. What cannot be
+        // answered has no Via to answer to: RFC 3261 §16.3 lets a proxy
+        // drop it.
+        let Some((msg, invalid)) = Message::parse_received(bytes, &self.limits) else {
             return;
         };
-        // Every known header is checked, not only those routed on: the
-        // registrar, Digest and PrivaSIP read most of them.
-        let invalid = msg.validate(&self.limits).err();
-        if invalid.is_some() && !msg.can_be_answered() {
-            return;
-        }
         let received = self.tx.receive(now, &msg, from.clone(), reliable);
         if let Some(e) = invalid {
             // §16.3 step 1: act as a UAS and reject it. Retransmissions are

@@ -560,16 +560,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
 
     /// Feeds a message from `from`.
     pub fn receive(&mut self, now: Instant, bytes: &[u8], from: P, rng: &mut dyn CryptoRngCore) {
-        let Ok(mut msg) = Message::parse_datagram(bytes, &self.limits) else {
-            return;
-        };
         // A user agent acts on the whole message: every header is checked,
         // and a request that fails is answered with 400 naming the problem
         // when it can be answered at all (RFC 4475 §3.1.2).
-        let invalid = msg.validate(&self.limits).err();
-        if invalid.is_some() && !msg.can_be_answered() {
+        let Some((msg, invalid)) = Message::parse_received(bytes, &self.limits) else {
             return;
-        }
+        };
         let received = self.tx.receive(now, &msg, from, self.cfg.reliable);
         if let Some(e) = invalid {
             if let Received::NewRequest(stx) = received {
