@@ -3,49 +3,17 @@
 //! bytes changed or cut short, while idle and while it has a call.
 
 mod common;
+#[path = "../../privasip-proxy/tests/common/mutated.rs"]
+mod mutated;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mutated::mutated;
 use privasip_message::{Limits, Message};
 use privasip_ua::{Answer, Privacy};
 use proptest::prelude::*;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-
-/// Every RFC 4475 message and the realistic bench messages.
-fn corpus() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    ["rfc4475", "bench"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(root.join(d)).expect("testdata"))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "dat" || x == "sip"))
-        .map(|p| std::fs::read(p).expect("read"))
-        .collect()
-}
-
-fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    let corpus = corpus();
-    let n = corpus.len();
-    (
-        0..n,
-        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
-        any::<prop::sample::Index>(),
-        any::<bool>(),
-    )
-        .prop_map(move |(i, edits, cut, truncate)| {
-            let mut bytes = corpus[i].clone();
-            for (at, b) in edits {
-                let at = at.index(bytes.len());
-                bytes[at] = b;
-            }
-            if truncate {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
-            bytes
-        })
-}
 
 proptest! {
     #![proptest_config(ProptestConfig {

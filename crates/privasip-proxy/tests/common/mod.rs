@@ -1,0 +1,45 @@
+//! What the RFC 4475 and bad-input tests share: a proxy core for
+//! example.com whose every next hop is "next", and the test messages.
+
+// Tests need some starting instant; which one does not matter.
+#![allow(clippy::disallowed_methods, dead_code, unreachable_pub)]
+
+pub mod mutated;
+
+use std::path::Path;
+use std::time::Instant;
+
+use privasip_digest::Algorithm;
+use privasip_proxy::{Next, Proxy, ProxyConfig};
+use privasip_registrar::RegistrarConfig;
+
+pub fn proxy(authenticate: bool) -> Proxy<&'static str> {
+    let cfg = ProxyConfig {
+        domains: vec!["example.com".into()],
+        sent_by: "192.0.2.10:5060".into(),
+        record_route: true,
+        authenticate,
+        registrar: RegistrarConfig::default(),
+        digest: vec![Algorithm::Sha256, Algorithm::Md5],
+    };
+    Proxy::new(
+        cfg,
+        Box::new(|_: &str, _: Option<u16>, _: &str| {
+            Some(Next {
+                peer: "next",
+                reliable: false,
+            })
+        }),
+        [3; 32],
+        Instant::now(),
+    )
+}
+
+pub fn torture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/rfc4475")
+            .join(name),
+    )
+    .expect("torture message")
+}
