@@ -415,7 +415,7 @@ fn excerpt(line: &str) -> String {
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &line[..end])
+    format!("{}…", line.get(..end).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -102,11 +102,14 @@ pub fn with_user(uri: &str, user: &str) -> Result<String, TransformError> {
     let after_user = match sip.user {
         Some(_) => uri
             .find('@')
-            .map(|at| &uri[at + 1..])
+            .map(|at| uri.get(at + 1..).unwrap_or_default())
             .ok_or(TransformError::NotSipUri)?,
-        None => &uri[scheme_len..],
+        None => uri.get(scheme_len..).unwrap_or_default(),
     };
-    Ok(format!("{}{user}@{after_user}", &uri[..scheme_len]))
+    Ok(format!(
+        "{}{user}@{after_user}",
+        uri.get(..scheme_len).unwrap_or_default()
+    ))
 }
 
 /// Removes display names, identifying headers and the identifying lines

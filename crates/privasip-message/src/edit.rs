@@ -183,14 +183,17 @@ impl<'a> Message<'a> {
             let uri = na.uri_raw;
             let scheme_len = if sip.secure { 5 } else { 4 };
             let after_user = match uri.find('@') {
-                Some(at) => &uri[at + 1..],
-                None => &uri[scheme_len..],
+                Some(at) => uri.get(at + 1..).unwrap_or_default(),
+                None => uri.get(scheme_len..).unwrap_or_default(),
             };
-            let new_uri = format!("{}{user}@{after_user}", &uri[..scheme_len]);
+            let new_uri = format!(
+                "{}{user}@{after_user}",
+                uri.get(..scheme_len).unwrap_or_default()
+            );
             Ok(Some(format!(
                 "{}{new_uri}{}",
-                &value[na.span.0..na.uri_span.0],
-                &value[na.uri_span.1..na.span.1]
+                value.get(na.span.0..na.uri_span.0).unwrap_or_default(),
+                value.get(na.uri_span.1..na.span.1).unwrap_or_default()
             )))
         })
     }
@@ -200,9 +203,12 @@ impl<'a> Message<'a> {
     pub fn remove_display_names(&mut self, name: HeaderName) -> Result<usize, ParseError> {
         self.rewrite_addrs(name, |na, value| {
             // A display name always comes with <>, right before the URI.
-            Ok(na
-                .display_span
-                .map(|_| value[na.uri_span.0 - 1..na.span.1].to_owned()))
+            Ok(na.display_span.map(|_| {
+                value
+                    .get(na.uri_span.0 - 1..na.span.1)
+                    .unwrap_or_default()
+                    .to_owned()
+            }))
         })
     }
 
@@ -239,7 +245,7 @@ impl<'a> Message<'a> {
             let mut any = false;
             for na in &addrs {
                 if let Some(new) = f(na, value).map_err(|r| bad(name, r))? {
-                    out.push_str(&value[last..na.span.0]);
+                    out.push_str(value.get(last..na.span.0).unwrap_or_default());
                     out.push_str(&new);
                     last = na.span.1;
                     any = true;
@@ -247,7 +253,7 @@ impl<'a> Message<'a> {
                 }
             }
             if any {
-                out.push_str(&value[last..]);
+                out.push_str(value.get(last..).unwrap_or_default());
                 let out = trim_lws(&out).to_owned();
                 check_value(name, &out).map_err(|r| bad(name, r))?;
                 updates.push((i, out));
@@ -295,8 +301,8 @@ impl<'a> Message<'a> {
             }
             Some(at) => {
                 h.value = match std::mem::take(&mut h.value) {
-                    Cow::Borrowed(v) => Cow::Borrowed(&v[at..]),
-                    Cow::Owned(v) => Cow::Owned(v[at..].to_owned()),
+                    Cow::Borrowed(v) => Cow::Borrowed(v.get(at..).unwrap_or_default()),
+                    Cow::Owned(v) => Cow::Owned(v.get(at..).unwrap_or_default().to_owned()),
                 };
                 h.raw = None;
             }

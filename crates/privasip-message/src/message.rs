@@ -737,7 +737,7 @@ impl<'a> LineIter<'a> {
         if b[cr] != b'\r' || b.get(cr + 1) != Some(&b'\n') {
             return Err(ParseError::BareLineEnd { line: self.number });
         }
-        let line = &self.head[self.pos..cr];
+        let line = self.head.get(self.pos..cr).unwrap_or_default();
         if line.len() > self.max {
             return Err(ParseError::LineTooLong { limit: self.max });
         }
@@ -769,13 +769,13 @@ fn find_line_end(b: &[u8], from: usize) -> Option<usize> {
 }
 
 fn finish_header(head: &str, start: usize, colon: usize, end: usize) -> Header<'_> {
-    let name_raw = trim_end_ws(&head[start..colon]);
-    let value = trim_lws(&head[colon + 1..end]);
+    let name_raw = trim_end_ws(head.get(start..colon).unwrap_or_default());
+    let value = trim_lws(head.get(colon + 1..end).unwrap_or_default());
     Header {
         name: HeaderName::lookup_in(&head.as_bytes()[start..], name_raw.len()),
         name_raw: Cow::Borrowed(name_raw),
         value: Cow::Borrowed(value),
-        raw: Some(&head[start..end]),
+        raw: Some(head.get(start..end).unwrap_or_default()),
     }
 }
 
@@ -835,9 +835,13 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
         let c = a + 1 + find_byte(&b[a + 1..], b' ')?;
         find_byte(&b[c + 1..], b' ').is_none().then_some((a, c))
     });
-    let Some((method, uri, version)) =
-        spaces.map(|(a, c)| (&line[..a], &line[a + 1..c], &line[c + 1..]))
-    else {
+    let Some((method, uri, version)) = spaces.map(|(a, c)| {
+        (
+            line.get(..a).unwrap_or_default(),
+            line.get(a + 1..c).unwrap_or_default(),
+            line.get(c + 1..).unwrap_or_default(),
+        )
+    }) else {
         return Err(ParseError::RequestLine(
             if line.contains("  ") || line.ends_with(' ') || line.starts_with(' ') {
                 "elements must be separated by exactly one SP"
@@ -881,20 +885,22 @@ fn parse_start_line(line: &str) -> Result<StartLine<'_>, ParseError> {
 
 fn parse_status_line(line: &str) -> Result<StartLine<'_>, ParseError> {
     let sp = find_byte(line.as_bytes(), b' ').ok_or(ParseError::StatusLine("no status code"))?;
-    check_version(&line[..sp])
+    check_version(line.get(..sp).unwrap_or_default())
         .map_err(|e| e.unwrap_or(ParseError::StatusLine("bad SIP version")))?;
-    let rest = &line[sp + 1..];
+    let rest = line.get(sp + 1..).unwrap_or_default();
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits != 3 {
         return Err(ParseError::StatusLine("status code is not three digits"));
     }
-    let code: u16 = rest[..3]
+    let code: u16 = rest
+        .get(..3)
+        .unwrap_or_default()
         .parse()
         .map_err(|_| ParseError::StatusLine("status code is not three digits"))?;
     if !(100..=699).contains(&code) {
         return Err(ParseError::StatusLine("status code outside 100-699"));
     }
-    let reason = match &rest[3..] {
+    let reason = match rest.get(3..).unwrap_or_default() {
         "" => "",
         r => r
             .strip_prefix(' ')

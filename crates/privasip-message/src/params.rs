@@ -110,7 +110,7 @@ impl<'a> Iterator for ParamIter<'a> {
             }
             let rest = c.rest();
             let seg_len = rest.find(';').unwrap_or(rest.len());
-            let seg = &rest[..seg_len];
+            let seg = rest.get(..seg_len).unwrap_or_default();
             // Advance past the segment and its ';'.
             c.take_while(|b| b != b';');
             c.eat(b';');

@@ -202,7 +202,7 @@ pub(crate) fn trim_lws(s: &str) -> &str {
         end -= 1;
     }
     // Only ASCII was trimmed, so both ends are char boundaries.
-    &s[start..end]
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Trims SP and HTAB at the end.
@@ -212,7 +212,7 @@ pub(crate) fn trim_end_ws(s: &str) -> &str {
     while end > 0 && matches!(b[end - 1], b' ' | b'\t') {
         end -= 1;
     }
-    &s[..end]
+    s.get(..end).unwrap_or_default()
 }
 
 /// A cursor over one header value.
@@ -240,11 +240,11 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn rest(&self) -> &'a str {
-        &self.s[self.pos..]
+        self.s.get(self.pos..).unwrap_or_default()
     }
 
     pub(crate) fn slice(&self, from: usize, to: usize) -> &'a str {
-        &self.s[from..to]
+        self.s.get(from..to).unwrap_or_default()
     }
 
     /// Moves `n` bytes on; the caller knows they are there and end on a
@@ -295,7 +295,7 @@ impl<'a> Cursor<'a> {
             self.pos += 1;
         }
         // Only ASCII predicates are used, so `pos` is on a char boundary.
-        &self.s[start..self.pos]
+        self.s.get(start..self.pos).unwrap_or_default()
     }
 
     /// Consumes a token, or returns `None` without moving.
@@ -329,7 +329,7 @@ impl<'a> Cursor<'a> {
             match c {
                 b'"' => {
                     self.pos = i + 1;
-                    return Some(&self.s[start..self.pos]);
+                    return Some(self.s.get(start..self.pos).unwrap_or_default());
                 }
                 // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
                 b'\\' => match b.get(i + 1) {

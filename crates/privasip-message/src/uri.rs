@@ -51,8 +51,8 @@ impl<'a> Uri<'a> {
     /// Parses a complete URI.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
         let colon = find_byte(s.as_bytes(), b':').ok_or("no scheme")?;
-        let scheme = &s[..colon];
-        let rest = &s[colon + 1..];
+        let scheme = s.get(..colon).unwrap_or_default();
+        let rest = s.get(colon + 1..).unwrap_or_default();
         if !is_scheme(scheme) {
             return Err("bad scheme");
         }
@@ -116,7 +116,7 @@ impl<'a> SipUri<'a> {
         // password: the other path says which).
         let run = scan_escaped(b, 0, is_user)?;
         let (user, host_at) = match b.get(run) {
-            Some(b'@') if run > 0 => (Some(&s[..run]), run + 1),
+            Some(b'@') if run > 0 => (Some(s.get(..run).unwrap_or_default()), run + 1),
             Some(b'@') => return None,
             Some(_) if find_byte(&b[run..], b'@').is_some() => return None,
             _ => (None, 0),
@@ -133,14 +133,14 @@ impl<'a> SipUri<'a> {
             prev_dot = dot;
             i += 1;
         }
-        let host = &s[host_at..i];
+        let host = s.get(host_at..i).unwrap_or_default();
         if host.is_empty() || host.len() > 255 || b[host_at] == b'-' {
             return None;
         }
         let port = if b.get(i) == Some(&b':') {
             let start = i + 1;
             i = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
-            Some(parse_port(&s[start..i])?)
+            Some(parse_port(s.get(start..i).unwrap_or_default())?)
         } else {
             None
         };
@@ -150,7 +150,7 @@ impl<'a> SipUri<'a> {
             return None;
         }
         let params = if i > params_at {
-            &s[params_at + 1..i]
+            s.get(params_at + 1..i).unwrap_or_default()
         } else {
             ""
         };
@@ -181,28 +181,36 @@ impl<'a> SipUri<'a> {
                         if p_end != at {
                             return Err("bad password part");
                         }
-                        (user_end, Some(&s[user_end + 1..at]))
+                        (user_end, Some(s.get(user_end + 1..at).unwrap_or_default()))
                     }
                     _ => (user_end, None),
                 };
                 if user_end == 0 || (password.is_none() && user_end != at) {
                     return Err("bad user part");
                 }
-                (Some(&s[..user_end]), password, at + 1)
+                (
+                    Some(s.get(..user_end).unwrap_or_default()),
+                    password,
+                    at + 1,
+                )
             }
         };
         let hp_end = b[host_at..]
             .iter()
             .position(|&c| c == b';' || c == b'?')
             .map_or(b.len(), |i| host_at + i);
-        let (host, port) = parse_hostport(&s[host_at..hp_end])?;
+        let (host, port) = parse_hostport(s.get(host_at..hp_end).unwrap_or_default())?;
         let params_start = (hp_end + 1).min(b.len());
         let i = scan_uri_params(b, hp_end)?;
-        let params = if i > hp_end { &s[params_start..i] } else { "" };
+        let params = if i > hp_end {
+            s.get(params_start..i).unwrap_or_default()
+        } else {
+            ""
+        };
         let headers = match b.get(i) {
             None => None,
             Some(b'?') => {
-                let h = &s[i + 1..];
+                let h = s.get(i + 1..).unwrap_or_default();
                 for hv in h.split('&') {
                     let (name, value) = hv.split_once('=').ok_or("URI header without '='")?;
                     if name.is_empty()
@@ -275,22 +283,22 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let b = s.as_bytes();
     let host_end = if b.first() == Some(&b'[') {
         let close = find_byte(b, b']').ok_or("unclosed IPv6 reference")?;
-        if !is_ipv6_reference(&s[..=close]) {
+        if !is_ipv6_reference(s.get(..=close).unwrap_or_default()) {
             return Err("bad IPv6 reference");
         }
         close + 1
     } else {
         let end = find_byte(b, b':').unwrap_or(b.len());
-        if !is_hostname(&s[..end]) {
+        if !is_hostname(s.get(..end).unwrap_or_default()) {
             return Err("bad host");
         }
         end
     };
-    let port = match &s[host_end..] {
+    let port = match s.get(host_end..).unwrap_or_default() {
         "" => None,
         p => Some(p.strip_prefix(':').and_then(parse_port).ok_or("bad port")?),
     };
-    Ok((&s[..host_end], port))
+    Ok((s.get(..host_end).unwrap_or_default(), port))
 }
 
 pub(crate) fn parse_port(p: &str) -> Option<u16> {
@@ -319,13 +327,17 @@ pub(crate) fn is_hostname(h: &str) -> bool {
     true
 }
 
-fn is_ipv6_reference(h: &str) -> bool {
-    let inner = &h[1..h.len() - 1];
-    !inner.is_empty()
-        && inner.contains(':')
-        && inner
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+/// `IPv6reference` (RFC 3261 §25.1): an IPv6 address in brackets.
+pub(crate) fn is_ipv6_reference(h: &str) -> bool {
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(is_ipv6_address)
+}
+
+/// `IPv6address`, the form std parses (which is the RFC 4291 text form,
+/// an embedded IPv4 tail included), ASCII only.
+pub(crate) fn is_ipv6_address(h: &str) -> bool {
+    h.len() <= 45 && h.is_ascii() && h.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 impl fmt::Display for Uri<'_> {

@@ -148,11 +148,13 @@ impl ControlConn {
             if line.len() < 4 || !line.is_char_boundary(3) {
                 return Err(ControlError::Malformed(line));
             }
-            let code: u16 = line[..3]
+            let code: u16 = line
+                .get(..3)
+                .unwrap_or_default()
                 .parse()
                 .map_err(|_| ControlError::Malformed(line.clone()))?;
             let sep = line.as_bytes()[3];
-            let text = line[4..].to_owned();
+            let text = line.get(4..).unwrap_or_default().to_owned();
             match sep {
                 b' ' => {
                     lines.push(text);
@@ -181,7 +183,7 @@ impl ControlConn {
 /// `COOKIEFILE="..."` from a PROTOCOLINFO AUTH line.
 fn cookie_path(auth: &str) -> Option<PathBuf> {
     let start = auth.find("COOKIEFILE=\"")? + "COOKIEFILE=\"".len();
-    let rest = &auth[start..];
+    let rest = auth.get(start..).unwrap_or_default();
     let mut path = String::new();
     let mut chars = rest.chars();
     while let Some(c) = chars.next() {

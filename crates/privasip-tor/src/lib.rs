@@ -186,9 +186,11 @@ pub trait TorBackend: Send + Sync + 'static {
 }
 
 /// True for a `.onion` host name (RFC 7686: never resolved outside Tor).
+/// Compares bytes, so any text is safe here, a host from the wire
+/// included (a multi-byte character never splits).
 pub fn is_onion(host: &str) -> bool {
-    let h = host.trim_end_matches('.');
-    h.len() > 6 && h[h.len() - 6..].eq_ignore_ascii_case(".onion")
+    let h = host.trim_end_matches('.').as_bytes();
+    h.len() > 6 && h[h.len() - 6..].eq_ignore_ascii_case(b".onion")
 }
 
 #[cfg(test)]
@@ -201,5 +203,21 @@ mod tests {
         assert!(is_onion("ABC.ONION."));
         assert!(!is_onion(".onion"));
         assert!(!is_onion("onion.example"));
+    }
+
+    #[test]
+    fn any_text_is_safe() {
+        // A multi-byte character where ".onion" would start (the host
+        // of a hostile Via that once panicked the proxy).
+        for h in [
+            "[\u{e9}abcd]",
+            "\u{e9}\u{e9}\u{e9}\u{e9}",
+            "x\u{1F600}onion",
+            "",
+            ".",
+        ] {
+            assert!(!is_onion(h), "{h:?}");
+        }
+        assert!(is_onion("abcd.onion"));
     }
 }

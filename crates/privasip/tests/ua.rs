@@ -469,7 +469,7 @@ fn privasip2_across_two_proxies_with_every_scheme() {
             "{scheme}: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let tag = format!("from ps1{}.", &scheme[..1]);
+        let tag = format!("from ps1{}.", scheme.get(..1).unwrap_or_default());
         let seen = std::fs::read_to_string(&bob_out).unwrap_or_default();
         assert!(seen.contains(&tag), "{scheme}: Bob saw {seen}");
         assert!(!seen.contains("alice"), "{scheme}: {seen}");

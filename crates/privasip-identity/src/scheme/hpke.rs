@@ -240,7 +240,7 @@ mod tests {
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or_default(), 16).expect("hex"))
             .collect()
     }
 

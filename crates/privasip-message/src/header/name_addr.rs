@@ -89,7 +89,7 @@ impl<'a> NameAddr<'a> {
             let close = find_byte(rest.as_bytes(), b'>').ok_or("missing > after URI")?;
             let at = c.pos();
             c.advance(close + 1);
-            (at, &rest[..close])
+            (at, rest.get(..close).unwrap_or_default())
         } else {
             let at = c.pos();
             let raw = c.take_while(|b| !is_lws(b) && b != b';' && !(list && b == b','));

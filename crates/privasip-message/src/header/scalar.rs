@@ -113,7 +113,7 @@ pub(crate) fn check_date(value: &str) -> Result<(), &'static str> {
         && digits(20..22)
         && b[22] == b':'
         && digits(23..25)
-        && &value[25..] == " GMT";
+        && value.get(25..).unwrap_or_default() == " GMT";
     if ok {
         Ok(())
     } else {

@@ -2,7 +2,7 @@
 
 use crate::params::Params;
 use crate::scan::{Cursor, is_host};
-use crate::uri::{is_hostname, parse_port};
+use crate::uri::{is_hostname, is_ipv6_address, is_ipv6_reference, parse_port};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
 pub const BRANCH_COOKIE: &str = "z9hG4bK";
@@ -64,12 +64,13 @@ impl<'a> Via<'a> {
             return Err("missing white space before sent-by");
         }
         let host = if c.peek() == Some(b'[') {
-            let h = c.take_while(|b| b != b']');
+            let start = c.pos();
+            c.take_while(|b| b != b']');
             if !c.eat(b']') {
                 return Err("unclosed IPv6 reference");
             }
-            let h = c.slice(c.pos() - h.len() - 1, c.pos());
-            if h.len() < 4 {
+            let h = c.slice(start, c.pos());
+            if !is_ipv6_reference(h) {
                 return Err("bad IPv6 reference");
             }
             h
@@ -87,6 +88,7 @@ impl<'a> Via<'a> {
             None
         };
         let params = Params::parse_header(c)?;
+        check_params(&params)?;
         Ok(Via {
             protocol,
             version,
@@ -96,6 +98,34 @@ impl<'a> Via<'a> {
             params,
         })
     }
+}
+
+/// The parameters whose values routing reads, against their grammar
+/// (RFC 3261 §20.42, §25.1; RFC 3581): what a proxy may one day send to
+/// is never free text.
+fn check_params(params: &Params<'_>) -> Result<(), &'static str> {
+    for (name, value) in params.iter() {
+        let ok = if name.eq_ignore_ascii_case("received") {
+            // RFC 3261 writes IPv6 bare; RFC 5118 §4.5 meets it bracketed.
+            value.is_some_and(|v| {
+                (v.is_ascii() && v.parse::<std::net::Ipv4Addr>().is_ok())
+                    || is_ipv6_address(v)
+                    || is_ipv6_reference(v)
+            })
+        } else if name.eq_ignore_ascii_case("rport") {
+            value.is_none_or(|v| parse_port(v).is_some())
+        } else if name.eq_ignore_ascii_case("maddr") {
+            value.is_some_and(|v| is_hostname(v) || is_ipv6_reference(v))
+        } else if name.eq_ignore_ascii_case("ttl") {
+            value.is_some_and(|v| v.len() <= 3 && v.parse::<u8>().is_ok())
+        } else {
+            true
+        };
+        if !ok {
+            return Err("bad received, rport, maddr or ttl in Via");
+        }
+    }
+    Ok(())
 }
 
 /// Parses every value of one Via header line, calling `each` for each.
@@ -154,9 +184,29 @@ mod tests {
             "SIP/2.0/UDPhost",
             "SIP/2.0/UDP host:99999",
             "SIP/2.0/UDP host junk",
+            // A hostile Via once panicked the proxy with this host.
+            "SIP/2.0/UDP [\u{e9}abcd]",
+            "SIP/2.0/UDP [abcd]",
+            "SIP/2.0/UDP []",
+            "SIP/2.0/UDP [::1",
+            "SIP/2.0/UDP h;received=h\u{e9}",
+            "SIP/2.0/UDP h;received=example.com",
+            "SIP/2.0/UDP h;received",
+            "SIP/2.0/UDP h;rport=70000",
+            "SIP/2.0/UDP h;rport=x",
+            "SIP/2.0/UDP h;maddr=[zz]",
+            "SIP/2.0/UDP h;maddr=a..b",
+            "SIP/2.0/UDP h;ttl=256",
         ] {
             assert!(vias(bad).is_err(), "{bad}");
         }
         assert!(!vias("SIP/2.0/UDP h;branch=z9hG4bK").expect("valid")[0].has_rfc3261_branch());
+        for good in [
+            "SIP/2.0/UDP [::1];received=::1;rport",
+            "SIP/2.0/UDP h;received=192.0.2.1;rport=0;maddr=239.255.255.1;ttl=255",
+            "SIP/2.0/UDP h;maddr=[2001:db8::1];ttl=0",
+        ] {
+            assert!(vias(good).is_ok(), "{good}");
+        }
     }
 }

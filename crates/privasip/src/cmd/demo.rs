@@ -200,8 +200,17 @@ fn shorten(line: &str) -> String {
         .map(|w| {
             if let Some(i) = w.find("ps1") {
                 let end = (i + 16).min(w.len());
-                let tail = w[i..].find('@').map_or("", |at| &w[i + at..]);
-                format!("{}{}…{}", &w[..i], &w[i..end], tail)
+                let tail = w
+                    .get(i..)
+                    .unwrap_or_default()
+                    .find('@')
+                    .map_or("", |at| w.get(i + at..).unwrap_or_default());
+                format!(
+                    "{}{}…{}",
+                    w.get(..i).unwrap_or_default(),
+                    w.get(i..end).unwrap_or_default(),
+                    tail
+                )
             } else {
                 w.to_owned()
             }
@@ -230,7 +239,7 @@ fn report(
             AliceHop::Lan => "UDP (LAN)",
             AliceHop::Tor => "Tor, A's onion, a circuit per call",
         },
-        &b_onion[..16.min(b_onion.len())],
+        b_onion.get(..16.min(b_onion.len())).unwrap_or_default(),
         match reach {
             CalleeReach::Onion => "Bob's onion",
             CalleeReach::Registration => "the stream Bob registered on",
