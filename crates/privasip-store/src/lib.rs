@@ -27,10 +27,13 @@ pub enum StoreError {
     /// Setting the file's permissions failed.
     #[error("store: cannot make the file private: {0}")]
     Permissions(std::io::Error),
+    /// A stored secret is not 32 bytes (the store was edited by hand).
+    #[error("store: the secret {0:?} is not 32 bytes")]
+    BadSecret(String),
 }
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A user's stored credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -268,6 +271,13 @@ impl Store {
     /// from `u`: see [`UserRow::aes_next`]).
     pub fn put_user(&mut self, u: &UserRow) -> Result<(), StoreError> {
         each!(self, s => s.put_user(u))
+    }
+
+    /// The 32-byte secret called `name`: the one stored, or `fresh`,
+    /// stored now, if there is none. Instances sharing a store share it.
+    pub fn secret(&mut self, name: &str, fresh: &[u8; 32]) -> Result<[u8; 32], StoreError> {
+        let v = each!(self, s => s.secret(name, fresh))?;
+        <[u8; 32]>::try_from(v.as_slice()).map_err(|_| StoreError::BadSecret(name.to_owned()))
     }
 
     /// Raises the AES counter of `user` (in every realm) to `next`; it

@@ -80,11 +80,35 @@ impl PgStore {
             )
             .map_err(pg)?;
         }
+        if version < 3 {
+            tx.batch_execute(
+                "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+                 DELETE FROM privasip_schema;
+                 INSERT INTO privasip_schema VALUES (3);",
+            )
+            .map_err(pg)?;
+        }
         tx.commit().map_err(pg)?;
         Ok(PgStore {
             client,
             instance: instance.to_owned(),
         })
+    }
+
+    /// The secret called `name`, `fresh` stored as it if there is none
+    /// (the first instance to ask decides for all).
+    pub(crate) fn secret(&mut self, name: &str, fresh: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+        self.client
+            .execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &&fresh[..]],
+            )
+            .map_err(pg)?;
+        let row = self
+            .client
+            .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])
+            .map_err(pg)?;
+        Ok(row.get(0))
     }
 
     fn notify(&mut self, change: &Change) -> Result<(), StoreError> {

@@ -15,13 +15,22 @@ pub(crate) struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed, mode 0600) and migrates the store.
     pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)?;
+        // Created private, before SQLite writes anything to it: there is
+        // no moment when another user could open it.
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(StoreError::Permissions)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
                 .map_err(StoreError::Permissions)?;
         }
+        let conn = Connection::open(path)?;
         // One writer, readers alongside; survive a crash mid-write.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -57,7 +66,28 @@ impl SqliteStore {
                  COMMIT;",
             )?;
         }
+        if version < 3 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
         Ok(SqliteStore { conn })
+    }
+
+    /// The secret called `name`, `fresh` stored as it if there is none.
+    pub(crate) fn secret(&mut self, name: &str, fresh: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+        self.conn.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, &fresh[..]],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT value FROM secrets WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )?)
     }
 
     /// Adds or replaces a user's credentials (`aes_next` is not taken
