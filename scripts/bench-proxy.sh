@@ -288,6 +288,12 @@ default_transport = "$transport"
 authenticate = $auth
 digest = ["MD5"]
 
+# SIPp is a trusted peer: its requests name the uas by IP address and are
+# relayed without Digest. Every other limit stays at its default.
+[relay]
+trusted = ["127.0.0.1"]
+allow_networks = ["127.0.0.0/8"]
+
 [listen]
 udp = "127.0.0.1:$PROXY"
 tcp = "127.0.0.1:$PROXY"

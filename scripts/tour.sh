@@ -42,6 +42,8 @@ domains = ["b.example"]
 sent_by = "127.0.0.1:25160"
 authenticate = true
 digest = ["MD5"]        # SIPp answers only MD5
+[relay]
+allow_networks = ["127.0.0.0/8"]   # the users' phones are on loopback
 [listen]
 udp = "127.0.0.1:25160"
 [store]

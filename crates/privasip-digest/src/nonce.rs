@@ -94,6 +94,23 @@ impl Nonces {
     /// which counts as nc 1). Constant time in the number of nonces
     /// tracked (logarithmic).
     pub fn check(&mut self, nonce: &str, nc: Option<&str>, now: Instant) -> NonceCheck {
+        self.judge(nonce, nc, now, true)
+    }
+
+    /// What [`Nonces::check`] would answer, recording nothing: a server
+    /// checks the response first and then calls [`Nonces::record`], so
+    /// that a sniffed nonce sent with a forged response and a high `nc`
+    /// cannot make the real client's next request look like a replay.
+    pub fn peek(&mut self, nonce: &str, nc: Option<&str>, now: Instant) -> NonceCheck {
+        self.judge(nonce, nc, now, false)
+    }
+
+    /// Records `nc` as used for `nonce` (after a response was verified).
+    pub fn record(&mut self, nonce: &str, nc: Option<&str>, now: Instant) {
+        self.judge(nonce, nc, now, true);
+    }
+
+    fn judge(&mut self, nonce: &str, nc: Option<&str>, now: Instant, record: bool) -> NonceCheck {
         let Some((serial, issued)) = self.issued_at(nonce) else {
             return NonceCheck::Unknown;
         };
@@ -111,10 +128,13 @@ impl Nonces {
         match self.seen.get_mut(&serial) {
             Some((last, _)) if nc <= *last => NonceCheck::Replayed,
             Some((last, _)) => {
-                *last = nc;
+                if record {
+                    *last = nc;
+                }
                 NonceCheck::Valid
             }
             None if serial < self.forgotten_below => NonceCheck::Stale,
+            None if !record => NonceCheck::Valid,
             None => {
                 self.seen.insert(serial, (nc, issued));
                 while self.seen.len() > self.max_tracked {

@@ -122,6 +122,34 @@ impl Keyring {
         })
     }
 
+    /// The ID of a token this keyring opened for `context` before and
+    /// still caches: no decryption.
+    pub fn cached(&mut self, token: &str, context: &[u8], now: Instant) -> Option<RealId> {
+        self.cache.get(token, context, now)
+    }
+
+    /// What can be known of `token` without decrypting: it parses, and a
+    /// key of ours (or PrivaSIP-AES) could open it. A proxy checks this
+    /// before spending public-key work on a token anyone could have sent.
+    pub fn precheck(&self, token: &str) -> Result<(), IdentityError> {
+        let parsed = Token::parse(token)?;
+        if parsed.scheme == SchemeId::Aes {
+            return Ok(());
+        }
+        let kid = KeyId(
+            parsed
+                .key_id
+                .as_slice()
+                .try_into()
+                .map_err(|_| IdentityError::UnknownKey)?,
+        );
+        if self.keys.contains_key(&(parsed.scheme, kid)) {
+            Ok(())
+        } else {
+            Err(IdentityError::UnknownKey)
+        }
+    }
+
     /// The AES users whose next acceptable counter moved, with the new
     /// value, since the last call: persist them, so that after a restart
     /// a used token does not open again.

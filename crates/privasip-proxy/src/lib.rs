@@ -1,11 +1,21 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+mod budget;
+mod gate;
+mod mac;
 mod proxy;
+mod relay;
 mod response;
 mod timer_c;
 
-pub use auth::{Credentials, FAILURE_WINDOW, MAX_FAILURES};
+pub use auth::{
+    Credentials, FAILURE_WINDOW, KNOWN_SOURCE_FOR, MAX_FAILURES, MAX_SOURCE_FAILURES,
+    MAX_USER_FAILURES,
+};
+pub use budget::SourceKey;
+pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
 pub use proxy::{Next, Proxy, ProxyConfig, Resolver, StoreEvent};
+pub use relay::{BadNetwork, Network, Origin, Refusal, RelayPolicy, is_internal};
 pub use response::response_for;
-pub use timer_c::DEFAULT_TIMER_C;
+pub use timer_c::{DEFAULT_TIMER_C, MAX_TIMER_C};

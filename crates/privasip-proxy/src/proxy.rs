@@ -5,13 +5,21 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use privasip_digest::Ha1;
 use privasip_identity::{Keyring, RealId, Token};
 use privasip_message::{BRANCH_COOKIE, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri};
 use privasip_registrar::{Registrar, RegistrarConfig};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 
 use crate::auth::{Authenticator, Credentials, Verdict};
+use crate::budget::SourceKey;
+use crate::gate::{Gate, OPENS_BURST, OPENS_PER_SECOND, Refused};
+use crate::mac::{ROUTE_PARAM, Signer, derive};
+use crate::relay::{Origin, Refusal, RelayPolicy};
 use crate::response::response_for;
 use crate::timer_c::{DEFAULT_TIMER_C, Expiry, TimerC};
 
@@ -48,6 +56,8 @@ pub struct ProxyConfig {
     /// Clients that take the first challenge whatever it is (SIPp) need
     /// MD5 alone.
     pub digest: Vec<privasip_digest::Algorithm>,
+    /// Whom we relay for and where we may send (doc/relay.md).
+    pub relay: RelayPolicy,
 }
 
 /// What the driver should persist (the core does no I/O). It carries real
@@ -124,25 +134,40 @@ pub struct Proxy<P> {
     calls: HashMap<ServerTx, Fwd>,
     by_client: HashMap<ClientTx, ServerTx>,
     outbox: VecDeque<Transmit<P>>,
-    /// Made-here tags and branch salts.
-    seq: u64,
-    auth: Authenticator<P>,
+    /// Tags (RFC 3261 §19.3: random, at least 32 bits).
+    rng: ChaCha20Rng,
+    /// Signs our Record-Route and Via.
+    signer: Signer,
+    /// What the driver says a peer is.
+    origin_of: Box<dyn Fn(&P) -> Origin + Send>,
+    /// Token opens, within a budget per source.
+    gate: Gate,
+    auth: Authenticator,
     keyring: Option<Keyring>,
     store_events: VecDeque<StoreEvent>,
     tor: Option<TorName<P>>,
     /// Flow-bound contacts (RFC 5626 style): a UA whose registered Contact
     /// carries `;ob` is reached over the connection it registered on,
     /// keyed by the Contact's `host:port`, owned by the address of record
-    /// that bound it (no other may rebind or unbind it). Behind Tor this
-    /// is the registration stream: the UA needs no onion service.
+    /// that bound it for as long as that binding lives, connected or not
+    /// (no other may take it over). Behind Tor this is the registration
+    /// stream: the UA needs no onion service. At most one per live
+    /// binding: the sweep drops those whose binding lapsed.
     flows: HashMap<String, Flow<P>>,
     timer_c: TimerC,
+    /// When lapsed bindings and their flows are next dropped.
+    next_sweep: Option<Instant>,
 }
 
-/// A flow-bound contact's connection.
+/// How often lapsed bindings and flows are dropped.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A flow-bound contact's owner and connection (none while it is
+/// closed: the user is registered but unreachable until it registers
+/// again).
 struct Flow<P> {
     aor: String,
-    next: Next<P>,
+    next: Option<Next<P>>,
 }
 
 /// The key of a flow-bound URI: `host:port`, lowercase; `None` unless
@@ -168,22 +193,30 @@ struct TorName<P> {
 }
 
 impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
-    /// A proxy with this configuration and resolver. `nonce_key` (32
-    /// random bytes) signs Digest nonces; `epoch` is any instant before
+    /// A proxy with this configuration and resolver. `secret` (32 random
+    /// bytes, kept across restarts so that dialogs survive one) keys what
+    /// the proxy signs: Digest nonces, its Record-Route and Via; it also
+    /// seeds tags until [`Proxy::reseed`]. `epoch` is any instant before
     /// every use.
     pub fn new(
         cfg: ProxyConfig,
         resolve: Resolver<P>,
-        nonce_key: [u8; 32],
+        secret: [u8; 32],
         epoch: Instant,
     ) -> Proxy<P> {
         let registrar = Registrar::new(cfg.registrar.clone());
+        let nonce_key = derive(&secret, b"privasip digest nonce v1");
         Proxy {
-            auth: Authenticator::new(nonce_key, epoch, cfg.digest.clone()),
+            auth: Authenticator::new(*nonce_key, epoch, cfg.digest.clone()),
+            rng: ChaCha20Rng::from_seed(*derive(&secret, b"privasip tags v1")),
+            signer: Signer::new(&secret),
+            origin_of: Box::new(|_| Origin::Unknown),
+            gate: Gate::new(OPENS_PER_SECOND, OPENS_BURST),
             keyring: None,
             store_events: VecDeque::new(),
             tor: None,
             flows: HashMap::new(),
+            next_sweep: None,
             timer_c: TimerC::new(DEFAULT_TIMER_C),
             cfg,
             limits: Limits::default(),
@@ -193,8 +226,38 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             calls: HashMap::new(),
             by_client: HashMap::new(),
             outbox: VecDeque::new(),
-            seq: 0,
         }
+    }
+
+    /// Seeds the generator of tags with fresh randomness (the driver's
+    /// OS randomness), so that tags after a restart differ from before.
+    pub fn reseed(&mut self, seed: [u8; 32]) {
+        self.rng = ChaCha20Rng::from_seed(seed);
+    }
+
+    /// Tells the core what a peer is (an IP address, Tor), for the relay
+    /// policy and the per-source budgets. Without it every peer is
+    /// [`Origin::Unknown`]: never trusted, never refused as an address.
+    pub fn set_origin(&mut self, origin_of: Box<dyn Fn(&P) -> Origin + Send>) {
+        self.origin_of = origin_of;
+    }
+
+    /// Sets how many PrivaSIP tokens a source may open a second, and at
+    /// once (default [`OPENS_PER_SECOND`], [`OPENS_BURST`]).
+    pub fn set_token_budget(&mut self, per_second: u32, burst: u32) {
+        self.gate = Gate::new(per_second, burst);
+    }
+
+    /// How many token opens cost public-key work so far.
+    pub fn token_open_attempts(&self) -> u64 {
+        self.gate.attempts
+    }
+
+    /// The budget key of a peer.
+    fn source_of(&self, peer: &P) -> SourceKey {
+        let mut h = DefaultHasher::new();
+        peer.hash(&mut h);
+        SourceKey::of((self.origin_of)(peer), h.finish())
     }
 
     /// Names this proxy on Tor links: Via and Record-Route on a hop to or
@@ -208,13 +271,31 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// The driver lost the connection to `peer`: contacts bound to it can
     /// no longer be reached (requests to them fail as unreachable, as
     /// RFC 5626 has it, rather than go to the Contact's address).
+    /// The flow stays its owner's until the binding lapses.
     pub fn flow_closed(&mut self, peer: &P) {
-        self.flows.retain(|_, f| f.next.peer != *peer);
+        for f in self.flows.values_mut() {
+            if f.next.as_ref().is_some_and(|n| n.peer == *peer) {
+                f.next = None;
+            }
+        }
     }
 
     /// How many flow-bound contacts are reachable now.
     pub fn flows(&self) -> usize {
-        self.flows.len()
+        self.flows.values().filter(|f| f.next.is_some()).count()
+    }
+
+    /// Drops lapsed bindings, and flows whose binding lapsed.
+    fn sweep(&mut self, now: Instant) {
+        self.registrar.expire(now);
+        let registrar = &mut self.registrar;
+        self.flows.retain(|key, f| {
+            registrar
+                .lookup(&f.aor, now)
+                .iter()
+                .any(|b| flow_key(&b.contact).as_deref() == Some(key.as_str()))
+        });
+        self.next_sweep = Some(now + SWEEP);
     }
 
     /// The name for Via and Record-Route on a hop.
@@ -278,15 +359,36 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     }
 
     /// The real user behind a user part: a PrivaSIP token opened with our
-    /// keys, or the user part itself.
-    fn real_user(&mut self, user: &str, call_id: &str, now: Instant) -> Option<String> {
+    /// keys (within `source`'s budget), or the user part itself.
+    fn real_user(
+        &mut self,
+        user: &str,
+        call_id: &str,
+        source: &P,
+        now: Instant,
+    ) -> Result<String, Refused> {
         if !Token::looks_like(user) {
-            return Some(user.to_owned());
+            return Ok(user.to_owned());
         }
-        let ring = self.keyring.as_mut()?;
-        ring.open(user, call_id.as_bytes(), now)
-            .ok()
-            .map(|o| o.id.expose().to_owned())
+        let key = self.source_of(source);
+        let ring = self.keyring.as_mut().ok_or(Refused::DoesNotOpen)?;
+        self.gate.open(ring, user, call_id.as_bytes(), key, now)
+    }
+
+    /// Answers a token that gave no user: 404, or 503 when the source
+    /// spent its budget.
+    fn refuse_token(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, why: Refused) {
+        match why {
+            Refused::DoesNotOpen => self.reply(now, stx, msg, 404, "Not Found", &[]),
+            Refused::Busy => self.reply(
+                now,
+                stx,
+                msg,
+                503,
+                "Service Unavailable",
+                &["Retry-After: 5".to_owned()],
+            ),
+        }
     }
 
     /// Runs Digest for `realm`; answers 401/407/403 itself and returns
@@ -305,11 +407,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         } else {
             HeaderName::Authorization
         };
-        match self
-            .auth
-            .check(msg, header, realm, source, self.keyring.as_mut(), now)
-        {
+        let key = self.source_of(source);
+        let opener = self.keyring.as_mut().map(|r| (r, &mut self.gate));
+        match self.auth.check(msg, header, realm, key, opener, now) {
             Verdict::Ok(user) => Some(user),
+            Verdict::Busy => {
+                self.refuse_token(now, stx, msg, Refused::Busy);
+                None
+            }
             Verdict::Challenge { stale } => {
                 let (code, reason, name) = if proxy_auth {
                     (407, "Proxy Authentication Required", "Proxy-Authenticate")
@@ -346,6 +451,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // registrar, Digest and PrivaSIP read most of them. What cannot be
         // answered has no Via to answer to: RFC 3261 §16.3 lets a proxy
         // drop it.
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP);
+        }
         let Some((msg, invalid)) = Message::parse_received(bytes, &self.limits) else {
             return;
         };
@@ -362,8 +470,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         match received {
             Received::NewRequest(stx) => self.on_request(now, stx, &msg, bytes, &from),
             Received::Response(ctx, status) => self.on_response(now, ctx, status, &msg),
-            Received::AckFor2xx(_) => self.forward_stateless(&msg),
-            Received::Stray if msg.is_request() => self.forward_stateless(&msg),
+            Received::AckFor2xx(_) => self.forward_stateless(&msg, &from),
+            Received::Stray if msg.is_request() => self.forward_stateless(&msg, &from),
             Received::Stray => self.forward_stray_response(&msg),
             Received::Absorbed => {}
         }
@@ -378,14 +486,21 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
     /// When to call [`Proxy::handle_timeout`] next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        [self.tx.poll_timeout(), self.timer_c.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.tx.poll_timeout(),
+            self.timer_c.poll_timeout(),
+            self.next_sweep,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|t| now >= t) {
+            self.sweep(now);
+        }
         for e in self.timer_c.expired(now) {
             match e {
                 // §16.8: a branch that rang too long is cancelled...
@@ -438,9 +553,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         self.outbox.pop_front().or_else(|| self.tx.poll_transmit())
     }
 
+    /// A tag: 72 random bits, nothing else (no counter, no clock).
     fn tag(&mut self) -> String {
-        self.seq += 1;
-        format!("psp{:x}", self.seq)
+        let mut b = [0u8; 9];
+        self.rng.fill_bytes(&mut b);
+        B64.encode(b)
     }
 
     fn reply(
@@ -565,17 +682,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // A request addressed to this proxy itself (sipsak, keep-alives).
         let to_us = self.is_us(&ruri);
 
-        // §16.4: a Route naming us is ours to remove.
+        // §16.4: a Route naming us is ours to remove. Signed for this
+        // Call-ID, it proves the request belongs to a dialog we
+        // record-routed.
         let mut fwd = match Message::parse_datagram(bytes, &self.limits) {
             Ok(m) => m,
             Err(_) => return,
         };
-        if let Some(top) = fwd.routes().first()
-            && let Uri::Sip(u) = &top.uri
-            && self.is_us(u)
-        {
-            fwd.pop_route();
-        }
+        let route_proof = self.pop_our_route(&mut fwd);
         let routed = !fwd.routes().is_empty();
 
         if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
@@ -611,8 +725,42 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 Some(user) => caller = Some(user),
                 None => return,
             }
+            // One may call only as oneself: a plain From user names the
+            // authenticated one (a token's was compared when it opened).
+            let from_user = msg.from().and_then(|f| f.uri.as_sip().and_then(|u| u.user));
+            if let (Some(from), Some(user)) = (from_user, caller.as_deref())
+                && !Token::looks_like(from)
+                && from != user
+            {
+                self.reply(
+                    now,
+                    stx,
+                    msg,
+                    403,
+                    "From Is Not The Authenticated User",
+                    &[],
+                );
+                return;
+            }
             // §22.3: credentials for our realm end here.
             fwd.remove_credentials(HeaderName::ProxyAuthorization, &realm);
+        }
+
+        // The relay policy (doc/relay.md): we forward for our
+        // authenticated users and trusted peers, into our domains, along
+        // our own signed Record-Route, and to explicitly routed domains.
+        // Anything else would make us an open relay, and behind an onion
+        // service a request sent where an attacker listens unmasks us.
+        let allowed = caller.is_some()
+            || route_proof
+            || (!routed && self.is_our_domain(&ruri_host))
+            || (!routed && self.cfg.relay.is_routed(&ruri_host))
+            || self.cfg.relay.is_trusted((self.origin_of)(source));
+        if !allowed {
+            if method != "ACK" {
+                self.reply(now, stx, msg, 403, "Relay Forbidden", &[]);
+            }
+            return;
         }
 
         // §16.5: the targets.
@@ -622,9 +770,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             // The callee's proxy opens a PrivaSIP callee token to route.
             let call_id = msg.call_id().unwrap_or_default().to_owned();
-            let Some(user) = self.real_user(user, &call_id, now) else {
-                self.reply(now, stx, msg, 404, "Not Found", &[]);
-                return;
+            let user = match self.real_user(user, &call_id, source, now) {
+                Ok(user) => user,
+                Err(why) => {
+                    self.refuse_token(now, stx, msg, why);
+                    return;
+                }
             };
             let aor = format!("sip:{user}@{}", ruri_host.to_ascii_lowercase());
             let found: Vec<String> = self
@@ -648,44 +799,63 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         let mut call = Fwd {
             invite: method == "INVITE",
-            bye: method == "BYE",
+            // Only a BYE in a dialog we record-routed ends its accounting
+            // record: anyone may send a BYE with someone's Call-ID.
+            bye: method == "BYE" && route_proof,
             caller,
             request: bytes.to_vec(),
             pending: Vec::new(),
             best: None,
             done: false,
         };
-        let mut flow_gone = false;
+        let mut no_hop = NoHop::Unroutable;
         for (i, target) in targets.iter().enumerate() {
             match self.forward(now, &fwd, target, &format!("{branch}.{i}"), source) {
-                Some((ctx, sent)) => {
+                Ok((ctx, sent)) => {
                     self.by_client.insert(ctx, stx);
                     if call.invite {
                         self.timer_c.start(now, ctx);
                     }
                     call.pending.push((ctx, sent));
                 }
-                None => flow_gone |= flow_key(target).is_some(),
+                Err(e) => no_hop = no_hop.max(e),
             }
         }
-        if call.pending.is_empty() && flow_gone {
-            // A flow-bound contact whose connection closed: the user is
-            // registered but cannot be reached until it registers again.
-            self.reply(now, stx, msg, 480, "Temporarily Unavailable", &[]);
-            return;
-        }
         if call.pending.is_empty() {
-            self.reply(
-                now,
-                stx,
-                msg,
-                404,
-                "Not Found (no route to the target)",
-                &[],
-            );
+            let (code, reason) = match no_hop {
+                // A flow-bound contact whose connection closed: the user is
+                // registered but cannot be reached until it registers again.
+                NoHop::FlowGone => (480, "Temporarily Unavailable"),
+                NoHop::Refused(_) => (403, "Forbidden (destination not allowed)"),
+                NoHop::Unroutable => (404, "Not Found (no route to the target)"),
+            };
+            self.reply(now, stx, msg, code, reason, &[]);
             return;
         }
         self.calls.insert(stx, call);
+    }
+
+    /// Pops the top Route if it names us; true if it also carried our
+    /// route tag for this Call-ID (a dialog we record-routed).
+    fn pop_our_route(&self, m: &mut Message<'_>) -> bool {
+        let ours = match m.routes().first() {
+            Some(top) => match &top.uri {
+                Uri::Sip(u) if self.is_us(u) => Some(
+                    u.params
+                        .get(ROUTE_PARAM)
+                        .flatten()
+                        .zip(m.call_id())
+                        .is_some_and(|(tag, call_id)| self.signer.route_ok(call_id, tag)),
+                ),
+                _ => None,
+            },
+            None => None,
+        };
+        let Some(proof) = ours else {
+            return false;
+        };
+        m.pop_route();
+        proof
     }
 
     /// §16.6: one copy of the request to one target.
@@ -696,9 +866,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         target: &str,
         branch: &str,
         source: &P,
-    ) -> Option<(ClientTx, Vec<u8>)> {
+    ) -> Result<(ClientTx, Vec<u8>), NoHop> {
         let mut m = msg.clone();
-        m.set_request_uri(target.to_owned()).ok()?;
+        m.set_request_uri(target.to_owned())
+            .map_err(|_| NoHop::Unroutable)?;
         let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));
         m.set_max_forwards(mf);
         // §16.6 step 6: the next hop is the top Route, else the target.
@@ -709,39 +880,50 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let next = self.next_hop(&hop)?;
         // §16.6 step 4. The Record-Route travels both ways (in this request
         // and in responses), so a dialog touching Tor on either side sees
-        // only our Tor name.
+        // only our Tor name. Its tag lets the dialog's requests through
+        // the relay policy.
         if self.cfg.record_route {
             let rr = self.sent_by_for(&[source, &next.peer]);
-            m.push_record_route(format!("<sip:{rr};lr>")).ok()?;
+            let tag = self.signer.route_tag(msg.call_id().unwrap_or_default());
+            m.push_record_route(format!("<sip:{rr};lr;{ROUTE_PARAM}={tag}>"))
+                .map_err(|_| NoHop::Unroutable)?;
         }
+        // The branch carries a tag over the Via below ours, so that a
+        // response that arrives after the transaction is sent on only to
+        // where this request came from (see forward_stray_response).
+        let via_tag = msg
+            .top_via()
+            .map(|v| self.signer.via_tag(branch, &v))
+            .unwrap_or_default();
         m.push_via(format!(
-            "SIP/2.0/{} {};branch={branch}",
+            "SIP/2.0/{} {};branch={branch}.{via_tag}",
             via_transport(&next),
             self.sent_by_for(&[&next.peer])
         ))
-        .ok()?;
+        .map_err(|_| NoHop::Unroutable)?;
         let bytes = m.to_bytes();
         let ctx = self
             .tx
             .send_request(now, bytes.clone(), next.peer, next.reliable)
-            .ok()?;
-        Some((ctx, bytes))
+            .map_err(|_| NoHop::Unroutable)?;
+        Ok((ctx, bytes))
     }
 
     /// Where a hop goes: a flow-bound URI (`;ob`) over its flow and
     /// nowhere else once that flow is gone (RFC 5626: never a new
     /// connection to the Contact's address); any other URI as the
-    /// resolver says.
-    fn next_hop(&self, uri: &str) -> Option<Next<P>> {
-        match flow_key(uri) {
-            Some(key) => self.flows.get(&key).map(|f| f.next.clone()),
-            None => self.resolve_uri(uri),
+    /// resolver says, if the relay policy lets us dial what it resolved
+    /// to.
+    fn next_hop(&self, uri: &str) -> Result<Next<P>, NoHop> {
+        if let Some(key) = flow_key(uri) {
+            return self
+                .flows
+                .get(&key)
+                .and_then(|f| f.next.clone())
+                .ok_or(NoHop::FlowGone);
         }
-    }
-
-    fn resolve_uri(&self, uri: &str) -> Option<Next<P>> {
         let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
-            return None;
+            return Err(NoHop::Unroutable);
         };
         // No transport parameter: the resolver picks ("" here).
         let transport = u
@@ -750,7 +932,18 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .flatten()
             .unwrap_or("")
             .to_ascii_uppercase();
-        (self.resolve)(u.host, u.port, &transport)
+        self.dial(u.host, u.port, &transport)
+    }
+
+    /// Resolves `host` and checks the address it resolved to against the
+    /// relay policy: the address finally dialled is what counts.
+    fn dial(&self, host: &str, port: Option<u16>, transport: &str) -> Result<Next<P>, NoHop> {
+        let next = (self.resolve)(host, port, transport).ok_or(NoHop::Unroutable)?;
+        self.cfg
+            .relay
+            .may_dial((self.origin_of)(&next.peer), self.cfg.relay.is_routed(host))
+            .map_err(NoHop::Refused)?;
+        Ok(next)
     }
 
     fn on_register(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, source: &P) {
@@ -772,21 +965,35 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         }
         let call_id = msg.call_id().unwrap_or_default().to_owned();
-        let Some(user) = self.real_user(user, &call_id, now) else {
-            self.reply(now, stx, msg, 404, "Not Found", &[]);
-            return;
+        // Credentials first where they are required: checking them is
+        // cheap, and a token in To is then opened only for a request that
+        // answers our challenge (and usually from the cache, as the
+        // Digest user name is the same token).
+        let mut who = None;
+        if self.cfg.authenticate {
+            match self.authenticate(now, stx, msg, &host, false, source) {
+                Some(w) => who = Some(w),
+                None => return,
+            }
+        }
+        let user = match self.real_user(user, &call_id, source, now) {
+            Ok(user) => user,
+            Err(why) => {
+                self.refuse_token(now, stx, msg, why);
+                return;
+            }
         };
         // With users configured, a registration needs their credentials,
         // and one may register only oneself.
-        if self.cfg.authenticate || self.auth.knows(&host, &user) {
+        if who.is_none() && self.auth.knows(&host, &user) {
             match self.authenticate(now, stx, msg, &host, false, source) {
-                Some(who) if who == user => {}
-                Some(_) => {
-                    self.reply(now, stx, msg, 403, "Not Your Address Of Record", &[]);
-                    return;
-                }
+                Some(w) => who = Some(w),
                 None => return,
             }
+        }
+        if who.as_ref().is_some_and(|w| *w != user) {
+            self.reply(now, stx, msg, 403, "Not Your Address Of Record", &[]);
+            return;
         }
         let aor = format!("sip:{user}@{host}");
         match self.registrar.register(&aor, msg, now) {
@@ -847,10 +1054,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 key,
                 Flow {
                     aor: aor.to_owned(),
-                    next: Next {
+                    next: Some(Next {
                         peer: source.clone(),
                         reliable,
-                    },
+                    }),
                 },
             );
         }
@@ -887,7 +1094,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .first()
             .map(|r| r.uri_raw.to_owned())
             .or_else(|| inv.request_uri().map(str::to_owned));
-        if let Some(next) = hop.and_then(|h| self.next_hop(&h)) {
+        if let Some(next) = hop.and_then(|h| self.next_hop(&h).ok()) {
             let _ = self.tx.send_request(now, cancel, next.peer, next.reliable);
         }
     }
@@ -1014,14 +1221,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
     }
 
-    /// ACK for a 2xx and other requests outside transactions (§16.11).
-    fn forward_stateless(&mut self, msg: &Message<'_>) {
+    /// ACK for a 2xx and other requests outside transactions (§16.11):
+    /// only along our own signed Record-Route, or for a trusted peer.
+    fn forward_stateless(&mut self, msg: &Message<'_>, source: &P) {
         let mut m = msg.clone();
-        if let Some(top) = m.routes().first()
-            && let Uri::Sip(u) = &top.uri
-            && self.is_us(u)
-        {
-            m.pop_route();
+        let route_proof = self.pop_our_route(&mut m);
+        if !route_proof && !self.cfg.relay.is_trusted((self.origin_of)(source)) {
+            return;
         }
         let hop = match m.routes().first() {
             Some(r) => r.uri_raw.to_owned(),
@@ -1038,7 +1244,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
-        let Some(next) = self.next_hop(&hop) else {
+        let Ok(next) = self.next_hop(&hop) else {
             return;
         };
         let mf = msg.max_forwards().map_or(70, |n| n.saturating_sub(1));
@@ -1063,7 +1269,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     }
 
     /// A response matching no transaction (a 2xx retransmission after the
-    /// INVITE transaction ended): pop our Via, send to the next one.
+    /// INVITE transaction ended): pop our Via, send to the next one, but
+    /// only if our branch's tag vouches for it (the Via below ours is the
+    /// one the request came with), and only where we may dial.
     fn forward_stray_response(&mut self, msg: &Message<'_>) {
         let Some(top) = msg.top_via() else { return };
         let ours = match top.port {
@@ -1073,9 +1281,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if !self.is_our_name(&ours) {
             return;
         }
+        let Some((branch, tag)) = top.branch().and_then(|b| b.rsplit_once('.')) else {
+            return;
+        };
         let mut m = msg.clone();
         m.pop_via();
         let Some(next_via) = m.top_via() else { return };
+        if !self.signer.via_ok(branch, &next_via, tag) {
+            return;
+        }
         // §18.2.2: received and rport say where the request really came from.
         let host = next_via.received().unwrap_or(next_via.host).to_owned();
         let port = match next_via.rport() {
@@ -1083,13 +1297,25 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             _ => next_via.port,
         };
         let transport = next_via.transport.to_ascii_uppercase();
-        if let Some(next) = (self.resolve)(&host, port, &transport) {
+        if let Ok(next) = self.dial(&host, port, &transport) {
             self.outbox.push_back(Transmit {
                 to: next.peer,
                 bytes: m.to_bytes(),
             });
         }
     }
+}
+
+/// Why a request could not be sent to a target, worst last: the answer
+/// names the most telling one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum NoHop {
+    /// No route: the resolver knows no such host.
+    Unroutable,
+    /// The relay policy refuses to dial where it resolved to.
+    Refused(Refusal),
+    /// A flow-bound contact whose connection is gone.
+    FlowGone,
 }
 
 /// The Via transport token for a hop.

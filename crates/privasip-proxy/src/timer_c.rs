@@ -31,6 +31,9 @@ struct Branch {
     cancelled: bool,
 }
 
+/// The longest Timer C accepted.
+pub const MAX_TIMER_C: Duration = Duration::from_secs(24 * 3600);
+
 /// Timer C of every ringing INVITE branch.
 pub(crate) struct TimerC {
     interval: Duration,
@@ -48,8 +51,10 @@ impl TimerC {
         }
     }
 
+    /// At most [`MAX_TIMER_C`]: a longer one could overflow an
+    /// `Instant` (and no call rings for a day).
     pub(crate) fn set_interval(&mut self, interval: Duration) {
-        self.interval = interval;
+        self.interval = interval.min(MAX_TIMER_C);
     }
 
     fn arm(&mut self, ctx: ClientTx, due: Instant) {

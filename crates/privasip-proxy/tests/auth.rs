@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::{Keyring, PrivateKey, RealId, SchemeId};
 use privasip_message::{HeaderName, Limits, Message};
-use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig};
+use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, RelayPolicy};
 use privasip_registrar::RegistrarConfig;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -25,6 +25,10 @@ fn proxy(t0: Instant, authenticate: bool) -> Proxy<&'static str> {
         authenticate,
         registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256, Algorithm::Md5],
+        relay: RelayPolicy {
+            routed_domains: vec!["c.example".into()],
+            ..RelayPolicy::default()
+        },
     };
     let mut p = Proxy::new(
         cfg,
@@ -340,4 +344,214 @@ fn privasip_tokens_register_and_route_to_the_real_user() {
         .replace("z9hG4bKt1", "z9hG4bKt2");
     p.receive(t0, moved.as_bytes(), "proxy-c", false);
     assert_eq!(status_of(&drain(&mut p)), 404);
+}
+
+/// One wrong-password attempt for bob from `from`: a challenge, then bad
+/// credentials. Returns the final answer's status.
+fn guess(p: &mut Proxy<&'static str>, now: Instant, from: &'static str, cseq: u32) -> u16 {
+    p.receive(now, &register("bob", cseq, "g", ""), from, false);
+    let out = drain(p);
+    if status_of(&out) != 401 {
+        return status_of(&out);
+    }
+    let (nonce, _) = nonce_of(&out[0].1, "MD5", HeaderName::WwwAuthenticate);
+    let bad = credentials(
+        "Authorization",
+        "bob",
+        Algorithm::Md5,
+        "guess",
+        &nonce,
+        "REGISTER",
+        "sip:b.example",
+        "00000001",
+    );
+    p.receive(now, &register("bob", cseq + 1, "g", &bad), from, false);
+    status_of(&drain(p))
+}
+
+/// Bob registers from `from` with his password; the final status.
+fn bob_logs_in(p: &mut Proxy<&'static str>, now: Instant, from: &'static str, cseq: u32) -> u16 {
+    p.receive(now, &register("bob", cseq, "ok", ""), from, false);
+    let out = drain(p);
+    let (nonce, _) = nonce_of(&out[0].1, "MD5", HeaderName::WwwAuthenticate);
+    let good = credentials(
+        "Authorization",
+        "bob",
+        Algorithm::Md5,
+        "zanzibar",
+        &nonce,
+        "REGISTER",
+        "sip:b.example",
+        "00000001",
+    );
+    p.receive(now, &register("bob", cseq + 1, "ok", &good), from, false);
+    status_of(&drain(p))
+}
+
+#[test]
+fn an_attacker_cannot_lock_the_real_user_out() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0, false);
+    // 60 wrong passwords for bob from one source: it is locked out after
+    // MAX_FAILURES...
+    let statuses: Vec<u16> = (0..60)
+        .map(|i| guess(&mut p, t0, "mallory", 10 * i))
+        .collect();
+    let limit = privasip_proxy::MAX_FAILURES as usize;
+    assert!(statuses[..limit].iter().all(|&s| s == 403));
+    assert_eq!(statuses.len(), 60);
+    // ...and so is bob from there,
+    assert_eq!(bob_logs_in(&mut p, t0, "mallory", 900), 403);
+    // but not bob from anywhere else.
+    assert_eq!(bob_logs_in(&mut p, t0, "bob", 1000), 200);
+}
+
+#[test]
+fn guessing_from_many_sources_spares_the_sources_bob_used() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0, false);
+    assert_eq!(bob_logs_in(&mut p, t0, "bob", 1), 200);
+    // Guesses spread over many sources, each under its own limit.
+    let n = privasip_proxy::MAX_USER_FAILURES;
+    for i in 0..n {
+        let from: &'static str = Box::leak(format!("bot{i}").into_boxed_str());
+        assert_eq!(guess(&mut p, t0, from, 10), 403);
+    }
+    // Now bob is only let in from where he logged in before.
+    assert_eq!(bob_logs_in(&mut p, t0, "newcomer", 10), 403);
+    assert_eq!(bob_logs_in(&mut p, t0, "bob", 20), 200);
+    // And a minute later, from anywhere again.
+    let later = t0 + privasip_proxy::FAILURE_WINDOW;
+    assert_eq!(bob_logs_in(&mut p, later, "newcomer", 30), 200);
+}
+
+#[test]
+fn a_sniffed_nonce_cannot_spoil_the_next_request() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0, false);
+    p.receive(t0, &register("bob", 1, "r1", ""), "bob", false);
+    let (nonce, _) = nonce_of(&drain(&mut p)[0].1, "MD5", HeaderName::WwwAuthenticate);
+    // Mallory saw the challenge and answers it first, with the highest
+    // nc and a response she cannot compute.
+    let forged = credentials(
+        "Authorization",
+        "bob",
+        Algorithm::Md5,
+        "guess",
+        &nonce,
+        "REGISTER",
+        "sip:b.example",
+        "ffffffff",
+    );
+    p.receive(t0, &register("bob", 2, "r1", &forged), "mallory", false);
+    assert_eq!(status_of(&drain(&mut p)), 403);
+    let good = credentials(
+        "Authorization",
+        "bob",
+        Algorithm::Md5,
+        "zanzibar",
+        &nonce,
+        "REGISTER",
+        "sip:b.example",
+        "00000001",
+    );
+    p.receive(t0, &register("bob", 3, "r1", &good), "bob", false);
+    assert_eq!(status_of(&drain(&mut p)), 200, "not taken for a replay");
+}
+
+#[test]
+fn forged_tokens_cost_at_most_the_budget() {
+    let t0 = Instant::now();
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let key = PrivateKey::generate(SchemeId::Hpke, 0, &mut rng).expect("key");
+    let mut enc = key.public().encryptor();
+    let mut ring = Keyring::default();
+    ring.add_key(key.into_decryptor());
+    let mut p = proxy(t0, false);
+    p.set_keyring(ring);
+    let bob = RealId::new("bob").expect("id");
+    // A well-formed token for our key, sealed for another dialog: each
+    // Call-ID below makes it public-key work that fails.
+    let token = enc
+        .seal(&bob, b"elsewhere", &mut rng)
+        .expect("seal")
+        .to_string();
+    let mut answers = std::collections::BTreeMap::new();
+    for i in 0..500u32 {
+        let call_id = format!("flood-{i}");
+        p.receive(t0, &register(&token, i + 1, &call_id, ""), "mallory", false);
+        *answers.entry(status_of(&drain(&mut p))).or_insert(0) += 1;
+    }
+    let budget = u64::from(privasip_proxy::OPENS_BURST);
+    assert_eq!(p.token_open_attempts(), budget);
+    assert_eq!(answers.get(&404), Some(&(budget as i32)));
+    assert_eq!(answers.get(&503), Some(&(500 - budget as i32)));
+    // The same failed token and Call-ID again, later: remembered, no work.
+    let later = t0 + Duration::from_secs(10);
+    p.receive(
+        later,
+        &register(&token, 9999, "flood-0", ""),
+        "mallory",
+        false,
+    );
+    assert_eq!(status_of(&drain(&mut p)), 404);
+    assert_eq!(p.token_open_attempts(), budget);
+    // Meanwhile bob, from his own address, registers under a token.
+    let real = enc
+        .seal(&bob, b"bob-reg", &mut rng)
+        .expect("seal")
+        .to_string();
+    p.receive(t0, &register(&real, 701, "bob-reg", ""), "bob", false);
+    let out = drain(&mut p);
+    assert_eq!(status_of(&out), 401, "bob is known: Digest first");
+    let (nonce, _) = nonce_of(&out[0].1, "SHA-256", HeaderName::WwwAuthenticate);
+    let auth = credentials(
+        "Authorization",
+        &real,
+        Algorithm::Sha256,
+        "zanzibar",
+        &nonce,
+        "REGISTER",
+        "sip:b.example",
+        "00000001",
+    );
+    p.receive(t0, &register(&real, 702, "bob-reg", &auth), "bob", false);
+    assert_eq!(status_of(&drain(&mut p)), 200);
+}
+
+#[test]
+fn one_calls_only_as_oneself() {
+    let t0 = Instant::now();
+    let mut p = proxy(t0, true);
+    p.set_user(
+        REALM,
+        "alice",
+        Credentials::from_password("alice", REALM, "wonderland"),
+    );
+    // Bob's credentials, Alice's name in From.
+    let invite = |auth: &str, branch: &str| {
+        format!(
+            "INVITE sip:carol@c.example SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch={branch}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:carol@c.example>\r\nFrom: <sip:alice@b.example>;tag=f1\r\n\
+             Call-ID: spoof-1\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@bob.host>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    p.receive(t0, &invite("", "z9hG4bKsp1"), "bob", false);
+    let out = drain(&mut p);
+    let (nonce, _) = nonce_of(&out[0].1, "SHA-256", HeaderName::ProxyAuthenticate);
+    let auth = credentials(
+        "Proxy-Authorization",
+        "bob",
+        Algorithm::Sha256,
+        "zanzibar",
+        &nonce,
+        "INVITE",
+        "sip:carol@c.example",
+        "00000001",
+    );
+    p.receive(t0, &invite(&auth, "z9hG4bKsp2"), "bob", false);
+    let out = drain(&mut p);
+    assert_eq!(status_of(&out), 403);
+    assert!(out.iter().all(|(to, _)| *to == "bob"), "nothing forwarded");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use privasip_digest::Algorithm;
 use privasip_message::{Limits, Message};
-use privasip_proxy::{Next, Proxy, ProxyConfig};
+use privasip_proxy::{Next, Proxy, ProxyConfig, RelayPolicy};
 use privasip_registrar::RegistrarConfig;
 
 type Sent = Vec<(&'static str, Vec<u8>)>;
@@ -21,6 +21,11 @@ fn proxy() -> Proxy<&'static str> {
         authenticate: false,
         registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256, Algorithm::Md5],
+        // c.example is an explicit route, as [routes] would make it.
+        relay: RelayPolicy {
+            routed_domains: vec!["c.example".into()],
+            ..RelayPolicy::default()
+        },
     };
     Proxy::new(
         cfg,
@@ -126,17 +131,27 @@ fn register_then_call_ringing_answered_acked() {
         assert_eq!(up.top_via().and_then(|v| v.branch()), Some("z9hG4bKa1"));
     }
     // Alice's ACK for the 2xx: to Bob's contact, through the proxy (it
-    // Record-Routed), statelessly.
-    let ack = "ACK sip:bob@bob.host SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKack1\r\n\
-               Max-Forwards: 70\r\nRoute: <sip:192.0.2.10:5060;lr>\r\nTo: <sip:bob@b.example>;tag=b1\r\n\
-               From: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
-    p.receive(t0, ack.as_bytes(), "alice", false);
+    // Record-Routed), statelessly. Its Route is the Record-Route as the
+    // proxy wrote it, tag and all.
+    let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
+    let ack = |route: &str| {
+        format!(
+            "ACK sip:bob@bob.host SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKack1\r\n\
+             Max-Forwards: 70\r\nRoute: <{route}>\r\nTo: <sip:bob@b.example>;tag=b1\r\n\
+             From: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    p.receive(t0, ack(&rr).as_bytes(), "alice", false);
     let out = drain(&mut p);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, "bob");
     let m = parse(&out[0].1);
     assert!(m.routes().is_empty(), "our Route was removed");
     assert_eq!(m.vias().len(), 2);
+    // The same ACK along a Route that names us without our tag is not a
+    // dialog's: dropped.
+    p.receive(t0, ack("sip:192.0.2.10:5060;lr").as_bytes(), "alice", false);
+    assert!(drain(&mut p).is_empty());
 }
 
 #[test]
@@ -166,7 +181,8 @@ fn validation_failures_get_their_status() {
             assert!(String::from_utf8_lossy(&last.1).contains("Unsupported: foo"));
         }
     }
-    // A domain with no route.
+    // A domain that is neither ours nor routed: a stranger may not relay
+    // there at all.
     p.receive(
         t0,
         &invite("sip:x@nowhere.example", "z9hG4bKv5", 70, ""),
@@ -174,7 +190,7 @@ fn validation_failures_get_their_status() {
         false,
     );
     let out = drain(&mut p);
-    assert_eq!(status(&out.last().expect("answer").1), Some(404));
+    assert_eq!(status(&out.last().expect("answer").1), Some(403));
 }
 
 #[test]
@@ -388,6 +404,36 @@ fn a_flow_bound_contact_is_reached_over_the_connection_it_registered_on() {
         sent.iter()
             .any(|(_, b)| status(b).is_some_and(|s| s >= 400))
     );
+
+    // Another user binding the same Contact over their own connection
+    // does not take the flow over: Bob's calls never reach Mallory, while
+    // Bob's binding lives.
+    let steal = req
+        .replace("sip:bob@", "sip:mallory@")
+        .replace("reg-ob", "reg-steal")
+        .replace("z9hG4bKob1", "z9hG4bKob2");
+    p.receive(t0, steal.as_bytes(), "mallory-stream", true);
+    assert_eq!(status(&drain(&mut p)[0].1), Some(200));
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKf3", 70, ""),
+        "alice",
+        false,
+    );
+    let sent = drain(&mut p);
+    assert!(sent.iter().all(|(to, _)| *to == "alice"), "{sent:?}");
+    // Once Bob's binding lapsed, the sweep lets the key go.
+    let later = t0 + Duration::from_secs(601);
+    p.handle_timeout(later);
+    drain(&mut p);
+    p.receive(
+        later,
+        steal.replace("CSeq: 1", "CSeq: 2").as_bytes(),
+        "mallory-stream",
+        true,
+    );
+    assert_eq!(status(&drain(&mut p)[0].1), Some(200));
+    assert_eq!(p.flows(), 1);
 }
 
 /// Runs the proxy's timers up to `until`, collecting what it sends.

@@ -20,6 +20,9 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     /// Most contacts per address of record (beyond: 403). Default 10.
     pub max_contacts: usize,
+    /// Most addresses of record with bindings at once (beyond, a new one
+    /// gets 503 until some lapse). Default 100 000.
+    pub max_aors: usize,
 }
 
 impl Default for RegistrarConfig {
@@ -29,6 +32,7 @@ impl Default for RegistrarConfig {
             max_expires: 3600,
             default_expires: 3600,
             max_contacts: 10,
+            max_aors: 100_000,
         }
     }
 }
@@ -85,6 +89,9 @@ pub enum RegisterError {
     /// 403: more contacts than allowed for one address of record.
     #[error("too many contacts for this address of record")]
     TooManyContacts,
+    /// 503: as many addresses of record as allowed have bindings.
+    #[error("the registrar holds as many addresses of record as allowed")]
+    Full,
 }
 
 impl HasSipStatus for RegisterError {
@@ -94,6 +101,7 @@ impl HasSipStatus for RegisterError {
             RegisterError::IntervalTooBrief { .. } => 423,
             RegisterError::OutOfOrder => 500,
             RegisterError::TooManyContacts => 403,
+            RegisterError::Full => 503,
         }
     }
 
@@ -103,6 +111,7 @@ impl HasSipStatus for RegisterError {
             RegisterError::IntervalTooBrief { .. } => "Interval Too Brief".to_owned(),
             RegisterError::OutOfOrder => "REGISTER Out Of Order".to_owned(),
             RegisterError::TooManyContacts => "Too Many Contacts".to_owned(),
+            RegisterError::Full => "Service Unavailable (registrar full)".to_owned(),
         };
         Rejection {
             code: self.sip_status(),
@@ -229,6 +238,14 @@ impl Registrar {
             // A refresh: no new key to allocate.
             slot.clone_from(&next);
         } else {
+            // A new address of record: within the bound, making room from
+            // lapsed bindings first.
+            if self.bindings.len() >= self.cfg.max_aors {
+                self.expire(now);
+            }
+            if self.bindings.len() >= self.cfg.max_aors {
+                return Err(RegisterError::Full);
+            }
             self.bindings.insert(aor.to_owned(), next.clone());
         }
         Ok(next)

@@ -223,3 +223,37 @@ fn expire_sweeps_and_debug_redacts() {
     assert_eq!(reg.expire(t0 + Duration::from_secs(61)), 1);
     assert!(reg.is_empty());
 }
+
+#[test]
+fn the_number_of_addresses_of_record_is_bounded() {
+    let t0 = Instant::now();
+    let mut r = Registrar::new(RegistrarConfig {
+        max_aors: 3,
+        ..RegistrarConfig::default()
+    });
+    let req = |user: &str, expires: u32| {
+        format!(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{user}\r\n\
+             To: <sip:{user}@example.com>\r\nFrom: <sip:{user}@example.com>;tag=1\r\n\
+             Call-ID: {user}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@h>;expires={expires}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    for (i, user) in ["a", "b", "c"].into_iter().enumerate() {
+        let text = req(user, 60 + 60 * i as u32);
+        let m = Message::parse_datagram(text.as_bytes(), &Limits::default()).expect("parses");
+        r.register(&format!("sip:{user}@example.com"), &m, t0)
+            .expect("room");
+    }
+    let text = req("d", 60);
+    let m = Message::parse_datagram(text.as_bytes(), &Limits::default()).expect("parses");
+    assert_eq!(
+        r.register("sip:d@example.com", &m, t0),
+        Err(RegisterError::Full)
+    );
+    assert_eq!(RegisterError::Full.sip_status(), 503);
+    // Once one lapses there is room again.
+    let later = t0 + Duration::from_secs(61);
+    assert!(r.register("sip:d@example.com", &m, later).is_ok());
+    assert_eq!(r.len(), 3);
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use privasip_digest::Algorithm;
-use privasip_proxy::{Proxy, ProxyConfig};
+use privasip_proxy::{Proxy, ProxyConfig, RelayPolicy};
 use privasip_registrar::RegistrarConfig;
 use privasip_server::{Listen, Stats, TcpLimits};
 
@@ -42,6 +42,7 @@ fn start(port: u16, limits: TcpLimits) -> Arc<Stats> {
                 authenticate: false,
                 registrar: RegistrarConfig::default(),
                 digest: vec![Algorithm::Sha256],
+                relay: RelayPolicy::default(),
             },
             Box::new(|_: &str, _: Option<u16>, _: &str| None),
             [3; 32],

@@ -242,6 +242,7 @@ pub(crate) fn stage(
             d.join(format!("{name}.toml")),
             format!(
                 "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
+                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
                  [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"{name}.db\"\n\
                  [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
                  [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",

@@ -84,6 +84,17 @@ fn parse_target(s: &str) -> Result<(String, u16)> {
 }
 
 impl TorSection {
+    /// The onion service's virtual port (0: none).
+    pub(crate) fn onion_port(&self) -> u16 {
+        self.onion_port
+    }
+
+    /// The domains `[tor.routes]` names, lowercased (explicit routes, for
+    /// the relay policy).
+    pub(crate) fn route_domains(&self) -> impl Iterator<Item = String> + '_ {
+        self.routes.keys().map(|d| d.to_ascii_lowercase())
+    }
+
     /// Whether every call gets a fresh circuit.
     pub(crate) fn per_call(&self) -> bool {
         self.isolation == "per-call"

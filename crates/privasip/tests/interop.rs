@@ -61,7 +61,7 @@ fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
              authenticate = true\ndigest = [\"MD5\"]\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
         ),
     );
     common::add_user(&config, "alice", "alicepw");

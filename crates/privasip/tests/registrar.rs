@@ -27,7 +27,7 @@ fn sipp_registers_with_digest_and_calls_survive_a_restart() {
         &format!(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{port}\"\n\
              authenticate = true\n# SIPp answers only the first challenge, and only MD5.\n\
-             digest = [\"MD5\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"test.db\"\n"
+             digest = [\"MD5\"]\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"test.db\"\n"
         ),
     );
     add_user(&config, "alice", "wonderland");
@@ -164,7 +164,7 @@ fn sipsak_registers_and_pings() {
         dir.path(),
         &format!(
             "[proxy]\ndomains = [\"127.0.0.1\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
-             digest = [\"MD5\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[registrar]\nmin_expires = 1\n"
+             digest = [\"MD5\"]\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[registrar]\nmin_expires = 1\n"
         ),
     );
     add_user(&config, "bob", "zanzibar");

@@ -25,7 +25,7 @@ fn proxy_config(dir: &Path, name: &str, port: u16, url: &str) -> std::path::Path
         &path,
         format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n[listen]\nudp = \"127.0.0.1:{port}\"\n\
+             authenticate = true\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n\
              [store]\nurl = \"{url}\"\n"
         ),
     )

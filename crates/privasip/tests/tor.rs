@@ -136,7 +136,6 @@ fn calls_over_tor(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\n\
              digest = [\"MD5\"]\n\
              [listen]\nudp = \"127.0.0.1:{b_port}\"\n\
-             [routes]\n\"c.example\" = \"udp:127.0.0.1:{uas_port}\"\n\
              [store]\npath = \"b.db\"\n\
              [tor]\nbackend = \"{b_backend}\"\ntestnet = \"net\"\ntestnet_client = \"b\"\n\
              onion_port = 5060\nkey_dir = \"keys-b\"\n"
@@ -172,12 +171,12 @@ fn calls_over_tor(
         &a_cfg,
         format!(
             "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{a_port}\"\n\
-             [listen]\nudp = \"127.0.0.1:{a_port}\"\n\
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{a_port}\"\n\
              [store]\npath = \"a.db\"\n\
              [tor]\nbackend = \"{a_backend}\"\ntestnet = \"net\"\ntestnet_client = \"a\"\n\
              key_dir = \"keys-a\"\n\
              isolation = \"per-call\"\n\
-             [tor.routes]\n\"b.example\" = \"{onion}:5060\"\n\"c.example\" = \"{onion}:5060\"\n"
+             [tor.routes]\n\"b.example\" = \"{onion}:5060\"\n"
         ),
     )
     .unwrap();
@@ -223,12 +222,50 @@ fn calls_over_tor(
         logs()
     );
 
+    // SIPp's uas is a user of B on B's LAN. B serves an onion service, so
+    // it never dials an address: the uas registers a flow (;ob) and B
+    // reaches it over that, its Contact in the dialog included.
+    let (ok, report) = sipp(
+        d,
+        &[
+            "-sf",
+            &scenario("reg_ob.xml"),
+            "-key",
+            "user",
+            "service",
+            "-key",
+            "domain",
+            "b.example",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &uas_port.to_string(),
+            &format!("127.0.0.1:{b_port}"),
+            "-m",
+            "1",
+        ],
+    );
+    assert!(
+        ok,
+        "{context}: the uas's flow registration failed:\n{report}"
+    );
+    let uas_scenario = d.join("uas_ob.xml");
+    std::fs::write(
+        &uas_scenario,
+        std::fs::read_to_string(scenario("uas_rr.xml"))
+            .unwrap()
+            .replace(";transport=[transport]>", ";transport=[transport];ob>"),
+    )
+    .unwrap();
+
     // Calls, each on a fresh circuit: INVITE, ACK and BYE cross both
     // proxies (both record-route).
     let calls = "10";
     running.0.push(
         Command::new("sipp")
-            .args(["-sf", &scenario("uas_rr.xml"), "-i", "127.0.0.1"])
+            .arg("-sf")
+            .arg(&uas_scenario)
+            .args(["-i", "127.0.0.1"])
             .args(["-p", &uas_port.to_string(), "-m", calls])
             .args(["-nostdin", "-timeout", "120s"])
             .current_dir(d)
@@ -247,7 +284,7 @@ fn calls_over_tor(
             "service",
             "-key",
             "to_domain",
-            "c.example",
+            "b.example",
             "-i",
             "127.0.0.1",
             "-p",

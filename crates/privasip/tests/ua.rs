@@ -64,7 +64,7 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
              authenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{proxy_port}\"\ntcp = \"127.0.0.1:{proxy_port}\"\n\
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{proxy_port}\"\ntcp = \"127.0.0.1:{proxy_port}\"\n\
              [privasip]\nkeys = [\"keys/hpke.key\"]\n"
         ),
     );
@@ -207,7 +207,7 @@ fn aes_calls_keep_working_across_restarts() {
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
              authenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\n\
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n\
              [privasip]\naes = true\n"
         ),
     );
@@ -305,7 +305,7 @@ fn a_tcp_callee_registers_again_after_losing_its_connection() {
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
              authenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
         ),
     );
     common::add_user(&config, "alice", "wonderland");
@@ -420,7 +420,7 @@ fn privasip2_across_two_proxies_with_every_scheme() {
             "a.toml",
             format!(
                 "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{pa}\"\nauthenticate = true\n\
-                 [listen]\nudp = \"127.0.0.1:{pa}\"\n[store]\npath = \"a.db\"\n\
+                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{pa}\"\n[store]\npath = \"a.db\"\n\
                  [routes]\n\"b.example\" = \"udp:127.0.0.1:{pb}\"\n[privasip]\n{}",
                 proxy_keys("a")
             ),
@@ -429,7 +429,7 @@ fn privasip2_across_two_proxies_with_every_scheme() {
             "b.toml",
             format!(
                 "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{pb}\"\nauthenticate = true\n\
-                 [listen]\nudp = \"127.0.0.1:{pb}\"\n[store]\npath = \"b.db\"\n[privasip]\n{}",
+                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{pb}\"\n[store]\npath = \"b.db\"\n[privasip]\n{}",
                 proxy_keys("b")
             ),
         );
@@ -485,7 +485,7 @@ fn an_unknown_user_cannot_register() {
         d,
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n[listen]\nudp = \"127.0.0.1:{port}\"\n"
+             authenticate = true\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n"
         ),
     );
     common::add_user(&config, "alice", "wonderland");

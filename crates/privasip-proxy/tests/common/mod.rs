@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use privasip_digest::Algorithm;
-use privasip_proxy::{Next, Proxy, ProxyConfig};
+use privasip_proxy::{Next, Origin, Proxy, ProxyConfig, RelayPolicy};
 use privasip_registrar::RegistrarConfig;
 
 pub fn proxy(authenticate: bool) -> Proxy<&'static str> {
@@ -21,8 +21,14 @@ pub fn proxy(authenticate: bool) -> Proxy<&'static str> {
         authenticate,
         registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256, Algorithm::Md5],
+        // Every peer here is a trusted one: these tests are about
+        // messages, not about whom the proxy relays for.
+        relay: RelayPolicy {
+            trusted: vec!["192.0.2.99".parse().expect("a network")],
+            ..RelayPolicy::default()
+        },
     };
-    Proxy::new(
+    let mut p = Proxy::new(
         cfg,
         Box::new(|_: &str, _: Option<u16>, _: &str| {
             Some(Next {
@@ -32,7 +38,9 @@ pub fn proxy(authenticate: bool) -> Proxy<&'static str> {
         }),
         [3; 32],
         Instant::now(),
-    )
+    );
+    p.set_origin(Box::new(|_| Origin::Ip([192, 0, 2, 99].into())));
+    p
 }
 
 pub fn torture(name: &str) -> Vec<u8> {

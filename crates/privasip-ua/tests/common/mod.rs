@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use privasip_digest::{Algorithm, Ha1};
 use privasip_identity::{Keyring, PrivateKey};
-use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, StoreEvent};
+use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, RelayPolicy, StoreEvent};
 use privasip_registrar::RegistrarConfig;
 use privasip_ua::{Answer, Privacy, Ua, UaConfig, UaEvent};
 use rand_chacha::ChaCha20Rng;
@@ -52,6 +52,7 @@ pub fn proxy(
         authenticate: true,
         registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256, Algorithm::Md5],
+        relay: RelayPolicy::default(),
     };
     let mut p = Proxy::new(
         cfg,

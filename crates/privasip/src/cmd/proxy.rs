@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use privasip_proxy::{Next, Proxy, ProxyConfig, Resolver};
+use privasip_proxy::{Network, Next, Origin, Proxy, ProxyConfig, RelayPolicy, Resolver};
 use privasip_registrar::RegistrarConfig;
 use privasip_server::{Listen, Peer, Stats, TcpLimits};
 use serde::Deserialize;
@@ -59,6 +59,50 @@ pub(crate) struct Config {
     tor: Option<crate::tor::TorSection>,
     #[serde(default)]
     privasip: PrivaSipSection,
+    #[serde(default)]
+    relay: RelaySection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+/// `[relay]`: whom the proxy relays for and where it may send
+/// (doc/relay.md). Our authenticated users, our domains, our own
+/// Record-Route and the domains in `[routes]`/`[tor.routes]` need nothing
+/// here.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RelaySection {
+    /// Sources relayed for without authentication (CIDR), e.g. a load
+    /// generator or a peer proxy on a private link. Empty by default.
+    trusted: Vec<String>,
+    /// Internal networks (loopback, private, link-local) that may be
+    /// dialled: a LAN proxy names its LAN. None by default.
+    allow_networks: Vec<String>,
+}
+
+fn networks(key: &str, list: &[String]) -> Result<Vec<Network>> {
+    list.iter()
+        .map(|n| n.parse().with_context(|| format!("[relay] {key}")))
+        .collect()
+}
+
+/// `[limits]`: what one source may cost.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsSection {
+    /// PrivaSIP tokens one source may open a second (public-key work).
+    token_opens_per_second: u32,
+    /// ...and at once.
+    token_opens_burst: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            token_opens_per_second: privasip_proxy::OPENS_PER_SECOND,
+            token_opens_burst: privasip_proxy::OPENS_BURST,
+        }
+    }
 }
 
 /// `[privasip]`: the domain's private keys, to open PrivaSIP tokens.
@@ -167,6 +211,8 @@ struct RegistrarSection {
     max_expires: u32,
     default_expires: u32,
     max_contacts: usize,
+    /// Most addresses of record with bindings at once.
+    max_aors: usize,
 }
 
 impl Default for RegistrarSection {
@@ -177,6 +223,7 @@ impl Default for RegistrarSection {
             max_expires: d.max_expires,
             default_expires: d.default_expires,
             max_contacts: d.max_contacts,
+            max_aors: d.max_aors,
         }
     }
 }
@@ -220,7 +267,61 @@ pub(crate) fn load(path: &PathBuf) -> Result<Config> {
     if cfg.proxy.digest.is_empty() {
         bail!("[proxy] digest is empty: offer \"SHA-256\", \"MD5\" or both");
     }
+    if cfg.proxy.timer_c_secs > privasip_proxy::MAX_TIMER_C.as_secs() {
+        bail!(
+            "[proxy] timer_c_secs {} is longer than a day ({}): no call rings that long",
+            cfg.proxy.timer_c_secs,
+            privasip_proxy::MAX_TIMER_C.as_secs()
+        );
+    }
+    let relay = cfg.relay_policy()?;
+    if cfg.onion_only() {
+        if !cfg.routes.is_empty() {
+            bail!(
+                "[routes] with an onion service ([tor] onion_port): a proxy behind an onion \
+                 service dials no address on the internet, which would unmask it; use \
+                 [tor.routes], or a registration flow (;ob) for users on its LAN"
+            );
+        }
+        if let Some(n) = relay.allow_networks.iter().find(|n| !n.is_internal()) {
+            bail!(
+                "[relay] allow_networks {n:?} with an onion service ([tor] onion_port): a \
+                 proxy behind an onion service may dial its LAN only (loopback, private, \
+                 link-local networks), never the internet"
+            );
+        }
+    }
     Ok(cfg)
+}
+
+impl Config {
+    /// Whether this proxy serves an onion service, and so must never
+    /// dial anything outside Tor.
+    fn onion_only(&self) -> bool {
+        self.tor.as_ref().is_some_and(|t| t.onion_port() != 0)
+    }
+
+    /// The relay policy this configuration asks for.
+    fn relay_policy(&self) -> Result<RelayPolicy> {
+        let mut routed: Vec<String> = self.routes.keys().map(|d| d.to_ascii_lowercase()).collect();
+        if let Some(t) = &self.tor {
+            routed.extend(t.route_domains());
+        }
+        Ok(RelayPolicy {
+            trusted: networks("trusted", &self.relay.trusted)?,
+            allow_networks: networks("allow_networks", &self.relay.allow_networks)?,
+            routed_domains: routed,
+            onion_only: self.onion_only(),
+        })
+    }
+}
+
+/// What the relay policy and the budgets know of a peer.
+fn origin(p: &Peer) -> Origin {
+    match p {
+        Peer::Udp(a) | Peer::Tcp(a) => Origin::Ip(a.ip()),
+        Peer::Stream(_) | Peer::Onion(_) => Origin::Tor { circuit: None },
+    }
 }
 
 /// Tor as the resolver sees it: configured domains, and the table that
@@ -311,15 +412,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             .map(|a| privasip_digest::Algorithm::parse(Some(a)))
             .collect::<Option<Vec<_>>>()
             .context("[proxy] digest: use \"SHA-256\" and/or \"MD5\"")?,
+        relay: cfg.relay_policy()?,
         registrar: RegistrarConfig {
             min_expires: cfg.registrar.min_expires,
             max_expires: cfg.registrar.max_expires,
             default_expires: cfg.registrar.default_expires,
             max_contacts: cfg.registrar.max_contacts,
+            max_aors: cfg.registrar.max_aors,
         },
     };
-    let mut nonce_key = [0u8; 32];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce_key);
     let now = std::time::Instant::now();
     // One thread carries the proxy best; Tor backends get a second.
     let rt = if cfg.tor.is_some() {
@@ -344,7 +445,27 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         },
         None => TorResolve::default(),
     };
-    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_resolve)?, nonce_key, now);
+    let instance = proxy_store::instance_name();
+    let mut store = proxy_store::open(&args.config, &cfg, &instance)?;
+    // The secret that signs nonces, Record-Routes and Vias outlives the
+    // process (dialogs survive a restart) and is shared by the instances
+    // of a shared store.
+    let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, fresh.as_mut());
+    let secret = zeroize::Zeroizing::new(
+        store
+            .secret("proxy", &fresh)
+            .context("cannot read the proxy's secret from the store")?,
+    );
+    let mut proxy = Proxy::new(proxy_cfg, resolver(&cfg, tor_resolve)?, *secret, now);
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, seed.as_mut());
+    proxy.reseed(*seed);
+    proxy.set_origin(Box::new(origin));
+    proxy.set_token_budget(
+        cfg.limits.token_opens_per_second,
+        cfg.limits.token_opens_burst,
+    );
     proxy.set_timer_c(Duration::from_secs(cfg.proxy.timer_c_secs));
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
@@ -358,8 +479,6 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         proxy.set_keyring(ring);
         tracing::info!(keys = cfg.privasip.keys.len(), "PrivaSIP keys loaded");
     }
-    let instance = proxy_store::instance_name();
-    let mut store = proxy_store::open(&args.config, &cfg, &instance)?;
     let (users, bindings) = proxy_store::restore(&mut proxy, &mut store, now, cfg.privasip.aes)?;
     tracing::info!(users, bindings, "store loaded");
     let updates = proxy_store::listener(
