@@ -15,7 +15,9 @@ pub use auth::{
 };
 pub use budget::SourceKey;
 pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
-pub use proxy::{Next, Proxy, ProxyConfig, Resolver, StoreEvent};
+pub use proxy::{
+    Next, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,
+};
 pub use relay::{BadNetwork, Network, Origin, Refusal, RelayPolicy, is_internal};
 pub use response::response_for;
 pub use timer_c::{DEFAULT_TIMER_C, MAX_TIMER_C};

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::auth::{Authenticator, Credentials, Verdict};
-use crate::budget::SourceKey;
+use crate::budget::{Budgets, SourceKey};
 use crate::gate::{Gate, OPENS_BURST, OPENS_PER_SECOND, Refused};
 use crate::mac::{ROUTE_PARAM, Signer, derive};
 use crate::relay::{Origin, Refusal, RelayPolicy};
@@ -142,6 +142,12 @@ pub struct Proxy<P> {
     origin_of: Box<dyn Fn(&P) -> Origin + Send>,
     /// Token opens, within a budget per source.
     gate: Gate,
+    /// Requests, within a budget per source (pike-like), and for all of
+    /// Tor when the circuit is unknown.
+    requests: Budgets<SourceKey>,
+    tor_requests: Budgets<SourceKey>,
+    /// Requests dropped for a spent budget.
+    dropped: u64,
     auth: Authenticator,
     keyring: Option<Keyring>,
     store_events: VecDeque<StoreEvent>,
@@ -158,6 +164,16 @@ pub struct Proxy<P> {
     /// When lapsed bindings and their flows are next dropped.
     next_sweep: Option<Instant>,
 }
+
+/// Requests a source may send a second, by default.
+pub const REQUESTS_PER_SECOND: u32 = 500;
+/// Requests a source may send at once, by default.
+pub const REQUESTS_BURST: u32 = 1000;
+/// Sources tracked for the request budget.
+const REQUEST_SOURCES: usize = 65_536;
+/// All of Tor (circuit unknown) is one source with this many times the
+/// budget of one address.
+const TOR_FACTOR: u32 = 10;
 
 /// How often lapsed bindings and flows are dropped.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -212,6 +228,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             signer: Signer::new(&secret),
             origin_of: Box::new(|_| Origin::Unknown),
             gate: Gate::new(OPENS_PER_SECOND, OPENS_BURST),
+            requests: Budgets::new(REQUESTS_PER_SECOND, REQUESTS_BURST, REQUEST_SOURCES),
+            tor_requests: Budgets::new(
+                REQUESTS_PER_SECOND * TOR_FACTOR,
+                REQUESTS_BURST * TOR_FACTOR,
+                1,
+            ),
+            dropped: 0,
             keyring: None,
             store_events: VecDeque::new(),
             tor: None,
@@ -246,6 +269,39 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// once (default [`OPENS_PER_SECOND`], [`OPENS_BURST`]).
     pub fn set_token_budget(&mut self, per_second: u32, burst: u32) {
         self.gate = Gate::new(per_second, burst);
+    }
+
+    /// Sets how many requests a source may send a second, and at once,
+    /// before the rest are dropped (default [`REQUESTS_PER_SECOND`],
+    /// [`REQUESTS_BURST`]; all of Tor, when the circuit is unknown, gets
+    /// ten times as much). Trusted sources are not counted.
+    pub fn set_request_budget(&mut self, per_second: u32, burst: u32) {
+        self.requests = Budgets::new(per_second, burst, REQUEST_SOURCES);
+        self.tor_requests = Budgets::new(
+            per_second.saturating_mul(TOR_FACTOR),
+            burst.saturating_mul(TOR_FACTOR),
+            1,
+        );
+    }
+
+    /// Requests dropped so far because their source spent its budget.
+    pub fn dropped_requests(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether a request from `from` is within its source's budget.
+    fn within_budget(&mut self, from: &P, now: Instant) -> bool {
+        let origin = (self.origin_of)(from);
+        if self.cfg.relay.is_trusted(origin) {
+            return true;
+        }
+        let key = self.source_of(from);
+        let budget = if key == SourceKey::Tor {
+            &mut self.tor_requests
+        } else {
+            &mut self.requests
+        };
+        budget.take(key, now)
     }
 
     /// How many token opens cost public-key work so far.
@@ -457,6 +513,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let Some((msg, invalid)) = Message::parse_received(bytes, &self.limits) else {
             return;
         };
+        // Before any state is made for it: a request past its source's
+        // budget is dropped without an answer (an answer to a spoofed
+        // address would be a reflection).
+        if msg.is_request() && !self.within_budget(&from, now) {
+            self.dropped += 1;
+            return;
+        }
         let received = self.tx.receive(now, &msg, from.clone(), reliable);
         if let Some(e) = invalid {
             // §16.3 step 1: act as a UAS and reject it. Retransmissions are

@@ -397,3 +397,49 @@ fn stray_responses_go_only_where_the_request_came_from() {
     p.receive(later, crash.as_bytes(), "mallory", false);
     assert!(drain(&mut p).is_empty());
 }
+
+#[test]
+fn a_flood_from_one_source_is_dropped_and_no_one_else_notices() {
+    let mut p = strict();
+    p.set_request_budget(100, 200);
+    let t0 = Instant::now();
+    let ping = |branch: &str| {
+        format!(
+            "OPTIONS sip:192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP m.host;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:b.example>\r\nFrom: <sip:m@m.example>;tag=m\r\n\
+             Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let mut answered = 0;
+    for i in 0..5000 {
+        p.receive(t0, &ping(&format!("f{i}")), "mallory", false);
+        answered += drain(&mut p).len();
+    }
+    // The burst is answered; the rest dropped without a word (an answer
+    // to a spoofed source would be a reflection), and no transaction kept.
+    assert_eq!(answered, 200);
+    assert_eq!(p.dropped_requests(), 4800);
+    // Another source is answered at once.
+    p.receive(t0, &ping("other"), "alice", false);
+    assert_eq!(summary(&drain(&mut p)), [("alice", "200".to_owned())]);
+    // A second later, mallory has 100 more.
+    let later = t0 + Duration::from_secs(1);
+    let n: usize = (0..500)
+        .map(|i| {
+            p.receive(later, &ping(&format!("g{i}")), "mallory", false);
+            drain(&mut p).len()
+        })
+        .sum();
+    assert_eq!(n, 100);
+    // A trusted source is not counted.
+    let mut q = proxy(RelayPolicy {
+        trusted: vec!["203.0.113.66".parse().expect("a network")],
+        ..RelayPolicy::default()
+    });
+    q.set_request_budget(1, 1);
+    for i in 0..50 {
+        q.receive(t0, &ping(&format!("t{i}")), "mallory", false);
+        assert_eq!(drain(&mut q).len(), 1);
+    }
+}

@@ -130,7 +130,8 @@ fn kamailio_as_the_next_hop() {
         dir.path(),
         &format!(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{proxy_port}\"\n\
+             [relay]\ntrusted = [\"127.0.0.1\"]\nallow_networks = [\"127.0.0.0/8\"]\n\
+             [listen]\nudp = \"127.0.0.1:{proxy_port}\"\n\
              [routes]\n\"c.example\" = \"udp:127.0.0.1:{kam_port}\"\n"
         ),
     );

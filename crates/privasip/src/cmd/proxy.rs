@@ -86,10 +86,15 @@ fn networks(key: &str, list: &[String]) -> Result<Vec<Network>> {
         .collect()
 }
 
-/// `[limits]`: what one source may cost.
+/// `[limits]`: what one source may cost (trusted sources excepted).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct LimitsSection {
+    /// Requests one source (an IPv4 address, an IPv6 /64) may send a
+    /// second; past it they are dropped. All of Tor gets ten times this.
+    requests_per_second: u32,
+    /// ...and at once.
+    requests_burst: u32,
     /// PrivaSIP tokens one source may open a second (public-key work).
     token_opens_per_second: u32,
     /// ...and at once.
@@ -99,6 +104,8 @@ struct LimitsSection {
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
+            requests_per_second: privasip_proxy::REQUESTS_PER_SECOND,
+            requests_burst: privasip_proxy::REQUESTS_BURST,
             token_opens_per_second: privasip_proxy::OPENS_PER_SECOND,
             token_opens_burst: privasip_proxy::OPENS_BURST,
         }
@@ -462,6 +469,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, seed.as_mut());
     proxy.reseed(*seed);
     proxy.set_origin(Box::new(origin));
+    proxy.set_request_budget(cfg.limits.requests_per_second, cfg.limits.requests_burst);
     proxy.set_token_budget(
         cfg.limits.token_opens_per_second,
         cfg.limits.token_opens_burst,
