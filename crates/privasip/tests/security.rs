@@ -25,7 +25,8 @@ fn socket(ip: &str, secs: u64) -> UdpSocket {
 
 /// Sends `msg` to the proxy and returns the first answer, if any.
 fn ask(s: &UdpSocket, port: u16, msg: &str) -> Option<String> {
-    s.send_to(msg.as_bytes(), ("127.0.0.1", port)).expect("send");
+    s.send_to(msg.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
     let mut buf = [0u8; 65536];
     loop {
         let (n, _) = s.recv_from(&mut buf).ok()?;
@@ -75,7 +76,8 @@ fn hostile_datagrams_do_not_crash_or_relay() {
     let crash = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:24700;branch=z9hG4bKx.0.AAAA\r\n\
                  Via: SIP/2.0/UDP [\u{e9}abcd];branch=z9hG4bKy\r\nTo: <sip:a@b>;tag=1\r\n\
                  From: <sip:c@d>;tag=2\r\nCall-ID: crash\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    m.send_to(crash.as_bytes(), ("127.0.0.1", port)).expect("send");
+    m.send_to(crash.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
 
     // Open-relay and SSRF attempts: each answered 403, none reaching the
     // victims.
@@ -110,7 +112,8 @@ fn hostile_datagrams_do_not_crash_or_relay() {
          Call-ID: ack\r\nCSeq: 1 ACK\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    m.send_to(ack.as_bytes(), ("127.0.0.1", port)).expect("send");
+    m.send_to(ack.as_bytes(), ("127.0.0.1", port))
+        .expect("send");
 
     // Still alive, and still answering.
     let ping = request("OPTIONS", "sip:127.0.0.1:24700", &m, "alive", "");
