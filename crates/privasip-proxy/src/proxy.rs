@@ -1175,6 +1175,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let mut up = msg.clone();
         up.pop_via();
         if up.vias().is_empty() {
+            // Only our Via: nothing to send up as it is. A final one still
+            // ends the branch (as 502), or the server transaction and the
+            // call would wait for an answer forever.
+            if status >= 200 {
+                self.branch_failed(now, ctx, 502, None);
+            }
             return;
         }
         let bytes = up.to_bytes();
@@ -1245,6 +1251,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let Some(stx) = self.by_client.remove(&ctx) else {
             return;
         };
+        let tag = self.tag();
         let Some(call) = self.calls.get_mut(&stx) else {
             return;
         };
@@ -1252,7 +1259,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let response = match response {
             Some(r) => r,
             None => match Message::parse_datagram(&call.request, &self.limits) {
-                Ok(req) => response_for(&req, status, "Request Timeout", "psp-timeout", &[]),
+                Ok(req) => {
+                    let reason = if status == 408 {
+                        "Request Timeout"
+                    } else {
+                        "Bad Gateway"
+                    };
+                    response_for(&req, status, reason, &tag, &[])
+                }
                 Err(_) => return,
             },
         };

@@ -504,3 +504,41 @@ fn timer_c_cancels_a_branch_that_rings_too_long() {
         );
     }
 }
+
+#[test]
+fn a_final_response_with_only_our_via_still_ends_the_branch() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    for (i, method) in ["INVITE", "OPTIONS"].into_iter().enumerate() {
+        let req = String::from_utf8(invite(
+            "sip:bob@b.example",
+            &format!("z9hG4bKov{i}"),
+            70,
+            "",
+        ))
+        .expect("text")
+        .replace("INVITE", method);
+        p.receive(t0, req.as_bytes(), "alice", false);
+        let out = drain(&mut p);
+        let fwd = &out
+            .iter()
+            .find(|(to, _)| *to == "bob")
+            .expect("forwarded")
+            .1;
+        // Bob answers with a response that keeps only the proxy's Via.
+        let text = String::from_utf8(answer(fwd, 486, "b1")).expect("text");
+        let only_ours: String = text
+            .split("\r\n")
+            .filter(|l| !l.contains("alice.host"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        p.receive(t0, only_ours.as_bytes(), "bob", false);
+        let up: Vec<_> = drain(&mut p)
+            .into_iter()
+            .filter(|(to, b)| *to == "alice" && status(b).is_some_and(|s| s >= 200))
+            .collect();
+        assert_eq!(up.len(), 1, "{method}: one final answer up");
+        assert_eq!(status(&up[0].1), Some(502), "{method}");
+    }
+}

@@ -88,8 +88,11 @@ impl CTor {
         ctl.command("SETEVENTS HS_DESC").await.map_err(err)?;
         // The command and the reply carry the private key: both are wiped
         // when done with.
+        // Proof-of-work at the introduction point (proposal 327): costs
+        // clients nothing until an introduction flood makes tor ask for
+        // effort, then puts real clients ahead of the flood.
         let command = Zeroizing::new(format!(
-            "ADD_ONION {} Port={},127.0.0.1:{local_port}",
+            "ADD_ONION {} Port={},127.0.0.1:{local_port} PoWDefensesEnabled=1",
             key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
             spec.port
         ));

@@ -40,7 +40,8 @@ pub(crate) struct Args {
     config: PathBuf,
 
     /// Append every message sent and received to FILE, as on the wire
-    /// (what an observer of this hop sees, before Tor if any).
+    /// (what an observer of this hop sees, before Tor if any). It holds
+    /// Digest responses: a new FILE is created readable by you alone.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
 
@@ -554,13 +555,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 )
             }
         };
+        // The trace holds Digest responses (enough for an offline
+        // password guess): created private, never readable by others.
         let trace = match &args.trace {
             Some(p) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot open {}", p.display()))?,
+                std::os::unix::fs::OpenOptionsExt::mode(
+                    std::fs::OpenOptions::new().create(true).append(true),
+                    0o600,
+                )
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
             ),
             None => None,
         };
