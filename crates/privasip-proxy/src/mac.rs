@@ -64,6 +64,16 @@ impl Signer {
         same(&self.route_tag(call_id), got)
     }
 
+    /// The To tag of a stateless reply to a request with this Call-ID
+    /// and From tag: the same for every retransmission, and recognisable
+    /// in the ACK that answers it, with nothing kept.
+    pub(crate) fn reply_tag(&self, call_id: &str, from_tag: &str) -> String {
+        tag(
+            &self.route,
+            &[b"reply", call_id.as_bytes(), from_tag.as_bytes()],
+        )
+    }
+
     /// The tag our Via carries over the Via below it (the hop we took the
     /// request from), so that a response arriving without a transaction
     /// is only ever sent where the request came from.

@@ -284,6 +284,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         );
     }
 
+    /// Transactions alive (tests, metrics).
+    pub fn transactions(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Requests dropped so far because their source spent its budget.
     pub fn dropped_requests(&self) -> u64 {
         self.dropped
@@ -623,6 +628,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         B64.encode(b)
     }
 
+    /// Answers a request ourselves. A refusal (3xx and up) is stateless:
+    /// sent once, nothing kept, its To tag derived from the request so
+    /// that a retransmission gets the same answer and the ACK of a refused
+    /// INVITE is recognised (Kamailio's `sl_send_reply`). A refused
+    /// request so costs no memory, and a spoofed source gets one answer,
+    /// not eleven. Anything else goes through the server transaction.
     fn reply(
         &mut self,
         now: Instant,
@@ -632,10 +643,28 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         reason: &str,
         extra: &[String],
     ) {
+        if code >= 300 {
+            let tag = self.signer.reply_tag(
+                req.call_id().unwrap_or_default(),
+                req.from().and_then(|f| f.tag()).unwrap_or_default(),
+            );
+            let resp = response_for(req, code, reason, &tag, extra);
+            let _ = self.tx.respond_once(stx, resp);
+            return;
+        }
         let tag = self.tag();
         let resp = response_for(req, code, reason, &tag, extra);
         // The transaction exists and has sent no final response yet.
         let _ = self.tx.respond(now, stx, resp);
+    }
+
+    /// Whether `ack` acknowledges one of our stateless refusals.
+    fn acks_our_refusal(&self, ack: &Message<'_>) -> bool {
+        let (Some(call_id), Some(to_tag)) = (ack.call_id(), ack.to().and_then(|t| t.tag())) else {
+            return false;
+        };
+        let from_tag = ack.from().and_then(|f| f.tag()).unwrap_or_default();
+        self.signer.reply_tag(call_id, from_tag) == to_tag
     }
 
     fn is_us(&self, uri: &SipUri<'_>) -> bool {
@@ -1301,6 +1330,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// ACK for a 2xx and other requests outside transactions (§16.11):
     /// only along our own signed Record-Route, or for a trusted peer.
     fn forward_stateless(&mut self, msg: &Message<'_>, source: &P) {
+        // The ACK of an INVITE we refused ourselves ends here.
+        if msg.method().is_some_and(|m| m.as_str() == "ACK") && self.acks_our_refusal(msg) {
+            return;
+        }
         let mut m = msg.clone();
         let route_proof = self.pop_our_route(&mut m);
         if !route_proof && !self.cfg.relay.is_trusted((self.origin_of)(source)) {

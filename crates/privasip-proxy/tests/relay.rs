@@ -443,3 +443,42 @@ fn a_flood_from_one_source_is_dropped_and_no_one_else_notices() {
         assert_eq!(drain(&mut q).len(), 1);
     }
 }
+
+#[test]
+fn a_refusal_is_stateless_and_sent_once() {
+    let mut p = strict();
+    let t0 = Instant::now();
+    let invite = request("INVITE", "sip:x@203.0.113.66", "z9hG4bKsl1", "", "");
+    p.receive(t0, &invite, "mallory", false);
+    let first = drain(&mut p);
+    assert_eq!(summary(&first).last(), Some(&("mallory", "403".to_owned())));
+    assert_eq!(p.transactions(), 0, "nothing kept for a refused request");
+    // No retransmissions of the 403 to a possibly spoofed source.
+    for s in 1..40 {
+        p.handle_timeout(t0 + Duration::from_secs(s));
+        assert!(drain(&mut p).is_empty());
+    }
+    // A retransmitted INVITE gets the same answer, To tag and all...
+    p.receive(t0, &invite, "mallory", false);
+    let again = drain(&mut p);
+    let refusal = |out: &Sent| out.last().expect("an answer").1.clone();
+    let tag = |b: &[u8]| {
+        parse(b)
+            .to()
+            .and_then(|t| t.tag().map(str::to_owned))
+            .expect("a To tag")
+    };
+    assert_eq!(tag(&refusal(&first)), tag(&refusal(&again)));
+    // ...and its ACK ends at the proxy.
+    let ack = String::from_utf8(request(
+        "ACK",
+        "sip:x@203.0.113.66",
+        "z9hG4bKsl1",
+        &tag(&refusal(&first)),
+        "",
+    ))
+    .expect("text");
+    p.receive(t0, ack.as_bytes(), "mallory", false);
+    assert!(drain(&mut p).is_empty());
+    assert_eq!(p.transactions(), 0);
+}

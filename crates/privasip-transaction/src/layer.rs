@@ -366,6 +366,22 @@ impl<P: Clone> Transactions<P> {
         if ok { Ok(()) } else { Err(TxError::WrongState) }
     }
 
+    /// Answers once and forgets the transaction: a stateless reply (RFC
+    /// 3261 §16.11, what Kamailio's `sl_send_reply` does) for a request
+    /// the element refuses outright. Nothing is kept and nothing is
+    /// retransmitted, so a refused request costs no memory and a spoofed
+    /// source is not sent the answer again and again; a retransmitted
+    /// request is a new one and is answered again.
+    pub fn respond_once(&mut self, tx: ServerTx, response: Vec<u8>) -> Result<(), TxError> {
+        let e = self.servers.remove(&tx.0).ok_or(TxError::Gone)?;
+        self.server_keys.remove(&e.key);
+        self.transmits.push_back(Transmit {
+            to: e.peer,
+            bytes: response,
+        });
+        Ok(())
+    }
+
     /// The INVITE server transaction a CANCEL is for (RFC 3261 §9.2: same
     /// top Via, Request-URI, Call-ID, From, To and CSeq number; with RFC
     /// 3261 branches, the same branch and sent-by).
