@@ -161,8 +161,10 @@ pub(crate) async fn run<R, W>(
         }
     });
     let mut decoder = StreamDecoder::new(limits.message.clone());
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    let mut chunk = vec![0u8; 16_384];
+    // Read straight into one buffer that grows with the message and goes
+    // back to nothing when idle: thousands of open connections, most of
+    // them quiet (or an attacker's), then cost little.
+    let mut buf: Vec<u8> = Vec::new();
     let kind = if addr.is_tor() { "Tor" } else { "TCP" };
     tracing::debug!("{kind} stream open");
     // When the message now in `buf` began.
@@ -175,7 +177,10 @@ pub(crate) async fn run<R, W>(
                 .min(limits.idle_timeout),
             None => limits.idle_timeout,
         };
-        let n = match tokio::time::timeout(wait, rd.read(&mut chunk)).await {
+        if buf.capacity() - buf.len() < READ_AT_LEAST {
+            buf.reserve(READ_CHUNK);
+        }
+        let n = match tokio::time::timeout(wait, rd.read_buf(&mut buf)).await {
             Ok(Ok(0)) => {
                 tracing::debug!("{kind} stream closed by the peer");
                 break;
@@ -195,7 +200,7 @@ pub(crate) async fn run<R, W>(
             }
             Ok(Ok(n)) => n,
         };
-        buf.extend_from_slice(&chunk[..n]);
+        tracing::trace!(bytes = n, "stream bytes read");
         let mut progressed = false;
         loop {
             match decoder.decode(&buf) {
@@ -225,6 +230,9 @@ pub(crate) async fn run<R, W>(
         }
         // The clock runs from when the unfinished message in `buf` began
         // (about now, if a message just completed before it).
+        if buf.is_empty() && buf.capacity() > IDLE_CAPACITY {
+            buf = Vec::new();
+        }
         partial_since = match (buf.is_empty(), partial_since) {
             (true, _) => None,
             (false, Some(since)) if !progressed => Some(since),
@@ -245,6 +253,13 @@ pub(crate) async fn run<R, W>(
         writer.abort();
     }
 }
+
+/// A read is given at least this much room...
+const READ_AT_LEAST: usize = 1024;
+/// ...by growing the buffer this much.
+const READ_CHUNK: usize = 4096;
+/// An empty buffer larger than this is given back.
+const IDLE_CAPACITY: usize = 16 * 1024;
 
 /// How long a closing stream may take to write what was already answered.
 const WRITE_GRACE: Duration = Duration::from_secs(5);
