@@ -99,20 +99,7 @@ impl Keyring {
                 self.aes_moved.push((o.id.clone(), o.next_counter));
                 (o.id, Some(o.next_counter))
             }
-            scheme => {
-                let kid = KeyId(
-                    parsed
-                        .key_id
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| IdentityError::UnknownKey)?,
-                );
-                let key = self
-                    .keys
-                    .get(&(scheme, kid))
-                    .ok_or(IdentityError::UnknownKey)?;
-                (key.open(&parsed, context)?, None)
-            }
+            _ => (self.key_for(&parsed)?.open(&parsed, context)?, None),
         };
         self.cache.insert(token, context, id.clone(), now);
         Ok(Opened {
@@ -133,9 +120,14 @@ impl Keyring {
     /// before spending public-key work on a token anyone could have sent.
     pub fn precheck(&self, token: &str) -> Result<(), IdentityError> {
         let parsed = Token::parse(token)?;
-        if parsed.scheme == SchemeId::Aes {
-            return Ok(());
+        if parsed.scheme != SchemeId::Aes {
+            self.key_for(&parsed)?;
         }
+        Ok(())
+    }
+
+    /// The key of ours a public-key token names.
+    fn key_for(&self, parsed: &Token) -> Result<&dyn Decryptor, IdentityError> {
         let kid = KeyId(
             parsed
                 .key_id
@@ -143,11 +135,10 @@ impl Keyring {
                 .try_into()
                 .map_err(|_| IdentityError::UnknownKey)?,
         );
-        if self.keys.contains_key(&(parsed.scheme, kid)) {
-            Ok(())
-        } else {
-            Err(IdentityError::UnknownKey)
-        }
+        self.keys
+            .get(&(parsed.scheme, kid))
+            .map(|k| k.as_ref())
+            .ok_or(IdentityError::UnknownKey)
     }
 
     /// The AES users whose next acceptable counter moved, with the new

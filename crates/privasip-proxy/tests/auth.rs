@@ -346,46 +346,44 @@ fn privasip_tokens_register_and_route_to_the_real_user() {
     assert_eq!(status_of(&drain(&mut p)), 404);
 }
 
-/// One wrong-password attempt for bob from `from`: a challenge, then bad
-/// credentials. Returns the final answer's status.
-fn guess(p: &mut Proxy<&'static str>, now: Instant, from: &'static str, cseq: u32) -> u16 {
+/// Bob's REGISTER from `from` with `password`: a challenge, then
+/// credentials. Returns the final answer's status (the first one's if it
+/// was no challenge).
+fn attempt(
+    p: &mut Proxy<&'static str>,
+    now: Instant,
+    from: &'static str,
+    cseq: u32,
+    password: &str,
+) -> u16 {
     p.receive(now, &register("bob", cseq, "g", ""), from, false);
     let out = drain(p);
     if status_of(&out) != 401 {
         return status_of(&out);
     }
     let (nonce, _) = nonce_of(&out[0].1, "MD5", HeaderName::WwwAuthenticate);
-    let bad = credentials(
+    let auth = credentials(
         "Authorization",
         "bob",
         Algorithm::Md5,
-        "guess",
+        password,
         &nonce,
         "REGISTER",
         "sip:b.example",
         "00000001",
     );
-    p.receive(now, &register("bob", cseq + 1, "g", &bad), from, false);
+    p.receive(now, &register("bob", cseq + 1, "g", &auth), from, false);
     status_of(&drain(p))
 }
 
-/// Bob registers from `from` with his password; the final status.
+/// A wrong password for bob from `from`.
+fn guess(p: &mut Proxy<&'static str>, now: Instant, from: &'static str, cseq: u32) -> u16 {
+    attempt(p, now, from, cseq, "guess")
+}
+
+/// Bob's own password from `from`.
 fn bob_logs_in(p: &mut Proxy<&'static str>, now: Instant, from: &'static str, cseq: u32) -> u16 {
-    p.receive(now, &register("bob", cseq, "ok", ""), from, false);
-    let out = drain(p);
-    let (nonce, _) = nonce_of(&out[0].1, "MD5", HeaderName::WwwAuthenticate);
-    let good = credentials(
-        "Authorization",
-        "bob",
-        Algorithm::Md5,
-        "zanzibar",
-        &nonce,
-        "REGISTER",
-        "sip:b.example",
-        "00000001",
-    );
-    p.receive(now, &register("bob", cseq + 1, "ok", &good), from, false);
-    status_of(&drain(p))
+    attempt(p, now, from, cseq, "zanzibar")
 }
 
 #[test]
