@@ -27,9 +27,9 @@ pub enum SourceKey {
 }
 
 impl SourceKey {
-    /// The key of a peer whose origin is `origin`; `fallback` for a peer
-    /// the driver says nothing about.
-    pub fn of(origin: Origin, fallback: u64) -> SourceKey {
+    /// The key of a peer whose origin is `origin`; `fallback` (only
+    /// called then) for a peer the driver says nothing about.
+    pub fn of(origin: Origin, fallback: impl FnOnce() -> u64) -> SourceKey {
         match origin {
             Origin::Ip(ip) => match ip {
                 IpAddr::V4(a) => SourceKey::V4(a.octets()),
@@ -45,7 +45,7 @@ impl SourceKey {
             },
             Origin::Tor { circuit: Some(c) } => SourceKey::Circuit(c),
             Origin::Tor { circuit: None } => SourceKey::Tor,
-            Origin::Unknown => SourceKey::Peer(fallback),
+            Origin::Unknown => SourceKey::Peer(fallback()),
         }
     }
 }
@@ -186,22 +186,14 @@ mod tests {
     #[test]
     fn sources_by_address_and_prefix() {
         let ip = |s: &str| Origin::Ip(s.parse().expect("address"));
+        let key = |o: Origin| SourceKey::of(o, || 7);
         assert_eq!(
-            SourceKey::of(ip("2001:db8:1:2:aaaa::1"), 0),
-            SourceKey::of(ip("2001:db8:1:2:bbbb::9"), 0)
+            key(ip("2001:db8:1:2:aaaa::1")),
+            key(ip("2001:db8:1:2:bbbb::9"))
         );
-        assert_ne!(
-            SourceKey::of(ip("2001:db8:1:2::1"), 0),
-            SourceKey::of(ip("2001:db8:1:3::1"), 0)
-        );
-        assert_eq!(
-            SourceKey::of(ip("::ffff:192.0.2.1"), 0),
-            SourceKey::of(ip("192.0.2.1"), 0)
-        );
-        assert_eq!(
-            SourceKey::of(Origin::Tor { circuit: None }, 1),
-            SourceKey::Tor
-        );
-        assert_eq!(SourceKey::of(Origin::Unknown, 7), SourceKey::Peer(7));
+        assert_ne!(key(ip("2001:db8:1:2::1")), key(ip("2001:db8:1:3::1")));
+        assert_eq!(key(ip("::ffff:192.0.2.1")), key(ip("192.0.2.1")));
+        assert_eq!(key(Origin::Tor { circuit: None }), SourceKey::Tor);
+        assert_eq!(key(Origin::Unknown), SourceKey::Peer(7));
     }
 }

@@ -300,7 +300,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if self.cfg.relay.is_trusted(origin) {
             return true;
         }
-        let key = self.source_of(from);
+        let key = source_key(from, origin);
         let budget = if key == SourceKey::Tor {
             &mut self.tor_requests
         } else {
@@ -316,9 +316,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
     /// The budget key of a peer.
     fn source_of(&self, peer: &P) -> SourceKey {
-        let mut h = DefaultHasher::new();
-        peer.hash(&mut h);
-        SourceKey::of((self.origin_of)(peer), h.finish())
+        source_key(peer, (self.origin_of)(peer))
     }
 
     /// Names this proxy on Tor links: Via and Record-Route on a hop to or
@@ -1426,6 +1424,16 @@ enum NoHop {
     Refused(Refusal),
     /// A flow-bound contact whose connection is gone.
     FlowGone,
+}
+
+/// The budget key of a peer whose origin is known; a hash of the peer
+/// itself when the driver gives no address.
+fn source_key<P: Hash>(peer: &P, origin: Origin) -> SourceKey {
+    SourceKey::of(origin, || {
+        let mut h = DefaultHasher::new();
+        peer.hash(&mut h);
+        h.finish()
+    })
 }
 
 /// The Via transport token for a hop.
