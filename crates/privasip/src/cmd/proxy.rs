@@ -17,11 +17,21 @@ use crate::proxy_store;
 /// Run a SIP proxy and registrar.
 ///
 /// The proxy is a registrar and location service for its own domains and
-/// forwards everything else by Request-URI: to the address in the URI when
+/// forwards other requests by Request-URI: to the address in the URI when
 /// it is an IP address, to the static route for its domain otherwise (no
 /// DNS lookups in this version). It keeps transaction state (RFC 3261
 /// §16), Record-Routes when asked, forks to every registered contact, and
 /// speaks UDP and TCP.
+///
+/// It is not an open relay (doc/relay.md): it forwards for its
+/// authenticated users, into its own domains, along its own signed
+/// Record-Route, to the domains in [routes] and [tor.routes], and for the
+/// sources [relay] trusted names; anyone else gets 403 Relay Forbidden.
+/// Loopback, private and link-local addresses are dialled only where
+/// [relay] allow_networks names them, and a proxy with an onion service
+/// dials nothing outside Tor but that LAN. Each source may send 500
+/// requests a second and open 20 PrivaSIP tokens a second ([limits]);
+/// SECURITY.md lists every limit.
 ///
 /// The configuration is a TOML file; examples/ has commented examples
 /// (examples/proxy-sipp.toml relays for SIPp on 127.0.0.1:5060).
