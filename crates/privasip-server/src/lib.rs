@@ -110,6 +110,9 @@ pub async fn run(
         .map(|t| tor::Driver::new(t, stats.clone()));
     let per_source: Arc<tcp::PerSource> = Arc::default();
     let mut buf = vec![0u8; 65_536];
+    // After a failed accept (out of file descriptors), wait a little
+    // instead of spinning on the error.
+    let mut accept_pause: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let deadline = proxy.poll_timeout();
@@ -127,8 +130,9 @@ pub async fn run(
                     proxy.receive(Instant::now(), &buf[..n], Peer::Udp(from), false);
                 }
             }
-            r = accept_tcp(tcp.as_ref()) => {
-                if let Ok((stream, from)) = r {
+            r = accept_tcp(tcp.as_ref(), accept_pause) => match r {
+                Ok((stream, from)) => {
+                    accept_pause = None;
                     if let Some(guard) = per_source.admit(from.ip(), conns.len(), &listen.tcp_limits) {
                         tcp::spawn(stream, from, in_tx.clone(), listen.tcp_limits.clone(), stats.clone(), Some(guard));
                     } else {
@@ -136,10 +140,27 @@ pub async fn run(
                         tracing::debug!("TCP connection refused by the limits");
                     }
                 }
-            }
+                Err(e) => {
+                    tracing::warn!("accepting a TCP connection failed: {e}; pausing accepts");
+                    accept_pause = Some(tokio::time::Instant::now() + ACCEPT_PAUSE);
+                }
+            },
             Some(s) = tor::accept(tor.as_mut()) => {
-                if let Some(t) = tor.as_mut() {
-                    t.spawn_incoming(s, in_tx.clone(), listen.tcp_limits.clone());
+                // Incoming onion streams come through the connection limits
+                // too: all of Tor is one source (its streams all arrive from
+                // the local tor), allowed every connection slot.
+                let tor_limits = TcpLimits {
+                    max_per_source: listen.tcp_limits.max_connections,
+                    ..listen.tcp_limits.clone()
+                };
+                match (tor.as_mut(), per_source.admit(tcp::TOR_SOURCE, conns.len(), &tor_limits)) {
+                    (Some(t), Some(guard)) => {
+                        t.spawn_incoming(s, in_tx.clone(), listen.tcp_limits.clone(), guard);
+                    }
+                    _ => {
+                        stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("onion stream refused by the limits");
+                    }
                 }
             }
             Some(ev) = in_rx.recv() => match ev {
@@ -174,11 +195,11 @@ pub async fn run(
                 Peer::Stream(_) => match conns.get(&t.to) {
                     Some(w) => w.try_send(t.bytes).is_ok(),
                     None => match waiting.get_mut(&t.to) {
-                        Some(q) => {
+                        Some(q) if q.len() < MAX_WAITING => {
                             q.push(t.bytes);
                             true
                         }
-                        None => false,
+                        _ => false,
                     },
                 },
                 Peer::Onion(route) => {
@@ -197,8 +218,12 @@ pub async fn run(
                             Some(w) => w.try_send(t.bytes).is_ok(),
                             // Opening: it is sent when the stream opens.
                             None => {
-                                waiting.entry(s).or_default().push(t.bytes);
-                                true
+                                let q = waiting.entry(s).or_default();
+                                let room = q.len() < MAX_WAITING;
+                                if room {
+                                    q.push(t.bytes);
+                                }
+                                room
                             }
                         },
                         None => false,
@@ -208,16 +233,21 @@ pub async fn run(
                     Some(w) => w.try_send(t.bytes).is_ok(),
                     None => {
                         let first = !waiting.contains_key(&t.to);
-                        waiting.entry(t.to).or_default().push(t.bytes);
-                        if first {
-                            tcp::connect(
-                                addr,
-                                in_tx.clone(),
-                                listen.tcp_limits.clone(),
-                                stats.clone(),
-                            );
+                        let q = waiting.entry(t.to).or_default();
+                        if q.len() >= MAX_WAITING {
+                            false
+                        } else {
+                            q.push(t.bytes);
+                            if first {
+                                tcp::connect(
+                                    addr,
+                                    in_tx.clone(),
+                                    listen.tcp_limits.clone(),
+                                    stats.clone(),
+                                );
+                            }
+                            true
                         }
-                        true
                     }
                 },
             };
@@ -267,12 +297,24 @@ async fn recv_udp(sock: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<(usize
     }
 }
 
-async fn accept_tcp(l: Option<&TcpListener>) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+async fn accept_tcp(
+    l: Option<&TcpListener>,
+    pause_until: Option<tokio::time::Instant>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    if let Some(t) = pause_until {
+        tokio::time::sleep_until(t).await;
+    }
     match l {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
 }
+
+/// How long accepting pauses after it failed (e.g. out of descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Messages queued for one connection while it opens; more are dropped.
+const MAX_WAITING: usize = 64;
 
 /// The default idle timeout for TCP connections.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);

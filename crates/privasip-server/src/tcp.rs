@@ -42,6 +42,10 @@ impl Default for TcpLimits {
     }
 }
 
+/// The source every incoming onion stream counts under (they all arrive
+/// from the local tor): a reserved address no TCP peer can have.
+pub(crate) const TOR_SOURCE: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
 /// Connections per source address.
 #[derive(Default)]
 pub(crate) struct PerSource(Mutex<HashMap<IpAddr, usize>>);

@@ -144,6 +144,7 @@ impl Driver {
         s: TorStream,
         inbound: mpsc::Sender<Inbound>,
         limits: TcpLimits,
+        guard: tcp::SourceGuard,
     ) {
         let peer = self.new_peer();
         let (r, w) = s.into_split();
@@ -154,7 +155,7 @@ impl Driver {
             inbound,
             limits,
             self.stats.clone(),
-            None,
+            Some(guard),
         ));
     }
 
