@@ -206,3 +206,35 @@ fn a_password_guesser_cannot_lock_the_real_user_out() {
     let bob = socket("127.0.0.2", 2);
     assert_eq!(login(&bob, port, 1, "zanzibar"), 200);
 }
+
+#[test]
+fn configurations_that_would_unmask_an_onion_proxy_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:24709\"\n\
+                [listen]\nudp = \"127.0.0.1:24709\"\n[tor]\nonion_port = 5060\n";
+    for (extra, says) in [
+        (
+            "[relay]\nallow_networks = [\"0.0.0.0/0\"]\n",
+            "never the internet",
+        ),
+        (
+            "[routes]\n\"c.example\" = \"udp:127.0.0.1:5070\"\n",
+            "[routes] with an onion service",
+        ),
+        (
+            "[relay]\ntrusted = [\"127.0.0.0/33\"]\n",
+            "is not an IP network",
+        ),
+    ] {
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, format!("{base}{extra}")).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_privasip"))
+            .args(["proxy", "--check", "--config"])
+            .arg(&path)
+            .output()
+            .expect("privasip runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra} accepted");
+        assert!(err.contains(says), "{extra}: {err}");
+    }
+}
