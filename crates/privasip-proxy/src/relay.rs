@@ -58,13 +58,9 @@ impl Network {
     /// Whether the whole network lies inside one internal range (see
     /// [`is_internal`]).
     pub fn is_internal(&self) -> bool {
-        INTERNAL.iter().any(|(block, prefix)| {
-            let block = Network {
-                addr: *block,
-                prefix: *prefix,
-            };
-            *prefix <= self.prefix && block.contains(self.addr)
-        })
+        INTERNAL
+            .iter()
+            .any(|block| block.prefix <= self.prefix && block.contains(self.addr))
     }
 
     /// Whether `ip` is in this network. An IPv4-mapped IPv6 address
@@ -99,28 +95,73 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The internal ranges, as networks: what [`is_internal`] says of
-/// addresses, [`Network::is_internal`] says of whole networks.
-const INTERNAL: [(IpAddr, u8); 16] = [
-    (IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)), 8),
-    (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
-    (IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)), 10),
-    (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
-    (IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)), 16),
-    (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
-    (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
-    (IpAddr::V4(Ipv4Addr::new(224, 0, 0, 0)), 4),
-    (IpAddr::V4(Ipv4Addr::new(240, 0, 0, 0)), 4),
-    (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
-    (IpAddr::V6(Ipv6Addr::UNSPECIFIED), 128),
-    (IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)), 7),
-    (IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 10),
-    (IpAddr::V6(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0)), 10),
-    (IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0)), 8),
-    (
-        IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0x7f00, 0, 0)),
-        104,
-    ),
+/// The internal ranges: [`is_internal`] asks whether an address is in
+/// one, [`Network::is_internal`] whether a whole network is.
+const INTERNAL: [Network; 16] = [
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(0, 0, 0, 0)),
+        prefix: 8,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)),
+        prefix: 8,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(100, 64, 0, 0)),
+        prefix: 10,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)),
+        prefix: 8,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(169, 254, 0, 0)),
+        prefix: 16,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)),
+        prefix: 12,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)),
+        prefix: 16,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(224, 0, 0, 0)),
+        prefix: 4,
+    },
+    Network {
+        addr: IpAddr::V4(Ipv4Addr::new(240, 0, 0, 0)),
+        prefix: 4,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        prefix: 128,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        prefix: 128,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0)),
+        prefix: 7,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)),
+        prefix: 10,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0)),
+        prefix: 10,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0)),
+        prefix: 8,
+    },
+    Network {
+        addr: IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0x7f00, 0, 0)),
+        prefix: 104,
+    },
 ];
 
 /// Whether `ip` is an address inside some site rather than on the
@@ -129,30 +170,13 @@ const INTERNAL: [(IpAddr, u8); 16] = [
 /// broadcast and reserved ranges. A proxy dials these only where its
 /// configuration names them.
 pub fn is_internal(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(a) => {
-            let [o0, o1, ..] = a.octets();
-            a.is_loopback()
-                || a.is_private()
-                || a.is_link_local()
-                || a.is_multicast()
-                || a.is_broadcast()
-                || o0 == 0
-                || (o0 == 100 && (64..128).contains(&o1))
-                || o0 >= 240
-        }
-        IpAddr::V6(a) => {
-            let s0 = a.segments()[0];
-            a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || (s0 & 0xfe00) == 0xfc00
-                || (s0 & 0xffc0) == 0xfe80
-                || (s0 & 0xffc0) == 0xfec0
-                // NAT64 (RFC 6052): the IPv4 address it embeds decides.
-                || nat64_v4(a).is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
+    // NAT64 (RFC 6052): the IPv4 address it embeds decides.
+    if let IpAddr::V6(a) = ip
+        && let Some(v4) = nat64_v4(a)
+    {
+        return is_internal(IpAddr::V4(v4));
     }
+    INTERNAL.iter().any(|block| block.contains(ip))
 }
 
 fn nat64_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
