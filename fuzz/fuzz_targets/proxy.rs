@@ -34,21 +34,12 @@ fn origin(p: &&'static str) -> Origin {
 fn key_text() -> &'static str {
     static KEY: OnceLock<String> = OnceLock::new();
     KEY.get_or_init(|| {
-        let mut seed = rand_chacha::ChaCha20Rng::from_seed_u64(7);
-        PrivateKey::generate(SchemeId::Hpke, 0, &mut seed)
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
+        PrivateKey::generate(SchemeId::Hpke, 0, &mut rng)
             .expect("key")
             .to_text()
             .to_string()
     })
-}
-
-trait FromSeed {
-    fn from_seed_u64(n: u64) -> Self;
-}
-impl FromSeed for rand_chacha::ChaCha20Rng {
-    fn from_seed_u64(n: u64) -> Self {
-        <Self as rand_core::SeedableRng>::seed_from_u64(n)
-    }
 }
 
 fn proxy(t0: Instant, authenticate: bool) -> Proxy<&'static str> {
