@@ -121,35 +121,33 @@ impl Arti {
         tokio::spawn(async move {
             // The service lives while this task holds it.
             let _svc = svc;
-            let mut streams = Box::pin(tor_hsservice::handle_rend_requests(requests));
+            let mut requests = requests;
+            let room = Arc::new(tokio::sync::Semaphore::new(privasip_tor::MAX_CIRCUITS));
+            let mut circuits: u64 = 0;
             loop {
-                let req = tokio::select! {
+                // Room first: past MAX_CIRCUITS, introductions wait in
+                // arti's bounded queue rather than cost us a rendezvous.
+                let permit = tokio::select! {
                     () = tx.closed() => break,
-                    r = streams.next() => match r {
+                    p = room.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let rend = tokio::select! {
+                    () = tx.closed() => break,
+                    r = requests.next() => match r {
                         Some(r) => r,
                         None => break,
                     },
                 };
-                let wanted = matches!(
-                    req.request(),
-                    tor_proto::stream::IncomingStreamRequest::Begin(b) if b.port() == port
-                );
-                if !wanted {
-                    let _ = req.reject(tor_cell::relaycell::msg::End::new_misc()).await;
-                    continue;
-                }
-                match req
-                    .accept(tor_cell::relaycell::msg::Connected::new_empty())
-                    .await
-                {
-                    Ok(s) => {
-                        let (r, w) = s.split();
-                        if tx.send(TorStream::new(r, w)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => tracing::debug!("accepting an onion stream failed: {e}"),
-                }
+                circuits += 1;
+                let circuit = circuits;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_circuit(rend, circuit, port, tx).await;
+                });
             }
         });
         // arti's status() does not always say when the descriptor is out
@@ -176,6 +174,84 @@ impl Arti {
             port,
             incoming,
         })
+    }
+}
+
+/// One incoming circuit: its streams to `port`, each marked with the
+/// circuit's number, at most [`privasip_tor::MAX_STREAMS_PER_CIRCUIT`]
+/// open at once (the rest are refused).
+async fn serve_circuit(
+    rend: tor_hsservice::RendRequest,
+    circuit: u64,
+    port: u16,
+    tx: mpsc::Sender<TorStream>,
+) {
+    let mut streams = match rend.accept().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("a rendezvous failed: {e}");
+            return;
+        }
+    };
+    let open = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    while let Some(req) = streams.next().await {
+        let wanted = matches!(
+            req.request(),
+            tor_proto::stream::IncomingStreamRequest::Begin(b) if b.port() == port
+        );
+        let full = open.load(std::sync::atomic::Ordering::Relaxed)
+            >= privasip_tor::MAX_STREAMS_PER_CIRCUIT;
+        if !wanted || full {
+            let _ = req.reject(tor_cell::relaycell::msg::End::new_misc()).await;
+            continue;
+        }
+        match req
+            .accept(tor_cell::relaycell::msg::Connected::new_empty())
+            .await
+        {
+            Ok(s) => {
+                let (r, w) = s.split();
+                let r = Counted::new(r, open.clone());
+                if tx
+                    .send(TorStream::new(r, w).on_circuit(circuit))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!("accepting an onion stream failed: {e}"),
+        }
+    }
+}
+
+/// A reader that counts itself among its circuit's open streams until
+/// it is dropped.
+struct Counted<R> {
+    inner: R,
+    open: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl<R> Counted<R> {
+    fn new(inner: R, open: Arc<std::sync::atomic::AtomicU16>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counted { inner, open }
+    }
+}
+
+impl<R> Drop for Counted<R> {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

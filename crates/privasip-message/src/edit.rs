@@ -155,6 +155,18 @@ impl<'a> Message<'a> {
         before - self.headers.len()
     }
 
+    /// Removes every `name` header (Authorization, Proxy-Authorization)
+    /// whose credentials use `scheme`; returns how many went.
+    pub fn remove_auth_scheme(&mut self, name: HeaderName, scheme: &str) -> usize {
+        let before = self.headers.len();
+        self.headers.retain(|h| {
+            h.name != name
+                || !crate::header::auth::AuthValue::parse(&h.value)
+                    .is_ok_and(|a| a.scheme.eq_ignore_ascii_case(scheme))
+        });
+        before - self.headers.len()
+    }
+
     /// Removes every header whose name is `name` (any spelling).
     pub fn remove_header_str(&mut self, name: &str) -> usize {
         match HeaderName::lookup(name) {

@@ -24,6 +24,8 @@ pub enum SourceKey {
     Tor,
     /// A peer the driver gave no address for (a hash of it).
     Peer(u64),
+    /// A peer proxy that signed its request with a shared key (by key).
+    PeerProxy(u16),
 }
 
 impl SourceKey {

@@ -8,6 +8,8 @@ use std::time::Instant;
 use privasip_identity::Keyring;
 
 use crate::budget::{Bounded, Budgets, SourceKey};
+use crate::peer::MAX_PEER_KEYS;
+use crate::proxy::WIDE_FACTOR;
 
 /// Token opens a source may make, a second and at once.
 pub const OPENS_PER_SECOND: u32 = 20;
@@ -28,6 +30,9 @@ pub(crate) enum Refused {
 
 pub(crate) struct Gate {
     opens: Budgets<SourceKey>,
+    /// Ten times as much for all of Tor's strangers together (each
+    /// circuit draws on it too), and for each peer key apart.
+    wide: Budgets<SourceKey>,
     /// Tokens (with their context) that failed, and when.
     failed: Bounded<Vec<u8>, Instant>,
     /// Opens attempted with public-key work (tests and metrics).
@@ -38,6 +43,11 @@ impl Gate {
     pub(crate) fn new(per_second: u32, burst: u32) -> Gate {
         Gate {
             opens: Budgets::new(per_second, burst, SOURCES),
+            wide: Budgets::new(
+                per_second.saturating_mul(WIDE_FACTOR),
+                burst.saturating_mul(WIDE_FACTOR),
+                MAX_PEER_KEYS + 1,
+            ),
             failed: Bounded::new(FAILED),
             attempts: 0,
         }
@@ -65,7 +75,14 @@ impl Gate {
         if self.failed.get(&key).is_some() {
             return Err(Refused::DoesNotOpen);
         }
-        if !self.opens.take(source, now) {
+        let within = match source {
+            SourceKey::Tor | SourceKey::PeerProxy(_) => self.wide.take(source, now),
+            SourceKey::Circuit(_) => {
+                self.opens.take(source, now) && self.wide.take(SourceKey::Tor, now)
+            }
+            _ => self.opens.take(source, now),
+        };
+        if !within {
             return Err(Refused::Busy);
         }
         self.attempts += 1;

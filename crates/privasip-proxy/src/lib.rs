@@ -4,6 +4,7 @@ mod auth;
 mod budget;
 mod gate;
 mod mac;
+mod peer;
 mod proxy;
 mod relay;
 mod response;
@@ -15,6 +16,7 @@ pub use auth::{
 };
 pub use budget::SourceKey;
 pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
+pub use peer::{MAX_PEER_KEYS, PEER_SCHEME, PeerKey, PeerKeys, TooManyPeerKeys};
 pub use proxy::{
     Next, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,
 };

@@ -19,6 +19,7 @@ use crate::auth::{Authenticator, Credentials, Verdict};
 use crate::budget::{Budgets, SourceKey};
 use crate::gate::{Gate, OPENS_BURST, OPENS_PER_SECOND, Refused};
 use crate::mac::{ROUTE_PARAM, Signer, derive};
+use crate::peer::{MAX_PEER_KEYS, PeerKeys, remove_peer_credentials};
 use crate::relay::{Origin, Refusal, RelayPolicy};
 use crate::response::response_for;
 use crate::timer_c::{DEFAULT_TIMER_C, Expiry, TimerC};
@@ -142,10 +143,16 @@ pub struct Proxy<P> {
     origin_of: Box<dyn Fn(&P) -> Origin + Send>,
     /// Token opens, within a budget per source.
     gate: Gate,
-    /// Requests, within a budget per source (pike-like), and for all of
-    /// Tor when the circuit is unknown.
+    /// Requests, within a budget per source (pike-like).
     requests: Budgets<SourceKey>,
-    tor_requests: Budgets<SourceKey>,
+    /// Ten times a source's budget: all of Tor's strangers together
+    /// (every circuit draws on it too), and each peer key apart.
+    wide_requests: Budgets<SourceKey>,
+    /// Keys shared with peer proxies.
+    peers: PeerKeys,
+    /// The budget key of the request being handled, when it is not the
+    /// peer's own (a peer proxy that signed it).
+    signed_by: Option<SourceKey>,
     /// Requests dropped for a spent budget.
     dropped: u64,
     auth: Authenticator,
@@ -171,9 +178,9 @@ pub const REQUESTS_PER_SECOND: u32 = 500;
 pub const REQUESTS_BURST: u32 = 1000;
 /// Sources tracked for the request budget.
 const REQUEST_SOURCES: usize = 65_536;
-/// All of Tor (circuit unknown) is one source with this many times the
-/// budget of one address.
-const TOR_FACTOR: u32 = 10;
+/// All of Tor's strangers together, and each peer key, get this many
+/// times the budget of one address.
+pub(crate) const WIDE_FACTOR: u32 = 10;
 
 /// How often lapsed bindings and flows are dropped.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -229,11 +236,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             origin_of: Box::new(|_| Origin::Unknown),
             gate: Gate::new(OPENS_PER_SECOND, OPENS_BURST),
             requests: Budgets::new(REQUESTS_PER_SECOND, REQUESTS_BURST, REQUEST_SOURCES),
-            tor_requests: Budgets::new(
-                REQUESTS_PER_SECOND * TOR_FACTOR,
-                REQUESTS_BURST * TOR_FACTOR,
-                1,
-            ),
+            wide_requests: wide(REQUESTS_PER_SECOND, REQUESTS_BURST),
+            peers: PeerKeys::default(),
+            signed_by: None,
             dropped: 0,
             keyring: None,
             store_events: VecDeque::new(),
@@ -273,15 +278,21 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
     /// Sets how many requests a source may send a second, and at once,
     /// before the rest are dropped (default [`REQUESTS_PER_SECOND`],
-    /// [`REQUESTS_BURST`]; all of Tor, when the circuit is unknown, gets
-    /// ten times as much). Trusted sources are not counted.
+    /// [`REQUESTS_BURST`]). Each Tor circuit is a source, and all of
+    /// Tor's strangers together get ten times one source's budget; a
+    /// peer proxy that signs its requests (see [`Proxy::set_peer_keys`])
+    /// gets ten times as much of its own instead. Trusted sources are
+    /// not counted.
     pub fn set_request_budget(&mut self, per_second: u32, burst: u32) {
         self.requests = Budgets::new(per_second, burst, REQUEST_SOURCES);
-        self.tor_requests = Budgets::new(
-            per_second.saturating_mul(TOR_FACTOR),
-            burst.saturating_mul(TOR_FACTOR),
-            1,
-        );
+        self.wide_requests = wide(per_second, burst);
+    }
+
+    /// The keys shared with peer proxies: requests we forward to a peer
+    /// are signed with its key, and requests signed with one are counted
+    /// against that key's budget, not Tor's (module `peer`).
+    pub fn set_peer_keys(&mut self, peers: PeerKeys) {
+        self.peers = peers;
     }
 
     /// Transactions alive (tests, metrics).
@@ -300,13 +311,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if self.cfg.relay.is_trusted(origin) {
             return true;
         }
-        let key = source_key(from, origin);
-        let budget = if key == SourceKey::Tor {
-            &mut self.tor_requests
-        } else {
-            &mut self.requests
-        };
-        budget.take(key, now)
+        match self.source_of(from) {
+            key @ (SourceKey::Tor | SourceKey::PeerProxy(_)) => self.wide_requests.take(key, now),
+            key @ SourceKey::Circuit(_) => {
+                self.requests.take(key, now) && self.wide_requests.take(SourceKey::Tor, now)
+            }
+            key => self.requests.take(key, now),
+        }
     }
 
     /// How many token opens cost public-key work so far.
@@ -314,9 +325,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         self.gate.attempts
     }
 
-    /// The budget key of a peer.
+    /// The budget key of a peer (of the request being handled: the peer
+    /// key that signed it, if one did).
     fn source_of(&self, peer: &P) -> SourceKey {
-        source_key(peer, (self.origin_of)(peer))
+        self.signed_by
+            .unwrap_or_else(|| source_key(peer, (self.origin_of)(peer)))
     }
 
     /// Names this proxy on Tor links: Via and Record-Route on a hop to or
@@ -516,6 +529,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let Some((msg, invalid)) = Message::parse_received(bytes, &self.limits) else {
             return;
         };
+        // A peer proxy's signature (an HMAC per key, no public-key work)
+        // decides whose budget the request is charged to.
+        self.signed_by = if msg.is_request() {
+            self.peers.verify(&msg).map(SourceKey::PeerProxy)
+        } else {
+            None
+        };
         // Before any state is made for it: a request past its source's
         // budget is dropped without an answer (an answer to a spoofed
         // address would be a reflection).
@@ -541,6 +561,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             Received::Stray => self.forward_stray_response(&msg),
             Received::Absorbed => {}
         }
+        self.signed_by = None;
     }
 
     /// Sets Timer C, how long an INVITE branch may ring without an answer
@@ -781,6 +802,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         };
         let route_proof = self.pop_our_route(&mut fwd);
         let routed = !fwd.routes().is_empty();
+        // A peer's credential ends here; ours for the next hop, if it is
+        // a peer, is added per branch.
+        remove_peer_credentials(&mut fwd);
 
         if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
             self.on_register(now, stx, msg, source);
@@ -991,6 +1015,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             self.sent_by_for(&[&next.peer])
         ))
         .map_err(|_| NoHop::Unroutable)?;
+        if let Some(c) = hop_host(&hop).and_then(|h| self.peers.credential(&h, &m)) {
+            m.append_header("Proxy-Authorization", c)
+                .map_err(|_| NoHop::Unroutable)?;
+        }
         let bytes = m.to_bytes();
         let ctx = self
             .tx
@@ -1370,6 +1398,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
+        remove_peer_credentials(&mut m);
+        if let Some(c) = hop_host(&hop).and_then(|h| self.peers.credential(&h, &m))
+            && m.append_header("Proxy-Authorization", c).is_err()
+        {
+            return;
+        }
         self.outbox.push_back(Transmit {
             to: next.peer,
             bytes: m.to_bytes(),
@@ -1437,6 +1471,24 @@ fn source_key<P: Hash>(peer: &P, origin: Origin) -> SourceKey {
 }
 
 /// The Via transport token for a hop.
+/// The host of a hop's URI, lowercase.
+fn hop_host(uri: &str) -> Option<String> {
+    match Uri::parse(uri) {
+        Ok(Uri::Sip(u)) => Some(u.host.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The wide budget: ten times a source's, for all of Tor's strangers and
+/// for each peer key.
+fn wide(per_second: u32, burst: u32) -> Budgets<SourceKey> {
+    Budgets::new(
+        per_second.saturating_mul(WIDE_FACTOR),
+        burst.saturating_mul(WIDE_FACTOR),
+        MAX_PEER_KEYS + 1,
+    )
+}
+
 fn via_transport<P>(next: &Next<P>) -> &'static str {
     if next.reliable { "TCP" } else { "UDP" }
 }

@@ -26,8 +26,17 @@ pub enum Peer {
     /// A TCP connection's remote address (one connection per address).
     Tcp(SocketAddr),
     /// One open Tor stream (incoming on our onion service, or one we
-    /// opened), by number.
-    Stream(u64),
+    /// opened), by number, with what the budgets count it as.
+    Stream {
+        /// Unique per stream in this process.
+        id: u64,
+        /// The incoming circuit it stands for: the backend's circuit
+        /// number, or (C tor, which does not name circuits) the stream
+        /// itself, of which tor lets one circuit hold at most
+        /// [`privasip_tor::MAX_STREAMS_PER_CIRCUIT`]. `None` for streams
+        /// we opened.
+        circuit: Option<u64>,
+    },
     /// A configured Tor route (an index into [`TorSetup::routes`]): the
     /// driver picks or opens the stream.
     Onion(u16),
@@ -36,7 +45,7 @@ pub enum Peer {
 impl Peer {
     /// Whether this peer is reached through Tor.
     pub fn is_tor(&self) -> bool {
-        matches!(self, Peer::Stream(_) | Peer::Onion(_))
+        matches!(self, Peer::Stream { .. } | Peer::Onion(_))
     }
 }
 
@@ -192,7 +201,7 @@ pub async fn run(
                     Some(sock) => sock.try_send_to(&t.bytes, addr).is_ok(),
                     None => false,
                 },
-                Peer::Stream(_) => match conns.get(&t.to) {
+                Peer::Stream { .. } => match conns.get(&t.to) {
                     Some(w) => w.try_send(t.bytes).is_ok(),
                     None => match waiting.get_mut(&t.to) {
                         Some(q) if q.len() < MAX_WAITING => {

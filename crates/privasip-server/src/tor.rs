@@ -16,6 +16,9 @@ use crate::{Inbound, Peer, Stats};
 /// How long one attempt to open a Tor stream may take (a fresh onion
 /// connection builds a rendezvous circuit).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Marks a circuit number that is really an incoming stream's own.
+const OWN_CIRCUIT: u64 = 1 << 63;
 /// How long to keep trying to open a stream before the messages for it
 /// are dropped (the transaction layer then answers 408; Timer B is 32 s).
 /// Retries back off from 250 ms to 4 s. Where an onion time period turns
@@ -134,9 +137,24 @@ impl Driver {
         }
     }
 
+    /// A stream we open.
     fn new_peer(&mut self) -> Peer {
         self.next_id += 1;
-        Peer::Stream(self.next_id)
+        Peer::Stream {
+            id: self.next_id,
+            circuit: None,
+        }
+    }
+
+    /// An incoming stream on `circuit`, or standing for its own circuit
+    /// when the backend does not say (numbered apart from the backend's
+    /// circuits by the top bit).
+    fn incoming_peer(&mut self, circuit: Option<u64>) -> Peer {
+        self.next_id += 1;
+        Peer::Stream {
+            id: self.next_id,
+            circuit: Some(circuit.unwrap_or(self.next_id | OWN_CIRCUIT)),
+        }
     }
 
     pub(crate) fn spawn_incoming(
@@ -146,7 +164,7 @@ impl Driver {
         limits: TcpLimits,
         guard: tcp::SourceGuard,
     ) {
-        let peer = self.new_peer();
+        let peer = self.incoming_peer(s.circuit());
         let (r, w) = s.into_split();
         tokio::spawn(tcp::run(
             r,

@@ -91,9 +91,15 @@ impl CTor {
         // Proof-of-work at the introduction point (proposal 327): costs
         // clients nothing until an introduction flood makes tor ask for
         // effort, then puts real clients ahead of the flood.
+        // A circuit that asks for more than MAX_STREAMS_PER_CIRCUIT
+        // streams is closed: tor does not tell us which circuit a stream
+        // rides, so the proxy budgets each stream, and this bounds how
+        // many budgets one circuit can hold.
         let command = Zeroizing::new(format!(
-            "ADD_ONION {} Port={},127.0.0.1:{local_port} PoWDefensesEnabled=1",
+            "ADD_ONION {} Flags=MaxStreamsCloseCircuit MaxStreams={} \
+             Port={},127.0.0.1:{local_port} PoWDefensesEnabled=1",
             key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
+            crate::MAX_STREAMS_PER_CIRCUIT,
             spec.port
         ));
         let mut reply = ctl.command(&command).await.map_err(err)?;

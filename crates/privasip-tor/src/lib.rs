@@ -27,6 +27,7 @@ pub use socks::{SocksError, socks5_connect};
 pub struct TorStream {
     reader: Box<dyn AsyncRead + Send + Unpin>,
     writer: Box<dyn AsyncWrite + Send + Unpin>,
+    circuit: Option<u64>,
 }
 
 impl TorStream {
@@ -38,7 +39,23 @@ impl TorStream {
         TorStream {
             reader: Box::new(reader),
             writer: Box::new(writer),
+            circuit: None,
         }
+    }
+
+    /// Marks an incoming stream with the circuit it arrived on (a number
+    /// the backend gives each incoming circuit, never reused by this
+    /// process). The proxy counts what a circuit may cost by it.
+    #[must_use]
+    pub fn on_circuit(mut self, circuit: u64) -> Self {
+        self.circuit = Some(circuit);
+        self
+    }
+
+    /// The incoming circuit this stream arrived on, when the backend can
+    /// tell (arti can; the C tor daemon, through `ADD_ONION`, cannot).
+    pub fn circuit(&self) -> Option<u64> {
+        self.circuit
     }
 
     /// A stream from a TCP connection that tor writes to (a SOCKS
@@ -100,6 +117,17 @@ impl fmt::Debug for TorStream {
         f.write_str("TorStream")
     }
 }
+
+/// Streams one incoming circuit may hold open at once on our onion
+/// service; the circuit is closed when it asks for more (C tor's
+/// `MaxStreams` with `MaxStreamsCloseCircuit`; arti: we refuse them and
+/// drop the circuit). A peer needs one stream per call at most; a client
+/// that opens more is flooding.
+pub const MAX_STREAMS_PER_CIRCUIT: u16 = 16;
+
+/// Incoming circuits (rendezvous) an onion service serves at once, where
+/// the backend lets us count them (arti); further introductions wait.
+pub const MAX_CIRCUITS: usize = 256;
 
 /// A boxed future, so the trait stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

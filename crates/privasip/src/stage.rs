@@ -159,6 +159,13 @@ pub(crate) fn stage(
             "privasip keygen",
         )?;
     }
+    // A and B share a peer key: B tells A's requests from strangers'.
+    run_ok(
+        Command::new(exe()?)
+            .args(["keygen", "--scheme", "peer", "--out"])
+            .arg(d.join("keys-peer")),
+        "privasip keygen --scheme peer",
+    )?;
     // Proxy B and Bob embed arti; Proxy A drives the C tor daemon of the
     // network's client a: both backends meet in every call.
     let tor = |backend: &str, client: &str, keys: &str, onion: u16, isolation: &str| {
@@ -173,6 +180,7 @@ pub(crate) fn stage(
         format!(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\nauthenticate = true\n\
              [listen]\nudp = \"127.0.0.1:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
+             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\n\
              [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
             tor("arti", "b", "keys-b", 5060, "per-call")
         ),
@@ -244,6 +252,7 @@ pub(crate) fn stage(
                 "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
                  [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
                  [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"{name}.db\"\n\
+                 [peers.federation]\nkey_file = \"keys-peer/peer.key\"\nsends_to = [\"b.example\"]\n\
                  [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
                  [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
                 tor("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation)

@@ -95,6 +95,16 @@ impl TorSection {
         self.routes.keys().map(|d| d.to_ascii_lowercase())
     }
 
+    /// The onion host `[tor.routes]` gives `domain`, lowercased.
+    pub(crate) fn route_host(&self, domain: &str) -> Option<String> {
+        let target = self
+            .routes
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(domain))?
+            .1;
+        parse_target(target).ok().map(|(host, _)| host)
+    }
+
     /// Whether every call gets a fresh circuit.
     pub(crate) fn per_call(&self) -> bool {
         self.isolation == "per-call"

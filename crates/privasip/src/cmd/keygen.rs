@@ -18,14 +18,21 @@ use crate::keyfile;
 ///
 /// AES needs no key file: its keys come from each user's password.
 ///
+/// `--scheme peer` makes DIR/peer.key instead: 32 random bytes that two
+/// proxies (or a federation of them) share, so that each can tell the
+/// other's requests from a stranger's over Tor (the [peers] section of a
+/// proxy configuration). Copy it to the peer over a private channel.
+///
 /// Examples:
 ///   privasip keygen --scheme hpke --out /etc/privasip/keys
 ///   privasip keygen --scheme rsa --bits 3072 --out keys/
+///   privasip keygen --scheme peer --out keys/
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
-    /// Scheme: hpke (the default, RFC 9180), ecies (P-256) or rsa.
-    #[arg(long, default_value = "hpke", value_parser = ["hpke", "ecies", "rsa"])]
+    /// Scheme: hpke (the default, RFC 9180), ecies (P-256) or rsa; or
+    /// peer, a key shared with peer proxies.
+    #[arg(long, default_value = "hpke", value_parser = ["hpke", "ecies", "rsa", "peer"])]
     scheme: String,
 
     /// RSA modulus size (rsa only).
@@ -47,9 +54,12 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let scheme = SchemeId::from_name(&args.scheme).context("unknown scheme")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    if args.scheme == "peer" {
+        return peer_key(args);
+    }
+    let scheme = SchemeId::from_name(&args.scheme).context("unknown scheme")?;
     if scheme == SchemeId::Rsa {
         eprintln!("generating an RSA-{} key (a few seconds)...", args.bits);
     }
@@ -62,5 +72,18 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     println!("{scheme} key {}", public.key_id());
     println!("  private: {} (mode 0600, keep secret)", key_path.display());
     println!("  public:  {} (publish)", pub_path.display());
+    Ok(())
+}
+
+/// DIR/peer.key: 32 random bytes, in base64url.
+fn peer_key(args: &Args) -> Result<()> {
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut OsRng, key.as_mut());
+    let text = zeroize::Zeroizing::new(privasip_proxy::PeerKey::encode(&key));
+    let path = args.out.join("peer.key");
+    keyfile::write(&path, &format!("{}\n", text.as_str()), 0o600, args.force)?;
+    println!("peer key: {} (mode 0600)", path.display());
+    println!("  give the same file to the peer proxies, over a private channel,");
+    println!("  and name it in each one's [peers] section");
     Ok(())
 }

@@ -73,6 +73,22 @@ pub(crate) struct Config {
     relay: RelaySection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    peers: HashMap<String, PeerSection>,
+}
+
+/// `[peers.NAME]`: a key shared with a peer proxy, or with a federation
+/// of them (`privasip keygen --scheme peer`). Requests signed with it are
+/// a peer's: they have a budget of their own, apart from Tor's strangers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerSection {
+    /// The key file (relative to the configuration file; mode 0600).
+    key_file: PathBuf,
+    /// Domains whose proxies we sign requests to with this key (their
+    /// [tor.routes] onions too). Empty: a key we only check.
+    #[serde(default)]
+    sends_to: Vec<String>,
 }
 
 /// `[relay]`: whom the proxy relays for and where it may send
@@ -333,11 +349,39 @@ impl Config {
     }
 }
 
+/// The `[peers]` keys, each signing for its domains and their onions.
+fn peer_keys(cfg: &Config, config: &std::path::Path) -> Result<privasip_proxy::PeerKeys> {
+    let mut names: Vec<&String> = cfg.peers.keys().collect();
+    names.sort();
+    let mut keys = Vec::new();
+    for name in names {
+        let p = &cfg.peers[name];
+        let path = crate::config_relative(config, &p.key_file);
+        let text = crate::keyfile::read_secret(&path)?;
+        let key = privasip_proxy::PeerKey::decode(&text).with_context(|| {
+            format!(
+                "[peers.{name}] {} is not a peer key (privasip keygen --scheme peer)",
+                path.display()
+            )
+        })?;
+        let mut hosts = Vec::new();
+        for domain in &p.sends_to {
+            hosts.push(domain.to_ascii_lowercase());
+            if let Some(onion) = cfg.tor.as_ref().and_then(|t| t.route_host(domain)) {
+                hosts.push(onion);
+            }
+        }
+        keys.push(privasip_proxy::PeerKey::new(name.clone(), *key, hosts));
+    }
+    privasip_proxy::PeerKeys::new(keys).context("[peers]")
+}
+
 /// What the relay policy and the budgets know of a peer.
 fn origin(p: &Peer) -> Origin {
     match p {
         Peer::Udp(a) | Peer::Tcp(a) => Origin::Ip(a.ip()),
-        Peer::Stream(_) | Peer::Onion(_) => Origin::Tor { circuit: None },
+        Peer::Stream { circuit, .. } => Origin::Tor { circuit: *circuit },
+        Peer::Onion(_) => Origin::Tor { circuit: None },
     }
 }
 
@@ -485,6 +529,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         cfg.limits.token_opens_burst,
     );
     proxy.set_timer_c(Duration::from_secs(cfg.proxy.timer_c_secs));
+    if !cfg.peers.is_empty() {
+        proxy.set_peer_keys(peer_keys(&cfg, &args.config)?);
+        tracing::info!(keys = cfg.peers.len(), "peer keys loaded");
+    }
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
     }
