@@ -2,10 +2,16 @@
 //! expiring (`stale=true` after their lifetime, RFC 7616 §3.3), and each
 //! `nc` accepted once per nonce, in increasing order (RFC 7616 §3.4: replay
 //! protection with qop=auth).
+//!
+//! A nonce carries its issue time and a serial number, but enciphered
+//! (one AES block under a key of the server's): to anyone else it is 32
+//! random-looking bytes, so nonces tell no one the server's uptime or how
+//! many challenges it has made.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
@@ -32,6 +38,8 @@ pub enum NonceCheck {
 /// invalidates outstanding nonces, which clients answer by retrying.
 pub struct Nonces {
     key: Zeroizing<[u8; 32]>,
+    /// Enciphers the issue time and serial.
+    cipher: aes::Aes128,
     epoch: Instant,
     lifetime: Duration,
     /// Highest nc seen per nonce still alive, with its issue time, by
@@ -55,7 +63,14 @@ impl Nonces {
     /// `key`: 32 random bytes; `epoch`: any instant before all uses;
     /// `lifetime`: how long a nonce is fresh (e.g. 5 minutes).
     pub fn new(key: [u8; 32], epoch: Instant, lifetime: Duration) -> Nonces {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes a key of any length");
+        mac.update(b"privasip nonce fields v1");
+        let sub: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
         Nonces {
+            cipher: aes::Aes128::new(aes::cipher::generic_array::GenericArray::from_slice(
+                sub.get(..16).unwrap_or(&[0; 16]),
+            )),
             key: Zeroizing::new(key),
             epoch,
             lifetime,
@@ -84,8 +99,12 @@ impl Nonces {
             .unwrap_or(u64::MAX);
         self.issued += 1;
         let serial = self.issued;
-        let mut raw = millis.to_be_bytes().to_vec();
-        raw.extend_from_slice(&serial.to_be_bytes());
+        let mut fields = [0u8; 16];
+        fields[..8].copy_from_slice(&millis.to_be_bytes());
+        fields[8..].copy_from_slice(&serial.to_be_bytes());
+        let mut block = aes::Block::from(fields);
+        self.cipher.encrypt_block(&mut block);
+        let mut raw = block.to_vec();
         raw.extend_from_slice(&self.tag(millis, serial));
         B64.encode(raw)
     }
@@ -153,8 +172,10 @@ impl Nonces {
         if raw.len() != 16 + TAG_LEN {
             return None;
         }
-        let millis = u64::from_be_bytes(raw[..8].try_into().ok()?);
-        let serial = u64::from_be_bytes(raw[8..16].try_into().ok()?);
+        let mut block = aes::Block::clone_from_slice(raw.get(..16)?);
+        self.cipher.decrypt_block(&mut block);
+        let millis = u64::from_be_bytes(block.get(..8)?.try_into().ok()?);
+        let serial = u64::from_be_bytes(block.get(8..16)?.try_into().ok()?);
         let expected = self.tag(millis, serial);
         // Constant-time comparison of the MAC.
         let ok = subtle::ConstantTimeEq::ct_eq(&expected[..], &raw[16..]);
@@ -178,6 +199,20 @@ impl Nonces {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    /// Nonces used to start with the milliseconds since start and a
+    /// serial: anyone could read the uptime and count challenges. Now two
+    /// nonces made in the same instant share no structure.
+    #[test]
+    fn nonces_carry_no_readable_time_or_counter() {
+        let t0 = Instant::now();
+        let mut n = Nonces::new([3; 32], t0, Duration::from_secs(300));
+        let a = B64.decode(n.issue(t0)).expect("base64");
+        let b = B64.decode(n.issue(t0)).expect("base64");
+        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        assert!(same < 8, "{same} equal bytes in {a:?} and {b:?}");
+        assert!(a.get(..8) != Some(&[0u8; 8][..]), "no plain time");
+    }
 
     /// Regression: two clients challenged in the same millisecond got the
     /// same nonce, and the second one's first answer was refused as a

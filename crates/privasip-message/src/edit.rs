@@ -210,6 +210,41 @@ impl<'a> Message<'a> {
         })
     }
 
+    /// Replaces the host (and port) of the SIP URI in every value of
+    /// `name` (From, To...), keeping user, parameters and headers.
+    /// Returns how many URIs changed.
+    pub fn set_host(&mut self, name: HeaderName, host: &str) -> Result<usize, ParseError> {
+        let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+        if host.is_empty() || !host.bytes().all(ok) {
+            return Err(bad(name, "bad host"));
+        }
+        self.rewrite_addrs(name, |na, value| {
+            let Uri::Sip(sip) = &na.uri else {
+                return Err("not a SIP URI");
+            };
+            let uri = na.uri_raw;
+            let start = match uri.find('@') {
+                Some(at) => at + 1,
+                None => {
+                    if sip.secure {
+                        5
+                    } else {
+                        4
+                    }
+                }
+            };
+            let hostport = uri.get(start..).unwrap_or_default();
+            let end = hostport.find([';', '?']).unwrap_or(hostport.len());
+            Ok(Some(format!(
+                "{}{}{host}{}{}",
+                value.get(na.span.0..na.uri_span.0).unwrap_or_default(),
+                uri.get(..start).unwrap_or_default(),
+                hostport.get(end..).unwrap_or_default(),
+                value.get(na.uri_span.1..na.span.1).unwrap_or_default()
+            )))
+        })
+    }
+
     /// Removes the display names in every value of `name` (PrivaSIP: display
     /// names identify). Returns how many were removed.
     pub fn remove_display_names(&mut self, name: HeaderName) -> Result<usize, ParseError> {

@@ -389,6 +389,21 @@ impl<'a> Message<'a> {
         self.name_addr_list(HeaderName::RecordRoute)
     }
 
+    /// Each address of every `name` header (Route, Record-Route,
+    /// Contact) as written, top first, parameters included; empty if one
+    /// is malformed.
+    pub fn address_texts(&self, name: HeaderName) -> Vec<&str> {
+        let mut out = Vec::new();
+        for v in self.values(name) {
+            let mut spans = Vec::new();
+            if name_addr::parse_list(v, false, |na| spans.push(na.span)).is_err() {
+                return Vec::new();
+            }
+            out.extend(spans.into_iter().filter_map(|(a, b)| v.get(a..b)));
+        }
+        out
+    }
+
     fn name_addr_list(&self, name: HeaderName) -> Vec<NameAddr<'_>> {
         let mut out = Vec::new();
         for v in self.values(name) {

@@ -3,6 +3,7 @@
 mod auth;
 mod budget;
 mod gate;
+mod hide;
 mod mac;
 mod peer;
 mod proxy;
@@ -16,6 +17,7 @@ pub use auth::{
 };
 pub use budget::SourceKey;
 pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
+pub use hide::{ANONYMOUS_HOST, Hiding};
 pub use peer::{MAX_PEER_KEYS, PEER_SCHEME, PeerKey, PeerKeys, TooManyPeerKeys};
 pub use proxy::{
     Next, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,

@@ -22,6 +22,7 @@ const TAG_BYTES: usize = 12;
 pub(crate) struct Signer {
     route: Zeroizing<[u8; 32]>,
     via: Zeroizing<[u8; 32]>,
+    branch: Zeroizing<[u8; 32]>,
 }
 
 /// `HMAC-SHA256(secret, label)`: a key of its own for each use.
@@ -51,7 +52,15 @@ impl Signer {
         Signer {
             route: derive(secret, b"privasip record-route v1"),
             via: derive(secret, b"privasip via v1"),
+            branch: derive(secret, b"privasip branch v1"),
         }
+    }
+
+    /// The branch of a request identified by `parts`: the same for the
+    /// same request (a loop comes back with it), unpredictable and
+    /// unrelated to any other proxy's for anyone without our secret.
+    pub(crate) fn branch(&self, parts: &[&[u8]]) -> String {
+        tag(&self.branch, parts)
     }
 
     /// The tag our Record-Route carries in a dialog with this Call-ID.

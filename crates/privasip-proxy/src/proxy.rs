@@ -9,15 +9,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use privasip_digest::Ha1;
 use privasip_identity::{Keyring, RealId, Token};
-use privasip_message::{BRANCH_COOKIE, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri};
+use privasip_message::{
+    BRANCH_COOKIE, ContactValue, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri, Via,
+};
 use privasip_registrar::{Registrar, RegistrarConfig};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::auth::{Authenticator, Credentials, Verdict};
-use crate::budget::{Budgets, SourceKey};
+use crate::budget::{Bounded, Budgets, SourceKey};
 use crate::gate::{Gate, OPENS_BURST, OPENS_PER_SECOND, Refused};
+use crate::hide::{ANONYMOUS_HOST, Hiding, Kind, ROUTES_PARAM, Sealer, VIA_PARAM};
 use crate::mac::{ROUTE_PARAM, Signer, derive};
 use crate::peer::{MAX_PEER_KEYS, PeerKeys, remove_peer_credentials};
 use crate::relay::{Origin, Refusal, RelayPolicy};
@@ -109,7 +112,9 @@ impl std::fmt::Debug for StoreEvent {
 }
 
 /// A forwarded request and its branches.
-struct Fwd {
+struct Fwd<P> {
+    /// Where the request came from (responses go back there).
+    from: P,
     invite: bool,
     bye: bool,
     /// The authenticated caller, for accounting.
@@ -132,7 +137,7 @@ pub struct Proxy<P> {
     tx: Transactions<P>,
     registrar: Registrar,
     resolve: Resolver<P>,
-    calls: HashMap<ServerTx, Fwd>,
+    calls: HashMap<ServerTx, Fwd<P>>,
     by_client: HashMap<ClientTx, ServerTx>,
     outbox: VecDeque<Transmit<P>>,
     /// Tags (RFC 3261 §19.3: random, at least 32 bits).
@@ -170,7 +175,17 @@ pub struct Proxy<P> {
     timer_c: TimerC,
     /// When lapsed bindings and their flows are next dropped.
     next_sweep: Option<Instant>,
+    /// Which links we hide our side's topology on.
+    hiding: Hiding,
+    /// Seals what we hide.
+    sealer: Sealer,
+    /// Dialogs whose BYE went through one of our Contact handles: their
+    /// handles open to nothing now.
+    ended: Bounded<String, Instant>,
 }
+
+/// Dialogs remembered as ended (their handles refused).
+const ENDED_DIALOGS: usize = 65_536;
 
 /// Requests a source may send a second, by default.
 pub const REQUESTS_PER_SECOND: u32 = 500;
@@ -246,6 +261,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             flows: HashMap::new(),
             next_sweep: None,
             timer_c: TimerC::new(DEFAULT_TIMER_C),
+            hiding: Hiding::default(),
+            sealer: Sealer::new(&secret),
+            ended: Bounded::new(ENDED_DIALOGS),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -293,6 +311,133 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// against that key's budget, not Tor's (module `peer`).
     pub fn set_peer_keys(&mut self, peers: PeerKeys) {
         self.peers = peers;
+    }
+
+    /// Sets the links on which our side's topology is hidden (default
+    /// [`Hiding::Tor`]; module `hide`): Vias, Record-Routes, Contacts and
+    /// our users' domain in From.
+    pub fn set_topology_hiding(&mut self, hiding: Hiding) {
+        self.hiding = hiding;
+    }
+
+    /// Whether the link to `peer` is hidden.
+    fn hides(&self, peer: &P) -> bool {
+        match self.hiding {
+            Hiding::Off => false,
+            Hiding::All => true,
+            Hiding::Tor => self.tor.as_ref().is_some_and(|t| (t.is_tor)(peer)),
+        }
+    }
+
+    /// The Contact a handle of ours at `uri` stands for, in the dialog
+    /// `call_id`; `None` if `uri` is not ours, not a handle, or its dialog
+    /// ended.
+    fn open_handle(&self, uri: &SipUri<'_>, call_id: &str) -> Option<String> {
+        if !self.is_us(uri) || self.ended.get(&call_id.to_owned()).is_some() {
+            return None;
+        }
+        let user = uri.user?;
+        let mut parts = self.sealer.open(Kind::Contact, &[call_id], user)?;
+        (parts.len() == 1).then(|| parts.remove(0))
+    }
+
+    /// Replaces the Contact of `m` (about to cross a hidden link towards
+    /// `peer`) by a handle at our name for that link.
+    fn mask_contact(&mut self, m: &mut Message<'_>, call_id: &str, peer: &P, transport: &str) {
+        let Some(ContactValue::Addrs(addrs)) = m.contacts() else {
+            return;
+        };
+        let Some(first) = addrs.first() else { return };
+        if let Uri::Sip(u) = &first.uri
+            && self.is_us(u)
+        {
+            return;
+        }
+        let real = first.uri_raw.to_owned();
+        let name = self.sent_by_for(&[peer]).to_owned();
+        let handle = self
+            .sealer
+            .seal(&mut self.rng, Kind::Contact, &[call_id], &[&real]);
+        m.remove_header(HeaderName::Contact);
+        if let Some(h) = handle {
+            let _ = m.set_header(
+                HeaderName::Contact,
+                format!("<sip:{h}@{name};transport={transport}>"),
+            );
+        }
+    }
+
+    /// Puts back on a response what we hid from the request it answers:
+    /// the Vias below ours and our user's domain in From (sealed in our
+    /// Via, `top`, which the caller has popped), and the Record-Routes
+    /// below ours (sealed in our Record-Route entry).
+    fn unhide_response(&self, up: &mut Message<'_>, top: &Via<'_>) {
+        let call_id = up.call_id().unwrap_or_default().to_owned();
+        if let Some(sealed) = top.params.get(VIA_PARAM).flatten()
+            && let Some(parts) = self.sealer.open(
+                Kind::Vias,
+                &[&call_id, top.branch().unwrap_or_default()],
+                sealed,
+            )
+            && let Some((from_host, vias)) = parts.split_first()
+        {
+            for v in vias.iter().rev() {
+                let _ = up.push_via(v.clone());
+            }
+            let anonymous = up
+                .from()
+                .and_then(|f| f.uri.as_sip().map(|u| u.host == ANONYMOUS_HOST))
+                .unwrap_or(false);
+            if !from_host.is_empty() && anonymous {
+                let _ = up.set_host(HeaderName::From, from_host);
+            }
+        }
+        let entries: Vec<String> = up
+            .address_texts(HeaderName::RecordRoute)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut restored = Vec::with_capacity(entries.len());
+        let mut any = false;
+        for e in entries {
+            // Ours are always written `<uri>`.
+            let uri = match (e.find('<'), e.find('>')) {
+                (Some(a), Some(b)) => e.get(a + 1..b).unwrap_or_default(),
+                _ => "",
+            };
+            let hidden = match Uri::parse(uri) {
+                Ok(Uri::Sip(u)) if self.is_us(&u) => u
+                    .params
+                    .get(ROUTES_PARAM)
+                    .flatten()
+                    .and_then(|sealed| self.sealer.open(Kind::Routes, &[&call_id], sealed)),
+                _ => None,
+            };
+            restored.push(e);
+            if let Some(h) = hidden {
+                any = true;
+                restored.extend(h);
+            }
+        }
+        if any {
+            up.remove_header(HeaderName::RecordRoute);
+            for e in restored {
+                let _ = up.append_header("Record-Route", e);
+            }
+        }
+    }
+
+    /// Masks the Contact of a 1xx/2xx response going up to `to` over a
+    /// hidden link (a 3xx's Contacts are where to try next: they pass).
+    fn mask_response_contact(&mut self, up: &mut Message<'_>, to: &P) {
+        if !self.hides(to) || up.status().is_none_or(|s| s >= 300) {
+            return;
+        }
+        let call_id = up.call_id().unwrap_or_default().to_owned();
+        let transport = up
+            .top_via()
+            .map_or("udp".to_owned(), |v| v.transport.to_ascii_lowercase());
+        self.mask_contact(up, &call_id, to, &transport);
     }
 
     /// Transactions alive (tests, metrics).
@@ -715,21 +860,24 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// spiral (changed Request-URI) is not. The method is in it so that an
     /// ACK forwarded statelessly does not share its INVITE's branch.
     fn branch_for(&self, req: &Message<'_>) -> String {
-        let mut h = DefaultHasher::new();
-        req.request_uri().hash(&mut h);
-        req.from().and_then(|f| f.tag()).hash(&mut h);
-        req.to().and_then(|t| t.tag()).hash(&mut h);
-        req.call_id().hash(&mut h);
-        req.cseq()
-            .map(|c| (c.seq, c.method.as_str().to_owned()))
-            .hash(&mut h);
-        for v in req.values(HeaderName::ProxyRequire) {
-            v.hash(&mut h);
-        }
-        for v in req.values(HeaderName::Route) {
-            v.hash(&mut h);
-        }
-        format!("{BRANCH_COOKIE}psp{:016x}", h.finish())
+        let seq = req.cseq().map_or([0; 4], |c| c.seq.to_be_bytes());
+        let mut parts: Vec<&[u8]> = vec![
+            req.request_uri().unwrap_or_default().as_bytes(),
+            req.from()
+                .and_then(|f| f.tag())
+                .unwrap_or_default()
+                .as_bytes(),
+            req.to()
+                .and_then(|t| t.tag())
+                .unwrap_or_default()
+                .as_bytes(),
+            req.call_id().unwrap_or_default().as_bytes(),
+            &seq,
+            req.cseq_method().map_or("", |m| m.as_str()).as_bytes(),
+        ];
+        parts.extend(req.values(HeaderName::ProxyRequire).map(str::as_bytes));
+        parts.extend(req.values(HeaderName::Route).map(str::as_bytes));
+        format!("{BRANCH_COOKIE}{}", self.signer.branch(&parts))
     }
 
     fn on_request(
@@ -805,6 +953,25 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // A peer's credential ends here; ours for the next hop, if it is
         // a peer, is added per branch.
         remove_peer_credentials(&mut fwd);
+        // A request to one of our Contact handles goes to the Contact it
+        // stands for; that it opens for this Call-ID proves the request
+        // belongs to the dialog. Our name with any other user part is
+        // nobody: a handle of another dialog, of an ended one, or made up.
+        // (With a Route left, the request still follows it, towards the
+        // Contact the handle stands for.)
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        let handle = self.open_handle(&ruri, &call_id);
+        if to_us
+            && !routed
+            && handle.is_none()
+            && ruri_user.is_some()
+            && !self.is_our_domain(&ruri_host)
+        {
+            if method != "ACK" {
+                self.reply(now, stx, msg, 404, "Not Found (no such dialog)", &[]);
+            }
+            return;
+        }
 
         if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
             self.on_register(now, stx, msg, source);
@@ -867,6 +1034,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // service a request sent where an attacker listens unmasks us.
         let allowed = caller.is_some()
             || route_proof
+            || handle.is_some()
             || (!routed && self.is_our_domain(&ruri_host))
             || (!routed && self.cfg.relay.is_routed(&ruri_host))
             || self.cfg.relay.is_trusted((self.origin_of)(source));
@@ -879,11 +1047,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
 
         // §16.5: the targets.
         // (Requests for our domains without a user were answered above.)
-        let targets: Vec<String> = if let (false, Some(user)) = (routed, &ruri_user)
+        let targets: Vec<String> = if let Some(contact) = handle.clone() {
+            vec![contact]
+        } else if let (false, Some(user)) = (routed, &ruri_user)
             && self.is_our_domain(&ruri_host)
         {
             // The callee's proxy opens a PrivaSIP callee token to route.
-            let call_id = msg.call_id().unwrap_or_default().to_owned();
             let user = match self.real_user(user, &call_id, source, now) {
                 Ok(user) => user,
                 Err(why) => {
@@ -912,6 +1081,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             self.reply(now, stx, msg, 100, "Trying", &[]);
         }
         let mut call = Fwd {
+            from: source.clone(),
             invite: method == "INVITE",
             // Only a BYE in a dialog we record-routed ends its accounting
             // record: anyone may send a BYE with someone's Call-ID.
@@ -935,6 +1105,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 Err(e) => no_hop = no_hop.max(e),
             }
         }
+        // Once a BYE of the dialog passed through us, its handles are
+        // refused (for as long as we remember: ENDED_DIALOGS).
+        if method == "BYE" && (route_proof || handle.is_some()) {
+            self.ended
+                .entry(call_id.clone(), || now, |_| false, |at| *at);
+        }
         if call.pending.is_empty() {
             let (code, reason) = match no_hop {
                 // A flow-bound contact whose connection closed: the user is
@@ -942,6 +1118,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 NoHop::FlowGone => (480, "Temporarily Unavailable"),
                 NoHop::Refused(_) => (403, "Forbidden (destination not allowed)"),
                 NoHop::Unroutable => (404, "Not Found (no route to the target)"),
+                NoHop::TooLarge => (513, "Message Too Large (too many Vias to hide)"),
             };
             self.reply(now, stx, msg, code, reason, &[]);
             return;
@@ -992,14 +1169,56 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             None => target.to_owned(),
         };
         let next = self.next_hop(&hop)?;
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        // Topology hiding (module `hide`): on a hidden link the Vias and
+        // Record-Routes below ours, our user's domain and Contact stay
+        // behind, sealed in what we add.
+        let hide = self.hides(&next.peer);
+        let mut hidden_vias = Vec::new();
+        let mut hidden_routes = Vec::new();
+        if hide {
+            hidden_vias = m.values(HeaderName::Via).map(str::to_owned).collect();
+            m.remove_header(HeaderName::Via);
+            let from_host = m
+                .from()
+                .and_then(|f| f.uri.as_sip().map(|u| u.host.to_owned()))
+                .filter(|h| self.is_our_domain(h));
+            hidden_vias.insert(0, from_host.clone().unwrap_or_default());
+            if from_host.is_some() {
+                m.set_host(HeaderName::From, ANONYMOUS_HOST)
+                    .map_err(|_| NoHop::Unroutable)?;
+            }
+            if self.cfg.record_route {
+                hidden_routes = m
+                    .address_texts(HeaderName::RecordRoute)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                m.remove_header(HeaderName::RecordRoute);
+            }
+            if msg.method().is_some_and(|x| x.as_str() != "REGISTER") {
+                let t = via_transport(&next).to_ascii_lowercase();
+                self.mask_contact(&mut m, &call_id, &next.peer, &t);
+            }
+        }
         // §16.6 step 4. The Record-Route travels both ways (in this request
         // and in responses), so a dialog touching Tor on either side sees
         // only our Tor name. Its tag lets the dialog's requests through
         // the relay policy.
         if self.cfg.record_route {
-            let rr = self.sent_by_for(&[source, &next.peer]);
-            let tag = self.signer.route_tag(msg.call_id().unwrap_or_default());
-            m.push_record_route(format!("<sip:{rr};lr;{ROUTE_PARAM}={tag}>"))
+            let rr = self.sent_by_for(&[source, &next.peer]).to_owned();
+            let tag = self.signer.route_tag(&call_id);
+            let sealed = if hidden_routes.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<&str> = hidden_routes.iter().map(String::as_str).collect();
+                let s = self
+                    .sealer
+                    .seal(&mut self.rng, Kind::Routes, &[&call_id], &parts)
+                    .ok_or(NoHop::TooLarge)?;
+                format!(";{ROUTES_PARAM}={s}")
+            };
+            m.push_record_route(format!("<sip:{rr};lr;{ROUTE_PARAM}={tag}{sealed}>"))
                 .map_err(|_| NoHop::Unroutable)?;
         }
         // The branch carries a tag over the Via below ours, so that a
@@ -1009,8 +1228,19 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .top_via()
             .map(|v| self.signer.via_tag(branch, &v))
             .unwrap_or_default();
+        let full_branch = format!("{branch}.{via_tag}");
+        let sealed = if hide {
+            let parts: Vec<&str> = hidden_vias.iter().map(String::as_str).collect();
+            let s = self
+                .sealer
+                .seal(&mut self.rng, Kind::Vias, &[&call_id, &full_branch], &parts)
+                .ok_or(NoHop::TooLarge)?;
+            format!(";{VIA_PARAM}={s}")
+        } else {
+            String::new()
+        };
         m.push_via(format!(
-            "SIP/2.0/{} {};branch={branch}.{via_tag}",
+            "SIP/2.0/{} {};branch={full_branch}{sealed}",
             via_transport(&next),
             self.sent_by_for(&[&next.peer])
         ))
@@ -1226,9 +1456,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if status == 100 {
             return;
         }
-        // Step 3: our Via goes.
+        // Step 3: our Via goes, and what we hid comes back.
         let mut up = msg.clone();
         up.pop_via();
+        if let Some(top) = msg.top_via() {
+            self.unhide_response(&mut up, &top);
+        }
+        if let Some(from) = self.calls.get(&stx).map(|c| c.from.clone()) {
+            self.mask_response_contact(&mut up, &from);
+        }
         if up.vias().is_empty() {
             // Only our Via: nothing to send up as it is. A final one still
             // ends the branch (as 502), or the server transaction and the
@@ -1362,7 +1598,20 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         let mut m = msg.clone();
         let route_proof = self.pop_our_route(&mut m);
-        if !route_proof && !self.cfg.relay.is_trusted((self.origin_of)(source)) {
+        // The ACK of a 2xx to one of our Contact handles goes to the
+        // Contact it stands for.
+        let call_id = msg.call_id().unwrap_or_default().to_owned();
+        let handle = match msg.request_uri_parsed() {
+            Some(Uri::Sip(u)) => self.open_handle(&u, &call_id),
+            _ => None,
+        };
+        if let Some(contact) = &handle
+            && m.set_request_uri(contact.clone()).is_err()
+        {
+            return;
+        }
+        if !route_proof && handle.is_none() && !self.cfg.relay.is_trusted((self.origin_of)(source))
+        {
             return;
         }
         let hop = match m.routes().first() {
@@ -1389,6 +1638,18 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         m.set_max_forwards(mf);
         let branch = self.branch_for(msg);
+        // On a hidden link an ACK needs no Via below ours (no response
+        // comes back to it), nor our user's domain.
+        if self.hides(&next.peer) {
+            m.remove_header(HeaderName::Via);
+            let ours = m
+                .from()
+                .and_then(|f| f.uri.as_sip().map(|u| self.is_our_domain(u.host)))
+                .unwrap_or(false);
+            if ours && m.set_host(HeaderName::From, ANONYMOUS_HOST).is_err() {
+                return;
+            }
+        }
         if m.push_via(format!(
             "SIP/2.0/{} {};branch={branch}",
             via_transport(&next),
@@ -1428,6 +1689,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         };
         let mut m = msg.clone();
         m.pop_via();
+        self.unhide_response(&mut m, &top);
         let Some(next_via) = m.top_via() else { return };
         if !self.signer.via_ok(branch, &next_via, tag) {
             return;
@@ -1440,6 +1702,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         };
         let transport = next_via.transport.to_ascii_uppercase();
         if let Ok(next) = self.dial(&host, port, &transport) {
+            self.mask_response_contact(&mut m, &next.peer);
             self.outbox.push_back(Transmit {
                 to: next.peer,
                 bytes: m.to_bytes(),
@@ -1458,6 +1721,8 @@ enum NoHop {
     Refused(Refusal),
     /// A flow-bound contact whose connection is gone.
     FlowGone,
+    /// More to hide than fits in our headers.
+    TooLarge,
 }
 
 /// The budget key of a peer whose origin is known; a hash of the peer
@@ -1470,7 +1735,6 @@ fn source_key<P: Hash>(peer: &P, origin: Origin) -> SourceKey {
     })
 }
 
-/// The Via transport token for a hop.
 /// The host of a hop's URI, lowercase.
 fn hop_host(uri: &str) -> Option<String> {
     match Uri::parse(uri) {
@@ -1489,6 +1753,7 @@ fn wide(per_second: u32, burst: u32) -> Budgets<SourceKey> {
     )
 }
 
+/// The Via transport token for a hop.
 fn via_transport<P>(next: &Next<P>) -> &'static str {
     if next.reliable { "TCP" } else { "UDP" }
 }

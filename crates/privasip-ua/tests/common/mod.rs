@@ -29,8 +29,8 @@ fn resolve(host: &str) -> Option<&'static str> {
         "ua1.host" => "alice",
         "ua2.host" => "bob",
         "proxy.host" => "proxy",
-        "pa.host" | "a.example" => "pa",
-        "pb.host" | "b.example" => "pb",
+        "pa.host" | "a.example" | "pa-onion.onion" => "pa",
+        "pb.host" | "b.example" | "pb-onion.onion" => "pb",
         _ => return None,
     })
 }
@@ -62,7 +62,9 @@ pub fn proxy(
                 reliable: false,
             })
         }),
-        [9; 32],
+        // A secret of its own per proxy, the same for the same name (a
+        // restarted proxy keeps its secret in its store).
+        std::array::from_fn(|i| name.as_bytes()[i % name.len()]),
         t0,
     );
     if !keys.is_empty() {

@@ -190,6 +190,26 @@ pub(crate) struct ProxySection {
     /// proxy cancels it (RFC 3261: more than 180).
     #[serde(default = "timer_c")]
     timer_c_secs: u64,
+    /// Topology hiding: "tor" (the default) takes the Vias, Record-Routes,
+    /// Contacts and our users' domain out of what crosses Tor links (sealed
+    /// in our own headers, put back on the way back); "all" does so on
+    /// every link; "off" forwards as RFC 3261 proxies do.
+    #[serde(default = "hide_tor")]
+    topology_hiding: String,
+}
+
+fn hide_tor() -> String {
+    "tor".into()
+}
+
+/// The `[proxy] topology_hiding` setting.
+fn hiding(value: &str) -> Result<privasip_proxy::Hiding> {
+    Ok(match value {
+        "tor" => privasip_proxy::Hiding::Tor,
+        "all" => privasip_proxy::Hiding::All,
+        "off" => privasip_proxy::Hiding::Off,
+        other => bail!("[proxy] topology_hiding {other:?}: use \"tor\", \"all\" or \"off\""),
+    })
 }
 
 fn timer_c() -> u64 {
@@ -300,6 +320,7 @@ pub(crate) fn load(path: &PathBuf) -> Result<Config> {
     if cfg.proxy.digest.is_empty() {
         bail!("[proxy] digest is empty: offer \"SHA-256\", \"MD5\" or both");
     }
+    hiding(&cfg.proxy.topology_hiding)?;
     if cfg.proxy.timer_c_secs > privasip_proxy::MAX_TIMER_C.as_secs() {
         bail!(
             "[proxy] timer_c_secs {} is longer than a day ({}): no call rings that long",
@@ -529,6 +550,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         cfg.limits.token_opens_burst,
     );
     proxy.set_timer_c(Duration::from_secs(cfg.proxy.timer_c_secs));
+    proxy.set_topology_hiding(hiding(&cfg.proxy.topology_hiding)?);
     if !cfg.peers.is_empty() {
         proxy.set_peer_keys(peer_keys(&cfg, &args.config)?);
         tracing::info!(keys = cfg.peers.len(), "peer keys loaded");
