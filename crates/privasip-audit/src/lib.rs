@@ -19,12 +19,14 @@
 //! ```
 
 mod capture;
+mod linkage;
 mod packet;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
+pub use linkage::linking_values;
 pub use packet::{Endpoint, Segment, Skipped, Transport, decode};
 
 /// What kind of secret a needle is.
@@ -36,6 +38,12 @@ pub enum Kind {
     DisplayName,
     /// A host address (matched in text and in IP headers).
     Address,
+    /// An onion address (a party's long-term name on Tor).
+    Onion,
+    /// A domain (whose user a party is).
+    Domain,
+    /// A value that is the same in two calls: it links them.
+    Linkage,
 }
 
 impl fmt::Display for Kind {
@@ -44,6 +52,9 @@ impl fmt::Display for Kind {
             Kind::Identity => "user ID",
             Kind::DisplayName => "display name",
             Kind::Address => "address",
+            Kind::Onion => "onion address",
+            Kind::Domain => "domain",
+            Kind::Linkage => "linking value",
         })
     }
 }
@@ -91,6 +102,16 @@ impl Needles {
     /// A host address (an IP address is also looked for in IP headers).
     pub fn address(self, text: &str) -> Self {
         self.add(text, Kind::Address)
+    }
+
+    /// An onion address.
+    pub fn onion(self, text: &str) -> Self {
+        self.add(text, Kind::Onion)
+    }
+
+    /// A domain.
+    pub fn domain(self, text: &str) -> Self {
+        self.add(text, Kind::Domain)
     }
 
     /// Whether there is nothing to look for.

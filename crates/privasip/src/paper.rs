@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::stage::{AliceHop, CalleeReach, Stage, exe, say, stage, write_alice};
+use crate::stage::{AliceHop, CalleeReach, Options, Stage, exe, say, stage, write_alice};
 
 /// One scenario of the run.
 struct Scenario {
@@ -60,7 +60,10 @@ pub(crate) fn run(a: &PaperArgs) -> Result<()> {
         &a.scheme,
         &extra,
         CalleeReach::Onion,
-        a.quickack,
+        Options {
+            quickack: a.quickack,
+            hiding: "tor",
+        },
         started,
     )?;
     let mut scenarios = Vec::new();

@@ -18,7 +18,7 @@ impl Sniffer {
     /// no permission).
     pub(crate) fn start(file: &Path, filter: &str) -> Result<Sniffer, String> {
         let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-U", "-w"])
+            .args(["-i", "lo", "-n", "--immediate-mode", "-U", "-w"])
             .arg(file)
             .args(filter.split_whitespace())
             .stdin(Stdio::null())

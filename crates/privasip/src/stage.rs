@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// Each party on a loopback address of its own, so that an audit can tell
+/// whose address leaked where (Tor's nodes are on 127.0.0.1).
+pub(crate) const ALICE_IP: &str = "127.0.0.2";
+/// Proxy A's address (its LAN side).
+pub(crate) const PROXY_A_IP: &str = "127.0.0.3";
+/// Bob's user agent's address.
+pub(crate) const BOB_IP: &str = "127.0.0.4";
+/// Proxy B's address (its local side: it is reached as an onion).
+pub(crate) const PROXY_B_IP: &str = "127.0.0.5";
+
 /// Children killed (and the network stopped) when the demo ends.
 pub(crate) struct Cleanup {
     pub(crate) children: Vec<Child>,
@@ -114,6 +124,16 @@ pub(crate) enum CalleeReach {
     Registration,
 }
 
+/// How the staged set-up runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Tor's relays acknowledge at once (privasip testnet --quickack).
+    pub(crate) quickack: bool,
+    /// The proxies' `[proxy] topology_hiding` ("tor", or "off" to show
+    /// what plain SIP proxies forward).
+    pub(crate) hiding: &'static str,
+}
+
 /// Starts the network, both proxies and Bob in `d`, with keys of
 /// `scheme` (hpke, ecies, rsa). Extra proxies A with other isolation
 /// settings: `extra_a` names (suffix, isolation) pairs; their UDP ports
@@ -124,9 +144,10 @@ pub(crate) fn stage(
     scheme: &str,
     extra_a: &[(&str, &str)],
     reach: CalleeReach,
-    quickack: bool,
+    opts: Options,
     started: Instant,
 ) -> Result<Stage> {
+    let Options { quickack, hiding } = opts;
     let net_dir = d.join("net");
     let mut cleanup = Cleanup {
         children: Vec::new(),
@@ -178,8 +199,9 @@ pub(crate) fn stage(
     std::fs::write(
         d.join("proxy-b.toml"),
         format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\nauthenticate = true\n\
-             [listen]\nudp = \"127.0.0.1:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"{PROXY_B_IP}:{b_port}\"\nauthenticate = true\n\
+             topology_hiding = \"{hiding}\"\n\
+             [listen]\nudp = \"{PROXY_B_IP}:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
              [peers.federation]\nkey_file = \"keys-peer/peer.key\"\n\
              [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
             tor("arti", "b", "keys-b", 5060, "per-call")
@@ -200,7 +222,7 @@ pub(crate) fn stage(
         d.join("bob.toml"),
         format!(
             "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
-             local = \"127.0.0.1:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
+             local = \"{BOB_IP}:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
              [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
             base_port + 211,
             tor(
@@ -249,9 +271,10 @@ pub(crate) fn stage(
         std::fs::write(
             d.join(format!("{name}.toml")),
             format!(
-                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
+                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"{PROXY_A_IP}:{port}\"\nauthenticate = true\n\
+                 topology_hiding = \"{hiding}\"\n\
                  [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
-                 [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"{name}.db\"\n\
+                 [listen]\nudp = \"{PROXY_A_IP}:{port}\"\n[store]\npath = \"{name}.db\"\n\
                  [peers.federation]\nkey_file = \"keys-peer/peer.key\"\nsends_to = [\"b.example\"]\n\
                  [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
                  [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
@@ -266,7 +289,7 @@ pub(crate) fn stage(
         )?);
         let keys = d.join(format!("keys-a{suffix}/sip.onion"));
         wait_for("Proxy A", Duration::from_secs(150), || {
-            keys.exists() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_err()
+            keys.exists() && std::net::UdpSocket::bind((PROXY_A_IP, port)).is_err()
         })?;
     }
     Ok(Stage {
@@ -299,7 +322,7 @@ pub(crate) fn write_alice(
     hop: AliceHop,
 ) -> Result<()> {
     let (proxy, tor) = match hop {
-        AliceHop::Lan => (format!("udp:127.0.0.1:{proxy_port}"), String::new()),
+        AliceHop::Lan => (format!("udp:{PROXY_A_IP}:{proxy_port}"), String::new()),
         AliceHop::Tor => (
             format!("tor:{}:5060", read(d, "keys-a/sip.onion").trim()),
             format!(
@@ -313,7 +336,7 @@ pub(crate) fn write_alice(
         format!(
             "[ua]\nuser = \"alice\"\ndisplay_name = \"Alice Liddell\"\ndomain = \"a.example\"\n\
              password = \"wonderland\"\n\
-             local = \"127.0.0.1:{local_port}\"\nproxy = \"{proxy}\"\n\
+             local = \"{ALICE_IP}:{local_port}\"\nproxy = \"{proxy}\"\n\
              [privasip]\nmode = \"{mode}\"\nhome_key = \"keys-a/{scheme}.pub\"\n\
              [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n{tor}"
         ),

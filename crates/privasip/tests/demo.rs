@@ -2,8 +2,10 @@
 //! tor; scripts/test.sh installs it and tcpdump). Alice (plain UDP to
 //! Proxy A) calls Bob (behind Tor, his own onion service) through Proxy
 //! B's onion service with PrivaSIP-2; the audit of a tcpdump capture of
-//! the LAN hop, both proxies' logs and what Bob received finds no real ID
-//! or display name; every process stopped at the end. The same call in
+//! the LAN hop, both proxies' logs and what Bob and Alice received finds
+//! no real ID, display name, address, onion or domain of the other side,
+//! and nothing repeated from one call to the next; Bob's Contact, called
+//! from outside its call, is refused; every process stopped at the end. The same call in
 //! plain SIP must be caught by the same audit, or the audit proves nothing;
 //! that run reaches Bob over the Tor stream he registered on instead of
 //! his onion service. A third run puts Alice's own hop on Tor as well (a
@@ -55,7 +57,8 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
             "LAN capture, tcpdump (",
             "Proxy A's log (",
             "Proxy B's log (",
-            "What Bob received, for Alice's ID (",
+            "What Bob received, for Alice's side (",
+            "What Alice received, for Bob's side (",
         ] {
             let line = stdout
                 .lines()
@@ -64,6 +67,10 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
             assert!(line.ends_with("): clean"), "{line}");
         }
         assert!(stdout.contains("incoming from ps1h."), "{stdout}");
+        assert!(
+            stdout.contains("called from outside that call: refused (404)"),
+            "{stdout}"
+        );
         if hop == "tor" {
             assert!(
                 stdout.contains("Alice --Tor, A's onion, a circuit per call--> Proxy A"),
@@ -96,7 +103,7 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
         .find(|l| l.contains("LAN capture, tcpdump ("))
         .unwrap_or_else(|| panic!("no LAN audit line:\n{stdout}"));
     assert!(
-        lan.contains("finding(s), first: lan.pcap: packet ")
+        lan.contains("), first: lan.pcap: packet ")
             && lan.contains("user ID \"alice\" in header From:"),
         "the audit missed plain SIP's From: {lan}"
     );
@@ -105,5 +112,9 @@ fn demo_hides_both_ids_under_privasip2_and_the_audit_catches_plain_sip() {
         .find(|l| l.contains("What Bob received"))
         .unwrap_or_else(|| panic!("no Bob audit line:\n{stdout}"));
     assert!(bob.contains("finding(s)"), "{bob}");
+    // Plain SIP proxies forward Alice's address and domain too.
+    for kind in ["user ID", "address", "domain"] {
+        assert!(bob.contains(kind), "the audit missed Alice's {kind}: {bob}");
+    }
     nothing_left_running();
 }

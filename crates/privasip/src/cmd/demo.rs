@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::sniff::Sniffer;
-use crate::stage::{AliceHop, CalleeReach, Stage, exe, read, say, stage, write_alice};
+use crate::stage::{
+    ALICE_IP, AliceHop, BOB_IP, CalleeReach, Options, PROXY_A_IP, PROXY_B_IP, Stage, exe, read,
+    say, stage, write_alice,
+};
 
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
 ///
@@ -16,10 +19,17 @@ use crate::stage::{AliceHop, CalleeReach, Stage, exe, read, say, stage, write_al
 /// domain b.example, reachable only as an onion service), Bob's user agent
 /// (behind Tor, with its own onion service) and Alice's; registers both;
 /// Alice calls Bob with PrivaSIP-2 (HPKE) on a fresh circuit per call.
-/// Then it shows what each vantage point saw, audits a tcpdump capture of
-/// the LAN hop and both proxies' logs for real IDs and display names
-/// (see privasip audit), and cleans everything up. Under PrivaSIP any
-/// finding fails the demo; with --mode plain they are the point.
+/// Then it shows what each vantage point saw and audits it: a tcpdump
+/// capture of the LAN hop, both proxies' logs, and what Alice and Bob
+/// received, for real IDs, display names, the other parties' addresses
+/// (each party has a loopback address of its own: Alice 127.0.0.2, Proxy
+/// A 127.0.0.3, Bob 127.0.0.4, Proxy B 127.0.0.5), onion addresses and
+/// domains, and for values that repeat from call to call (they link
+/// calls); it calls Bob's Contact from the last call from outside that
+/// call, which must be refused. Then it cleans everything up. Under
+/// PrivaSIP any finding fails the demo; with --mode plain (plain SIP, and
+/// proxies that forward every header as RFC 3261 proxies do) they are the
+/// point.
 ///
 /// Needs Debian's tor package, and tcpdump (run as root) for the LAN
 /// capture: sudo apt-get install -y tor tcpdump
@@ -32,8 +42,9 @@ use crate::stage::{AliceHop, CalleeReach, Stage, exe, read, say, stage, write_al
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
-    /// How many calls Alice places.
-    #[arg(long, default_value_t = 1)]
+    /// How many calls Alice places (two or more let the audit look for
+    /// values that link calls).
+    #[arg(long, default_value_t = 2)]
     calls: usize,
     /// Where to put everything (default: a new temporary directory).
     #[arg(long, value_name = "DIR")]
@@ -60,14 +71,6 @@ pub(crate) struct Args {
 
 /// Alice's display name (PrivaSIP removes it; plain SIP sends it).
 const ALICE_NAME: &str = "Alice Liddell";
-
-/// What must not show: both users' IDs and Alice's display name.
-fn needles() -> privasip_audit::Needles {
-    privasip_audit::Needles::new()
-        .identity("alice")
-        .identity("bob")
-        .display_name(ALICE_NAME)
-}
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     if args.calls == 0 {
@@ -98,7 +101,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         "hpke",
         &[],
         args.callee_reach,
-        false,
+        Options {
+            quickack: false,
+            // Plain SIP, as the paper's proxies forwarded it: addresses
+            // and all, so that the audit shows what hiding takes away.
+            hiding: if args.mode == "plain" { "off" } else { "tor" },
+        },
         started,
     )?;
     write_alice(
@@ -160,7 +168,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let leaks = audit(d, captured)?;
+    let handle_answered = call_old_handle(d)?;
+    let leaks = audit(d, captured, args.alice_hop, &b_onion)? + usize::from(handle_answered);
     if leaks > 0 && args.mode != "plain" {
         bail!(
             "privacy audit failed: {leaks} finding(s) under {}; see {}",
@@ -286,52 +295,216 @@ fn report(
     Ok(())
 }
 
+/// Calls Bob's Contact from Alice's last call (a handle at a proxy's
+/// onion) as a new call, from outside that dialog: it must be refused.
+/// Returns whether it was answered (a finding).
+fn call_old_handle(d: &Path) -> Result<bool> {
+    let Some(handle) = last_contact(&read(d, "alice.trace")) else {
+        println!("\n== Bob's Contact, called from outside its dialog: no Contact seen");
+        return Ok(true);
+    };
+    let out = Command::new(exe()?)
+        .args(["ua", "--config", "alice.toml", "call", &handle, "--json"])
+        .current_dir(d)
+        .output()
+        .context("cannot run Alice")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = stdout
+        .split("\"status\":")
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .unwrap_or("null")
+        .to_owned();
+    let answered = stdout.contains("\"outcome\":\"answered");
+    println!(
+        "\n== Bob's Contact from the last call, called from outside that call: {}",
+        if answered {
+            format!("ANSWERED ({status}): a handle that outlives its dialog")
+        } else {
+            format!("refused ({status})")
+        }
+    );
+    Ok(answered)
+}
+
+/// The URI of the Contact in the last 200 to an INVITE a trace received.
+fn last_contact(trace: &str) -> Option<String> {
+    trace
+        .split("=== ")
+        .filter(|m| m.starts_with("received") && m.contains("SIP/2.0 200") && m.contains(" INVITE"))
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Contact:") || l.starts_with("m:"))
+                .and_then(|l| {
+                    let (a, b) = (l.find('<')?, l.find('>')?);
+                    l.get(a + 1..b).map(str::to_owned)
+                })
+        })
+        .last()
+}
+
+/// A trace with what its party sent blanked out (line numbers kept): a
+/// party's audit is about what it received.
+fn received_only(trace: &str) -> String {
+    let mut keep = false;
+    let mut out = String::with_capacity(trace.len());
+    for line in trace.lines() {
+        if let Some(dir) = line.strip_prefix("=== ") {
+            keep = dir.starts_with("received");
+        }
+        if keep {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// What must not show, per vantage point.
+struct Watch {
+    /// Alice's side: her address, her proxy's, her domain, A's onion.
+    alice_side: privasip_audit::Needles,
+    /// Bob's side: his address, his proxy's, his own onion.
+    bob_side: privasip_audit::Needles,
+}
+
+fn watch(d: &Path) -> Watch {
+    let bob_onion = read(d, "keys-bob/sip.onion").trim().to_owned();
+    let a_onion = read(d, "keys-a/sip.onion").trim().to_owned();
+    Watch {
+        alice_side: privasip_audit::Needles::new()
+            .identity("alice")
+            .display_name(ALICE_NAME)
+            .address(ALICE_IP)
+            .address(PROXY_A_IP)
+            .domain("a.example")
+            .onion(&a_onion),
+        bob_side: privasip_audit::Needles::new()
+            .identity("bob")
+            .address(BOB_IP)
+            .address(PROXY_B_IP)
+            .onion(&bob_onion),
+    }
+}
+
 /// Audits each vantage point, prints a line per vantage point, writes
 /// every finding to DIR/audit.txt, and returns how many there were.
-fn audit(d: &Path, captured: bool) -> Result<usize> {
+fn audit(d: &Path, captured: bool, hop: AliceHop, b_onion: &str) -> Result<usize> {
     use privasip_audit::Audit;
     println!(
-        "\n== privacy audit (privasip audit: user IDs alice, bob; display name {ALICE_NAME:?})"
+        "\n== privacy audit (privasip audit: user IDs alice, bob; display name {ALICE_NAME:?}; \
+         each party's address, onion and domain where another party could see it; values \
+         repeated across calls)"
     );
+    let w = watch(d);
+    let a_onion = read(d, "keys-a/sip.onion").trim().to_owned();
+    let b_host = b_onion.split(':').next().unwrap_or_default().to_owned();
     let mut all = Vec::new();
-    let mut line = |what: &str, audit: &Audit| {
+    let mut line = |what: &str, audit: &Audit, extra: Vec<privasip_audit::Finding>| {
         let c = audit.covered();
-        let n = audit.findings().len();
+        let every: Vec<&privasip_audit::Finding> = audit.findings().iter().chain(&extra).collect();
+        let mut kinds: Vec<(String, usize)> = Vec::new();
+        for f in &every {
+            let k = f.kind.to_string();
+            match kinds.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, c)) => *c += 1,
+                None => kinds.push((k, 1)),
+            }
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, c)| format!("{k} {c}")).collect();
+        let findings: Vec<String> = every.iter().map(ToString::to_string).collect();
         let looked = if c.packets > 0 {
             format!("{} packets", c.packets)
         } else {
             format!("{} lines", c.lines)
         };
-        match audit.findings().first() {
+        match findings.first() {
             None => println!("  {what} ({looked}): clean"),
-            Some(f) => println!("  {what} ({looked}): {n} finding(s), first: {f}"),
+            Some(f) => println!(
+                "  {what} ({looked}): {} finding(s) ({}), first: {f}",
+                findings.len(),
+                kinds.join(", ")
+            ),
         }
-        all.extend(audit.findings().iter().map(ToString::to_string));
+        all.extend(findings);
     };
     if captured {
-        let mut a = Audit::new(needles());
+        // The LAN observer must not see Bob's side, nor IDs.
+        let mut a = Audit::new(
+            w.bob_side
+                .clone()
+                .identity("alice")
+                .display_name(ALICE_NAME),
+        );
         let bytes = std::fs::read(d.join("lan.pcap")).context("reading lan.pcap")?;
         a.scan_capture("lan.pcap", &bytes)?;
-        line("LAN capture, tcpdump", &a);
+        // Every message Alice sent or received crossed the LAN hop: fewer
+        // packets than that is a truncated capture, which proves nothing.
+        let messages = read(d, "alice.trace").matches("=== ").count() as u64;
+        let payloads = a.covered().payloads;
+        let short = match hop {
+            AliceHop::Lan => payloads < messages,
+            AliceHop::Tor => payloads == 0,
+        };
+        if short {
+            bail!(
+                "the LAN capture is truncated: {payloads} packets with a payload for {messages} \
+                 messages; it proves nothing"
+            );
+        }
+        line("LAN capture, tcpdump", &a, Vec::new());
     } else {
         println!("  LAN capture: none (see above)");
     }
-    for (what, file) in [
-        ("Proxy A's log", "proxy-a.log"),
-        ("Proxy B's log", "proxy-b.log"),
+    for (what, file, needles) in [
+        (
+            "Proxy A's log",
+            "proxy-a.log",
+            privasip_audit::Needles::new()
+                .identity("alice")
+                .identity("bob")
+                .display_name(ALICE_NAME)
+                .address(BOB_IP)
+                .address(ALICE_IP),
+        ),
+        (
+            "Proxy B's log",
+            "proxy-b.log",
+            privasip_audit::Needles::new()
+                .identity("alice")
+                .identity("bob")
+                .display_name(ALICE_NAME)
+                .address(ALICE_IP)
+                .address(PROXY_A_IP)
+                .address(BOB_IP),
+        ),
     ] {
-        let mut a = Audit::new(needles());
+        let mut a = Audit::new(needles);
         a.scan_text(file, &read(d, file));
-        line(what, &a);
+        line(what, &a, Vec::new());
     }
-    // Bob may see his own ID; the caller's must not reach him.
-    let mut a = Audit::new(
-        privasip_audit::Needles::new()
-            .identity("alice")
-            .display_name(ALICE_NAME),
+    // Bob may see his own side; Alice's must not reach him, and nothing
+    // he got may be the same in two calls.
+    let bob_trace = received_only(&read(d, "bob.trace"));
+    let mut a = Audit::new(w.alice_side.clone());
+    a.scan_text("bob.trace", &bob_trace);
+    let bob_own = read(d, "keys-bob/sip.onion").trim().to_owned();
+    let linked = privasip_audit::linking_values(
+        "bob.trace",
+        &read(d, "bob.trace"),
+        &[&b_host, &bob_own, privasip_proxy::ANONYMOUS_HOST],
     );
-    a.scan_text("bob.trace", &read(d, "bob.trace"));
-    line("What Bob received, for Alice's ID", &a);
+    line("What Bob received, for Alice's side", &a, linked);
+    // And the other way: nothing of Bob's side reaches Alice.
+    let alice_trace = received_only(&read(d, "alice.trace"));
+    let mut a = Audit::new(w.bob_side.clone());
+    a.scan_text("alice.trace", &alice_trace);
+    let linked = privasip_audit::linking_values(
+        "alice.trace",
+        &read(d, "alice.trace"),
+        &[&b_host, &a_onion, privasip_proxy::ANONYMOUS_HOST],
+    );
+    line("What Alice received, for Bob's side", &a, linked);
     let report: String = all.iter().map(|f| format!("{f}\n")).collect();
     std::fs::write(d.join("audit.txt"), report)?;
     Ok(all.len())
