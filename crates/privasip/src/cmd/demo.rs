@@ -228,6 +228,18 @@ fn shorten(line: &str) -> String {
         .join(" ")
 }
 
+/// A Contact line with its (long) user part cut short.
+fn shorten_handle(line: &str) -> String {
+    match (line.find("sip:"), line.find('@')) {
+        (Some(a), Some(b)) if b > a + 16 => format!(
+            "{}…{}",
+            line.get(..a + 16).unwrap_or_default(),
+            line.get(b..).unwrap_or_default()
+        ),
+        _ => line.to_owned(),
+    }
+}
+
 fn report(
     d: &Path,
     alice_out: &str,
@@ -292,6 +304,16 @@ fn report(
         .map(shorten)
         .unwrap_or_else(|| "(no call arrived)".to_owned());
     println!("  Bob (the callee): {seen}");
+    // What Bob could call back, and what links nothing: a handle.
+    let bob_trace = read(d, "bob.trace");
+    let contact = bob_trace
+        .split("=== ")
+        .find(|m| m.starts_with("received\nINVITE "))
+        .and_then(|m| m.lines().find(|l| l.starts_with("Contact:")))
+        .map(|l| shorten_handle(l.trim()));
+    if let Some(c) = contact {
+        println!("    Alice's Contact as Bob got it: {c}");
+    }
     Ok(())
 }
 
