@@ -1,6 +1,7 @@
 //! The user agent against SIP software nobody here wrote, all Debian
 //! packages the tests start themselves, in plain SIP on loopback:
-//! baresip calls a privasip UA through a privasip proxy; privasip UAs
+//! baresip calls a privasip UA through a privasip proxy that hides the
+//! topology, and the other way round, each side hanging up; privasip UAs
 //! register and call each other through Kamailio (UDP, TCP, and across);
 //! a privasip UA calls SIPp's uas (UDP and TCP).
 
@@ -48,43 +49,32 @@ fn text(o: &Output) -> String {
     )
 }
 
-#[test]
-fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
-    common::require("baresip", "baresip-core");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
-    let (port, bob_port, baresip_port) = (23400u16, 23401u16, 23402u16);
-    // baresip 1.0's Digest stops at the first challenge that is not MD5
-    // (RFC 8760 puts SHA-256 first): offer it MD5 alone.
+/// A proxy for example.com with alice and bob, hiding the topology on
+/// every link; baresip 1.0's Digest stops at the first challenge that is
+/// not MD5 (RFC 8760 puts SHA-256 first): it is offered MD5 alone.
+fn hiding_proxy(d: &Path, port: u16) -> Running {
     let config = common::write_config(
         d,
         &format!(
             "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\ndigest = [\"MD5\"]\n\
+             authenticate = true\ndigest = [\"MD5\"]\ntopology_hiding = \"all\"\n\
              [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
         ),
     );
     common::add_user(&config, "alice", "alicepw");
     common::add_user(&config, "bob", "bobpw");
-    let mut running = Running(vec![common::proxy(&config, port)]);
-    ua_config(
-        d,
-        "bob",
-        "bob",
-        "bobpw",
-        bob_port,
-        &format!("udp:127.0.0.1:{port}"),
-    );
-    let (bob, bob_out) = common::ua_listen(d, "bob", 30);
-    running.0.push(bob);
+    Running(vec![common::proxy(&config, port)])
+}
 
-    // baresip without a sound card: aubridge stands in for audio.
+/// baresip as alice, without a sound card (aubridge stands in for audio),
+/// registered through the proxy on `port`; `answer` makes it pick up.
+fn baresip_config(d: &Path, port: u16, listen: u16, answer: bool) -> std::path::PathBuf {
     let conf = d.join("baresip");
     std::fs::create_dir_all(&conf).expect("baresip dir");
     std::fs::write(
         conf.join("config"),
         format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{baresip_port}\n\
+            "poll_method epoll\nsip_listen 127.0.0.1:{listen}\n\
              audio_player aubridge,nodev\naudio_source aubridge,nodev\naudio_alert aubridge,nodev\n\
              module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aubridge.so\n\
              module_tmp account.so\nmodule_app menu.so\n"
@@ -95,10 +85,34 @@ fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
         conf.join("accounts"),
         format!(
             "<sip:alice@example.com>;auth_user=alice;auth_pass=alicepw;\
-             outbound=\"sip:127.0.0.1:{port};transport=udp\";regint=300;audio_codecs=pcmu\n"
+             outbound=\"sip:127.0.0.1:{port};transport=udp\";regint=300;audio_codecs=pcmu{}\n",
+            if answer { ";answermode=auto" } else { "" }
         ),
     )
     .expect("baresip accounts");
+    conf
+}
+
+/// baresip calls a privasip UA and hangs up (its BYE); the proxy hides
+/// each side's Via, Record-Route and Contact from the other.
+#[test]
+fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
+    common::require("baresip", "baresip-core");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (port, bob_port, baresip_port) = (23400u16, 23401u16, 23402u16);
+    let mut running = hiding_proxy(d, port);
+    ua_config(
+        d,
+        "bob",
+        "bob",
+        "bobpw",
+        bob_port,
+        &format!("udp:127.0.0.1:{port}"),
+    );
+    let (bob, bob_out) = common::ua_listen(d, "bob", 30);
+    running.0.push(bob);
+    let conf = baresip_config(d, port, baresip_port, false);
     // -t: hang up (BYE), unregister and quit after 4 s.
     let out = Command::new("timeout")
         .arg("20")
@@ -119,6 +133,58 @@ fn baresip_calls_a_privasip_ua_through_the_privasip_proxy() {
     let bob_saw = wait_for_text(&bob_out, "call 1: ended");
     assert!(bob_saw.contains("call 1: incoming from alice"), "{bob_saw}");
     assert!(bob_saw.contains("call 1: ended"), "{bob_saw}");
+}
+
+/// The other way: a privasip UA calls baresip (which answers by itself)
+/// and hangs up; baresip's dialog ends on that BYE, which reached it
+/// through the handle the proxy gave in place of baresip's Contact.
+#[test]
+fn a_privasip_ua_calls_baresip_and_hangs_up() {
+    common::require("baresip", "baresip-core");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (port, bob_port, baresip_port) = (23430u16, 23431u16, 23432u16);
+    let _proxy = hiding_proxy(d, port);
+    ua_config(
+        d,
+        "bob",
+        "bob",
+        "bobpw",
+        bob_port,
+        &format!("udp:127.0.0.1:{port}"),
+    );
+    let conf = baresip_config(d, port, baresip_port, true);
+    let log = d.join("baresip.out");
+    // Killed when the test ends, whatever happens; -t quits by itself.
+    let mut baresip = Running(vec![
+        Command::new("baresip")
+            .arg("-f")
+            .arg(&conf)
+            .args(["-s", "-t", "12"])
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("baresip runs"),
+    ]);
+    let registered = wait_for_text(&log, "200 OK");
+    assert!(
+        registered.contains("alice@example.com: {0/UDP/v4} 200 OK"),
+        "{registered}"
+    );
+    let out = privasip()
+        .args(["ua", "--config"])
+        .arg(d.join("bob.toml"))
+        .args(["call", "sip:alice@example.com", "--hold", "1"])
+        .output()
+        .expect("privasip ua runs");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("call 1: answered (200)"), "{said}");
+    let seen = wait_for_text(&log, "terminated");
+    assert!(seen.contains("terminated"), "baresip saw no BYE:\n{seen}");
+    if let Some(c) = baresip.0.first_mut() {
+        let _ = c.kill();
+    }
 }
 
 #[test]

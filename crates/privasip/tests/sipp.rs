@@ -105,7 +105,9 @@ fn sipp_calls_through_the_proxy_over_tcp() {
 
 /// Kamailio (SER's descendant, the paper's proxy family) as the next hop:
 /// SIPp uac -> privasip -> Kamailio -> SIPp uas, both proxies
-/// record-routing, plain SIP over UDP.
+/// record-routing, plain SIP over UDP. privasip hides the topology on
+/// every link (Vias, Record-Routes and Contacts sealed or replaced), and
+/// the dialogs still complete through a proxy that knows nothing of it.
 #[test]
 fn kamailio_as_the_next_hop() {
     let sipp = sipp();
@@ -130,6 +132,7 @@ fn kamailio_as_the_next_hop() {
         dir.path(),
         &format!(
             "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
+             topology_hiding = \"all\"\n\
              [relay]\ntrusted = [\"127.0.0.1\"]\nallow_networks = [\"127.0.0.0/8\"]\n\
              [listen]\nudp = \"127.0.0.1:{proxy_port}\"\n\
              [routes]\n\"c.example\" = \"udp:127.0.0.1:{kam_port}\"\n"
