@@ -65,6 +65,10 @@ Environment:
   BENCH_HOLD_RATE=N     calls/s for the memory/INVITE test (default 1000)
   BENCH_TESTS="…"       a subset of: calls-udp calls-tcp latency reg
                         reg-digest mem-reg mem-invite (default: all)
+  BENCH_HIDING=all      topology hiding on every link: privasip's
+                        [proxy] topology_hiding = "all", Kamailio's topoh
+                        (default: neither; privasip's default hides on
+                        Tor links only, and this bench has none)
   BENCH_QUIET_WAIT=S    before each point, wait up to S seconds for the
                         machine to fall below 25% busy (default 60; 0 off)
   BENCH_KEEP_PCAP=1     keep the captures
@@ -106,6 +110,8 @@ users=${BENCH_USERS:-10000}
 tests=" ${BENCH_TESTS:-calls-udp calls-tcp latency reg reg-digest mem-reg mem-invite} "
 want() { [[ $tests == *" $1 "* ]]; }
 quiet_wait=${BENCH_QUIET_WAIT:-60}
+hiding=${BENCH_HIDING:-tor}
+case $hiding in tor|all) ;; *) echo "BENCH_HIDING takes all (or tor, the default)" >&2; exit 2 ;; esac
 latency_rate=200
 users_rate=2000              # REGISTER/s while filling the registrar
 domain=bench.example
@@ -287,6 +293,7 @@ record_route = true
 default_transport = "$transport"
 authenticate = $auth
 digest = ["MD5"]
+topology_hiding = "$hiding"
 
 # SIPp is a trusted peer: its requests name the uas by IP address and are
 # relayed without Digest. Every other limit stays at its default.
@@ -307,6 +314,7 @@ TOML
     local defs=(-A BENCH_PORT=$PROXY -A "BENCH_DOMAIN=\"$domain\"")
     [ "$mode" = reg ] && defs+=(-A WITH_REGISTRAR)
     [ "$mode" = auth ] && defs+=(-A WITH_REGISTRAR -A WITH_AUTH)
+    [ "$hiding" = all ] && defs+=(-A WITH_TOPOH)
     mkdir -p "$dir/run"
     (cd "$dir" && exec "${nice[@]}" kamailio -f "$repo/testdata/kamailio/proxy.cfg" -DD -E \
        -n 4 -m 2048 -M 16 -Y "$dir/run" -w "$dir" "${defs[@]}") > "$dir/proxy.log" 2>&1 &
