@@ -18,10 +18,9 @@
 //! Every seal has a fresh random nonce: two calls of the same party look
 //! unrelated.
 
+use aws_lc_rs::aead::{AES_256_GCM_SIV, Aad, LessSafeKey, Nonce, UnboundKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::RngCore;
 
 use crate::mac::derive;
@@ -38,7 +37,10 @@ pub const ANONYMOUS_HOST: &str = "anonymous.invalid";
 /// than hidden half).
 pub(crate) const MAX_SEALED: usize = 2048;
 
-const NONCE: usize = 24;
+/// AES-GCM-SIV's nonce: random, and a repeat would show only that two
+/// seals hold the same plaintext (the mode resists nonce misuse).
+const NONCE: usize = 12;
+const TAG: usize = 16;
 
 /// Which links a proxy hides its side's topology on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,14 +65,16 @@ pub(crate) enum Kind {
 
 /// Seals and opens what the proxy hides.
 pub(crate) struct Sealer {
-    aead: XChaCha20Poly1305,
+    aead: LessSafeKey,
 }
 
 impl Sealer {
     pub(crate) fn new(secret: &[u8; 32]) -> Sealer {
         let key = derive(secret, b"privasip topology v1");
+        let key = UnboundKey::new(&AES_256_GCM_SIV, key.as_ref())
+            .expect("AES-256-GCM-SIV takes a 32-byte key");
         Sealer {
-            aead: XChaCha20Poly1305::new((&*key).into()),
+            aead: LessSafeKey::new(key),
         }
     }
 
@@ -95,42 +99,38 @@ impl Sealer {
         let mut nonce = [0u8; NONCE];
         rng.fill_bytes(&mut nonce);
         let aad = associated(kind, context);
-        let sealed = self
-            .aead
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
+        self.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut plain,
             )
             .ok()?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
+        let mut out = Vec::with_capacity(NONCE + plain.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&plain);
         Some(B64.encode(out))
     }
 
     /// The parts `sealed` holds, if we sealed it for `kind` in `context`.
     pub(crate) fn open(&self, kind: Kind, context: &[&str], sealed: &str) -> Option<Vec<String>> {
         // Base64 of the nonce, the tag and at most MAX_SEALED bytes.
-        if sealed.len() > (NONCE + 16 + MAX_SEALED) * 4 / 3 + 4 {
+        if sealed.len() > (NONCE + TAG + MAX_SEALED) * 4 / 3 + 4 {
             return None;
         }
-        let bytes = B64.decode(sealed.as_bytes()).ok()?;
-        let (nonce, body) = bytes.split_at_checked(NONCE)?;
+        let mut bytes = B64.decode(sealed.as_bytes()).ok()?;
+        let nonce: [u8; NONCE] = bytes.get(..NONCE)?.try_into().ok()?;
         let aad = associated(kind, context);
         let plain = self
             .aead
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                bytes.get_mut(NONCE..)?,
             )
             .ok()?;
         let mut parts = Vec::new();
-        let mut rest = plain.as_slice();
+        let mut rest: &[u8] = plain;
         while !rest.is_empty() {
             let (len, tail) = rest.split_at_checked(2)?;
             let len = usize::from(u16::from_be_bytes([len[0], len[1]]));

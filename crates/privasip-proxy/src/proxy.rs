@@ -313,6 +313,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         self.peers = peers;
     }
 
+    /// Our peer credential for a request to `hop`, if we share a key with
+    /// its host (nothing is parsed when we share none).
+    fn peer_credential(&self, hop: &str, m: &Message<'_>) -> Option<String> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        hop_host(hop).and_then(|h| self.peers.credential(&h, m))
+    }
+
     /// Sets the links on which our side's topology is hidden (default
     /// [`Hiding::Tor`]; module `hide`): Vias, Record-Routes, Contacts and
     /// our users' domain in From.
@@ -391,6 +400,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             if !from_host.is_empty() && anonymous {
                 let _ = up.set_host(HeaderName::From, from_host);
             }
+        }
+        // Only a Record-Route we sealed something into needs parsing.
+        let marker = format!(";{ROUTES_PARAM}=");
+        if !up
+            .values(HeaderName::RecordRoute)
+            .any(|v| v.contains(&marker))
+        {
+            return;
         }
         let entries: Vec<String> = up
             .address_texts(HeaderName::RecordRoute)
@@ -1245,7 +1262,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             self.sent_by_for(&[&next.peer])
         ))
         .map_err(|_| NoHop::Unroutable)?;
-        if let Some(c) = hop_host(&hop).and_then(|h| self.peers.credential(&h, &m)) {
+        if let Some(c) = self.peer_credential(&hop, &m) {
             m.append_header("Proxy-Authorization", c)
                 .map_err(|_| NoHop::Unroutable)?;
         }
@@ -1660,7 +1677,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         }
         remove_peer_credentials(&mut m);
-        if let Some(c) = hop_host(&hop).and_then(|h| self.peers.credential(&h, &m))
+        if let Some(c) = self.peer_credential(&hop, &m)
             && m.append_header("Proxy-Authorization", c).is_err()
         {
             return;

@@ -201,98 +201,147 @@ fn nothing_of_either_side_crosses_tor_and_dialogs_still_work() {
     assert_absent(&all, &["ua1.host", "ua2.host", "a.example"], "A-B");
 }
 
-/// Bob's re-INVITE along the dialog he was given, and its ACK.
-#[test]
-fn a_re_invite_from_the_callee_reaches_the_caller() {
+/// One side of the dialog, as the wire showed it to that side.
+struct Side {
+    /// Where the side sends (its proxy) and its own name.
+    proxy: &'static str,
+    me: &'static str,
+    /// The other side's name, and the host its real Contact has.
+    peer: &'static str,
+    peer_host: &'static str,
+    /// Remote target, route set, local and remote URIs with tags.
+    target: String,
+    routes: Vec<String>,
+    local: String,
+    remote: String,
+    call_id: String,
+    via_host: &'static str,
+}
+
+/// The dialog as `who` sees it after `call` (RFC 3261 §12.1: the callee
+/// takes the route set from the INVITE's Record-Route as it is, the
+/// caller from the 200's, reversed).
+fn side(net: &Net, start: usize, who: &str) -> Side {
+    let find = |from: &str, to: &str, request: bool| {
+        net.wire
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .find(|(f, t, b)| {
+                *f == from
+                    && *t == to
+                    && if request {
+                        parse(b).method().is_some_and(|m| m.as_str() == "INVITE")
+                    } else {
+                        parse(b).status() == Some(200)
+                    }
+            })
+            .map(|(_, _, b)| b.clone())
+            .expect("a message of the call")
+    };
+    let first = |m: &Message<'_>, h: HeaderName| m.values(h).next().expect("header").to_owned();
+    let contact = |m: &Message<'_>| match m.contacts() {
+        Some(privasip_message::ContactValue::Addrs(a)) => {
+            a.first().map(|n| n.uri_raw.to_owned()).expect("contact")
+        }
+        _ => panic!("no contact"),
+    };
+    let invite_to_bob = find("pb", "bob", true);
+    let ok_from_bob = find("bob", "pb", false);
+    let ok_to_alice = find("pa", "alice", false);
+    if who == "bob" {
+        let inv = parse(&invite_to_bob);
+        Side {
+            proxy: "pb",
+            me: "bob",
+            peer: "alice",
+            peer_host: "ua1.host",
+            target: contact(&inv),
+            routes: inv
+                .address_texts(HeaderName::RecordRoute)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            local: first(&parse(&ok_from_bob), HeaderName::To),
+            remote: first(&inv, HeaderName::From),
+            call_id: inv.call_id().expect("call-id").to_owned(),
+            via_host: "ua2.host",
+        }
+    } else {
+        let ok = parse(&ok_to_alice);
+        let mut routes: Vec<String> = ok
+            .address_texts(HeaderName::RecordRoute)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        routes.reverse();
+        Side {
+            proxy: "pa",
+            me: "alice",
+            peer: "bob",
+            peer_host: "ua2.host",
+            target: contact(&ok),
+            routes,
+            local: first(&ok, HeaderName::From),
+            remote: first(&ok, HeaderName::To),
+            call_id: ok.call_id().expect("call-id").to_owned(),
+            via_host: "ua1.host",
+        }
+    }
+}
+
+/// A re-INVITE from `who` along the dialog it was given, and its ACK.
+fn re_invite(who: &str) {
     let Setup { mut net, .. } = setup();
     let (_a, _b, start) = call(&mut net);
-    let invite = net
-        .wire
-        .get(start..)
-        .unwrap_or_default()
-        .iter()
-        .find(|(f, t, b)| *f == "pb" && *t == "bob" && parse(b).is_request())
-        .map(|(_, _, b)| b.clone())
-        .expect("the INVITE Bob got");
-    let inv = parse(&invite);
-    let target = inv
-        .contacts()
-        .and_then(|c| match c {
-            privasip_message::ContactValue::Addrs(a) => a.first().map(|n| n.uri_raw.to_owned()),
-            privasip_message::ContactValue::Star => None,
-        })
-        .expect("contact");
-    let routes: Vec<String> = inv
-        .address_texts(HeaderName::RecordRoute)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let from = inv
-        .values(HeaderName::From)
-        .next()
-        .expect("from")
-        .to_owned();
-    let to = inv.values(HeaderName::To).next().expect("to").to_owned();
-    // Bob's To tag: the one in his 200.
-    let ok = net
-        .wire
-        .get(start..)
-        .unwrap_or_default()
-        .iter()
-        .find(|(f, t, b)| *f == "bob" && *t == "pb" && parse(b).status() == Some(200))
-        .map(|(_, _, b)| b.clone())
-        .expect("Bob's 200");
-    let to = parse(&ok)
-        .values(HeaderName::To)
-        .next()
-        .map_or(to, str::to_owned);
-    let call_id = inv.call_id().expect("call-id").to_owned();
-    let reinvite = |method: &str, cseq: u32| {
+    let s = side(&net, start, who);
+    let request = |method: &str, cseq: u32| {
         format!(
-            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP ua2.host:5060;branch=z9hG4bKre{method}\r\n\
-             Max-Forwards: 70\r\nRoute: {}\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\n\
-             CSeq: {cseq} {method}\r\nContact: <sip:bob@ua2.host:5060>\r\nContent-Length: 0\r\n\r\n",
-            routes.join(", ")
+            "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP {}:5060;branch=z9hG4bKre{method}{cseq}\r\n\
+             Max-Forwards: 70\r\nRoute: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\n\
+             CSeq: {cseq} {method}\r\nContact: <sip:me@{}:5060>\r\nContent-Length: 0\r\n\r\n",
+            s.target,
+            s.via_host,
+            s.routes.join(", "),
+            s.local,
+            s.remote,
+            s.call_id,
+            s.via_host
         )
     };
     let before = net.wire.len();
     let now = net.now;
-    net.proxies.get_mut("pb").expect("pb").receive(
+    net.proxies.get_mut(s.proxy).expect("proxy").receive(
         now,
-        reinvite("INVITE", 7).as_bytes(),
-        "bob",
+        request("INVITE", 7).as_bytes(),
+        s.me,
         false,
     );
     net.run(Duration::from_secs(5));
-    let reached = net
-        .wire
-        .get(before..)
-        .unwrap_or_default()
+    let got = net.wire.get(before..).unwrap_or_default();
+    let reached = got
         .iter()
-        .find(|(f, t, b)| *f == "pa" && *t == "alice" && parse(b).is_request())
+        .find(|(_, t, b)| *t == s.peer && parse(b).is_request())
         .map(|(_, _, b)| parse(b).request_uri().unwrap_or_default().to_owned())
-        .expect("the re-INVITE reached Alice");
+        .unwrap_or_else(|| panic!("{who}'s re-INVITE did not reach {}", s.peer));
     assert!(
-        reached.contains("ua1.host"),
-        "to her real Contact: {reached}"
+        reached.contains(s.peer_host),
+        "to the real Contact: {reached}"
     );
-    let answered = net
-        .wire
-        .get(before..)
-        .unwrap_or_default()
+    let answered = got
         .iter()
-        .any(|(f, t, b)| *f == "pb" && *t == "bob" && parse(b).status() == Some(200));
-    assert!(answered, "Alice's 200 came back to Bob");
-    let back = link(&net, before, "pa", "pb");
-    assert_absent(&back, &["ua1.host", "ua2.host", "a.example"], "A-B");
+        .any(|(f, t, b)| *f == s.proxy && *t == s.me && parse(b).status() == Some(200));
+    assert!(answered, "the 200 came back to {who}");
+    let crossing = link(&net, before, "pa", "pb");
+    assert_absent(&crossing, &["ua1.host", "ua2.host", "a.example"], "A-B");
 
     // Its ACK takes the same way.
     let before = net.wire.len();
     let now = net.now;
-    net.proxies.get_mut("pb").expect("pb").receive(
+    net.proxies.get_mut(s.proxy).expect("proxy").receive(
         now,
-        reinvite("ACK", 7).as_bytes(),
-        "bob",
+        request("ACK", 7).as_bytes(),
+        s.me,
         false,
     );
     net.run(Duration::from_secs(5));
@@ -301,10 +350,18 @@ fn a_re_invite_from_the_callee_reaches_the_caller() {
         .get(before..)
         .unwrap_or_default()
         .iter()
-        .any(|(f, t, b)| {
-            *f == "pa" && *t == "alice" && parse(b).method().is_some_and(|m| m.as_str() == "ACK")
-        });
-    assert!(acked, "the ACK reached Alice");
+        .any(|(_, t, b)| *t == s.peer && parse(b).method().is_some_and(|m| m.as_str() == "ACK"));
+    assert!(acked, "the ACK reached {}", s.peer);
+}
+
+#[test]
+fn a_re_invite_from_the_callee_reaches_the_caller() {
+    re_invite("bob");
+}
+
+#[test]
+fn a_re_invite_from_the_caller_reaches_the_callee() {
+    re_invite("alice");
 }
 
 #[test]
