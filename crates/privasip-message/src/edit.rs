@@ -54,6 +54,28 @@ impl<'a> Message<'a> {
         self.push_front(HeaderName::Via, value.into())
     }
 
+    /// Adds a Via value on top without checking its grammar again: for a
+    /// value this program parsed and validated before and kept where no
+    /// one could change it (a proxy's own sealed copy). Line breaks are
+    /// still refused.
+    pub fn push_checked_via(&mut self, value: impl Into<Cow<'a, str>>) -> Result<(), ParseError> {
+        let value = value.into();
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(bad(HeaderName::Via, "line break in a new value"));
+        }
+        self.typed.forget(HeaderName::Via);
+        let at = self
+            .headers
+            .iter()
+            .position(|h| h.name == HeaderName::Via)
+            .unwrap_or(0);
+        self.headers.insert(
+            at,
+            Header::new(HeaderName::Via, Cow::Borrowed("Via"), value),
+        );
+        Ok(())
+    }
+
     /// Removes the topmost Via value (RFC 3261 §16.7 step 3). Returns false
     /// if there was none.
     pub fn pop_via(&mut self) -> bool {

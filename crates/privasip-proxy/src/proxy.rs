@@ -41,6 +41,8 @@ pub struct Next<P> {
 /// onion addresses, a resolver of its own).
 pub type Resolver<P> = Box<dyn Fn(&str, Option<u16>, &str) -> Option<Next<P>> + Send>;
 
+mod hiding;
+
 /// The proxy's settings.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
@@ -320,141 +322,6 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return None;
         }
         hop_host(hop).and_then(|h| self.peers.credential(&h, m))
-    }
-
-    /// Sets the links on which our side's topology is hidden (default
-    /// [`Hiding::Tor`]; module `hide`): Vias, Record-Routes, Contacts and
-    /// our users' domain in From.
-    pub fn set_topology_hiding(&mut self, hiding: Hiding) {
-        self.hiding = hiding;
-    }
-
-    /// Whether the link to `peer` is hidden.
-    fn hides(&self, peer: &P) -> bool {
-        match self.hiding {
-            Hiding::Off => false,
-            Hiding::All => true,
-            Hiding::Tor => self.tor.as_ref().is_some_and(|t| (t.is_tor)(peer)),
-        }
-    }
-
-    /// The Contact a handle of ours at `uri` stands for, in the dialog
-    /// `call_id`; `None` if `uri` is not ours, not a handle, or its dialog
-    /// ended.
-    fn open_handle(&self, uri: &SipUri<'_>, call_id: &str) -> Option<String> {
-        if !self.is_us(uri) || self.ended.get(&call_id.to_owned()).is_some() {
-            return None;
-        }
-        let user = uri.user?;
-        let mut parts = self.sealer.open(Kind::Contact, &[call_id], user)?;
-        (parts.len() == 1).then(|| parts.remove(0))
-    }
-
-    /// Replaces the Contact of `m` (about to cross a hidden link towards
-    /// `peer`) by a handle at our name for that link.
-    fn mask_contact(&mut self, m: &mut Message<'_>, call_id: &str, peer: &P, transport: &str) {
-        let Some(ContactValue::Addrs(addrs)) = m.contacts() else {
-            return;
-        };
-        let Some(first) = addrs.first() else { return };
-        if let Uri::Sip(u) = &first.uri
-            && self.is_us(u)
-        {
-            return;
-        }
-        let real = first.uri_raw.to_owned();
-        let name = self.sent_by_for(&[peer]).to_owned();
-        let handle = self
-            .sealer
-            .seal(&mut self.rng, Kind::Contact, &[call_id], &[&real]);
-        m.remove_header(HeaderName::Contact);
-        if let Some(h) = handle {
-            let _ = m.set_header(
-                HeaderName::Contact,
-                format!("<sip:{h}@{name};transport={transport}>"),
-            );
-        }
-    }
-
-    /// Puts back on a response what we hid from the request it answers:
-    /// the Vias below ours and our user's domain in From (sealed in our
-    /// Via, `top`, which the caller has popped), and the Record-Routes
-    /// below ours (sealed in our Record-Route entry).
-    fn unhide_response(&self, up: &mut Message<'_>, top: &Via<'_>) {
-        let call_id = up.call_id().unwrap_or_default().to_owned();
-        if let Some(sealed) = top.params.get(VIA_PARAM).flatten()
-            && let Some(parts) = self.sealer.open(
-                Kind::Vias,
-                &[&call_id, top.branch().unwrap_or_default()],
-                sealed,
-            )
-            && let Some((from_host, vias)) = parts.split_first()
-        {
-            for v in vias.iter().rev() {
-                let _ = up.push_via(v.clone());
-            }
-            let anonymous = up
-                .from()
-                .and_then(|f| f.uri.as_sip().map(|u| u.host == ANONYMOUS_HOST))
-                .unwrap_or(false);
-            if !from_host.is_empty() && anonymous {
-                let _ = up.set_host(HeaderName::From, from_host);
-            }
-        }
-        // Only a Record-Route we sealed something into needs parsing.
-        let marker = format!(";{ROUTES_PARAM}=");
-        if !up
-            .values(HeaderName::RecordRoute)
-            .any(|v| v.contains(&marker))
-        {
-            return;
-        }
-        let entries: Vec<String> = up
-            .address_texts(HeaderName::RecordRoute)
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let mut restored = Vec::with_capacity(entries.len());
-        let mut any = false;
-        for e in entries {
-            // Ours are always written `<uri>`.
-            let uri = match (e.find('<'), e.find('>')) {
-                (Some(a), Some(b)) => e.get(a + 1..b).unwrap_or_default(),
-                _ => "",
-            };
-            let hidden = match Uri::parse(uri) {
-                Ok(Uri::Sip(u)) if self.is_us(&u) => u
-                    .params
-                    .get(ROUTES_PARAM)
-                    .flatten()
-                    .and_then(|sealed| self.sealer.open(Kind::Routes, &[&call_id], sealed)),
-                _ => None,
-            };
-            restored.push(e);
-            if let Some(h) = hidden {
-                any = true;
-                restored.extend(h);
-            }
-        }
-        if any {
-            up.remove_header(HeaderName::RecordRoute);
-            for e in restored {
-                let _ = up.append_header("Record-Route", e);
-            }
-        }
-    }
-
-    /// Masks the Contact of a 1xx/2xx response going up to `to` over a
-    /// hidden link (a 3xx's Contacts are where to try next: they pass).
-    fn mask_response_contact(&mut self, up: &mut Message<'_>, to: &P) {
-        if !self.hides(to) || up.status().is_none_or(|s| s >= 300) {
-            return;
-        }
-        let call_id = up.call_id().unwrap_or_default().to_owned();
-        let transport = up
-            .top_via()
-            .map_or("udp".to_owned(), |v| v.transport.to_ascii_lowercase());
-        self.mask_contact(up, &call_id, to, &transport);
     }
 
     /// Transactions alive (tests, metrics).

@@ -493,6 +493,7 @@ async fn onion_round_trip(
         .host_onion(OnionSpec {
             nickname: "testnet-check".into(),
             port: 7,
+            pow: true,
         })
         .await
         .map_err(|e| {

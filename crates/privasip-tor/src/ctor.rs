@@ -97,10 +97,15 @@ impl CTor {
         // many budgets one circuit can hold.
         let command = Zeroizing::new(format!(
             "ADD_ONION {} Flags=MaxStreamsCloseCircuit MaxStreams={} \
-             Port={},127.0.0.1:{local_port} PoWDefensesEnabled=1",
+             Port={},127.0.0.1:{local_port}{}",
             key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
             crate::MAX_STREAMS_PER_CIRCUIT,
-            spec.port
+            spec.port,
+            if spec.pow {
+                " PoWDefensesEnabled=1"
+            } else {
+                ""
+            }
         ));
         let mut reply = ctl.command(&command).await.map_err(err)?;
         drop(command);

@@ -191,6 +191,10 @@ pub struct OnionSpec {
     pub nickname: String,
     /// The virtual port clients connect to.
     pub port: u16,
+    /// Tor's proof-of-work defence against introduction floods (proposal
+    /// 327), where the backend has it (C tor; arti's service side has
+    /// none yet). On unless there is a reason (a measurement of it).
+    pub pow: bool,
 }
 
 /// A way to reach Tor: the embedded arti client or the C tor daemon.

@@ -33,6 +33,11 @@ pub(crate) struct TorSection {
     /// Host an onion service for SIP on this port (0: none).
     #[serde(default)]
     onion_port: u16,
+    /// Tor's proof-of-work defence for our onion service (C tor: clients
+    /// are asked for effort only while introductions flood in). On by
+    /// default; arti's service side has none yet.
+    #[serde(default = "yes")]
+    onion_pow: bool,
     /// Where onion keys (and arti's state) persist, relative to the
     /// configuration file.
     #[serde(default = "keys_dir")]
@@ -43,6 +48,10 @@ pub(crate) struct TorSection {
     /// SIP domain (or onion host) -> `ONION:PORT`.
     #[serde(default)]
     routes: HashMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn arti() -> String {
@@ -186,6 +195,7 @@ pub(crate) async fn onion_service(
         .host_onion(OnionSpec {
             nickname: "sip".into(),
             port: t.onion_port,
+            pow: t.onion_pow,
         })
         .await
         .context("cannot host the onion service")?;

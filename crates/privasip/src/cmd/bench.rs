@@ -251,6 +251,7 @@ async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
         .host_onion(OnionSpec {
             nickname: "bench".into(),
             port: 5060,
+            pow: true,
         })
         .await?;
     let onion_c = svc_c.address.clone();
@@ -269,6 +270,7 @@ async fn bench_tor(dir: &std::path::Path, samples: usize) -> Result<String> {
         .host_onion(OnionSpec {
             nickname: "bench".into(),
             port: 5060,
+            pow: true,
         })
         .await?;
     let onion_a = svc_a.address.clone();
