@@ -32,7 +32,8 @@ Options:
   -h        this text
 
 Environment: PRIVASIP_BIN=PATH uses that binary instead of building;
-BENCH_OUT=DIR (default runs/onion-flood-DATE); FLOOD_SECS, FLOOD_WORKERS.
+BENCH_OUT=DIR (default runs/onion-flood-DATE); FLOOD_SECS, FLOOD_WORKERS;
+FLOOD_ORDER="false true" to measure without the defence first.
 EOF
 }
 
@@ -68,7 +69,7 @@ step "private Tor network"
 socks=$(sed -n 's/^client b: SOCKS \([0-9.:]*\).*/\1/p' "$out/testnet.txt")
 [ -n "$socks" ] || { echo "no SOCKS port for client b" >&2; exit 1; }
 
-for pow in true false; do
+for pow in ${FLOOD_ORDER:-true false}; do
   step "onion service with onion_pow = $pow"
   cat > "$work/proxy-$pow.toml" <<TOML
 [proxy]

@@ -844,7 +844,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // (With a Route left, the request still follows it, towards the
         // Contact the handle stands for.)
         let call_id = msg.call_id().unwrap_or_default().to_owned();
-        let handle = self.open_handle(&ruri, &call_id);
+        let handle = if to_us {
+            self.open_handle(&ruri, &call_id)
+        } else {
+            None
+        };
         if to_us
             && !routed
             && handle.is_none()
