@@ -184,7 +184,14 @@ pub struct Proxy<P> {
     /// Dialogs whose BYE went through one of our Contact handles: their
     /// handles open to nothing now.
     ended: Bounded<String, Instant>,
+    /// Handles made lately, by (Call-ID, Contact): a dialog's 180, 200
+    /// and later requests name the same Contact, and get the same handle
+    /// without sealing it again. Cleared when full.
+    handles: HashMap<(String, String), String>,
 }
+
+/// Handles remembered for reuse (a cache: losing one costs a seal).
+const HANDLE_CACHE: usize = 4096;
 
 /// Dialogs remembered as ended (their handles refused).
 const ENDED_DIALOGS: usize = 65_536;
@@ -266,6 +273,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             hiding: Hiding::default(),
             sealer: Sealer::new(&secret),
             ended: Bounded::new(ENDED_DIALOGS),
+            handles: HashMap::new(),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -1527,9 +1535,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         m.set_max_forwards(mf);
         let branch = self.branch_for(msg);
         // On a hidden link an ACK needs no Via below ours (no response
-        // comes back to it), nor our user's domain.
+        // comes back to it), no Contact (the dialog's target is set), nor
+        // our user's domain.
         if self.hides(&next.peer) {
             m.remove_header(HeaderName::Via);
+            if msg.method().is_some_and(|x| x.as_str() == "ACK") {
+                m.remove_header(HeaderName::Contact);
+            } else {
+                let t = via_transport(&next).to_ascii_lowercase();
+                self.mask_contact(&mut m, &call_id, &next.peer, &t);
+            }
             let ours = m
                 .from()
                 .and_then(|f| f.uri.as_sip().map(|u| self.is_our_domain(u.host)))

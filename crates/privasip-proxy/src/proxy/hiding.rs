@@ -51,11 +51,23 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
-        let real = first.uri_raw.to_owned();
+        let key = (call_id.to_owned(), first.uri_raw.to_owned());
         let name = self.sent_by_for(&[peer]).to_owned();
-        let handle = self
-            .sealer
-            .seal(&mut self.rng, Kind::Contact, &[call_id], &[&real]);
+        let handle = match self.handles.get(&key) {
+            Some(h) => Some(h.clone()),
+            None => {
+                let h = self
+                    .sealer
+                    .seal(&mut self.rng, Kind::Contact, &[call_id], &[&key.1]);
+                if let Some(h) = &h {
+                    if self.handles.len() >= HANDLE_CACHE {
+                        self.handles.clear();
+                    }
+                    self.handles.insert(key, h.clone());
+                }
+                h
+            }
+        };
         m.remove_header(HeaderName::Contact);
         if let Some(h) = handle {
             let _ = m.set_header(
