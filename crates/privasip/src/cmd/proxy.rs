@@ -31,7 +31,15 @@ use crate::proxy_store;
 /// [relay] allow_networks names them, and a proxy with an onion service
 /// dials nothing outside Tor but that LAN. Each source may send 500
 /// requests a second and open 20 PrivaSIP tokens a second ([limits]);
-/// SECURITY.md lists every limit.
+/// each Tor circuit is a source, all of Tor's strangers together get ten
+/// times that, and peer proxies that share a key with us ([peers],
+/// privasip keygen --scheme peer) get a budget of their own. SECURITY.md
+/// lists every limit.
+///
+/// On Tor links it hides its side's topology ([proxy] topology_hiding):
+/// Vias and Record-Routes sealed into its own, Contacts replaced by
+/// per-call handles at its onion, its users' domain in From replaced by
+/// anonymous.invalid (doc/privasip.md).
 ///
 /// The configuration is a TOML file; examples/ has commented examples
 /// (examples/proxy-sipp.toml relays for SIPp on 127.0.0.1:5060).
