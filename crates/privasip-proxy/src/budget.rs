@@ -154,6 +154,45 @@ impl<K: Hash + Eq + Clone> Budgets<K> {
     }
 }
 
+/// All of Tor's strangers together, and each peer key, get this many
+/// times the budget of one source.
+pub(crate) const WIDE_FACTOR: u32 = 10;
+
+/// A budget per source, and a wide one ([`WIDE_FACTOR`] times as much)
+/// for all of Tor's strangers together and for each peer key: a Tor
+/// circuit spends from its own and from Tor's, so fresh circuits cannot
+/// add up to more than Tor's; a peer key spends only its own.
+pub(crate) struct Tiered {
+    each: Budgets<SourceKey>,
+    wide: Budgets<SourceKey>,
+}
+
+impl Tiered {
+    /// `sources`: how many per-source budgets are tracked; `wide_keys`:
+    /// how many wide ones (Tor and every peer key).
+    pub(crate) fn new(rate: u32, burst: u32, sources: usize, wide_keys: usize) -> Tiered {
+        Tiered {
+            each: Budgets::new(rate, burst, sources),
+            wide: Budgets::new(
+                rate.saturating_mul(WIDE_FACTOR),
+                burst.saturating_mul(WIDE_FACTOR),
+                wide_keys,
+            ),
+        }
+    }
+
+    /// Takes one unit for `key`; false if its budget (or Tor's) is spent.
+    pub(crate) fn take(&mut self, key: SourceKey, now: Instant) -> bool {
+        match key {
+            SourceKey::Tor | SourceKey::PeerProxy(_) => self.wide.take(key, now),
+            SourceKey::Circuit(_) => {
+                self.each.take(key, now) && self.wide.take(SourceKey::Tor, now)
+            }
+            _ => self.each.take(key, now),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,8 @@ use std::time::Instant;
 
 use privasip_identity::Keyring;
 
-use crate::budget::{Bounded, Budgets, SourceKey};
+use crate::budget::{Bounded, SourceKey, Tiered};
 use crate::peer::MAX_PEER_KEYS;
-use crate::proxy::WIDE_FACTOR;
 
 /// Token opens a source may make, a second and at once.
 pub const OPENS_PER_SECOND: u32 = 20;
@@ -29,10 +28,8 @@ pub(crate) enum Refused {
 }
 
 pub(crate) struct Gate {
-    opens: Budgets<SourceKey>,
-    /// Ten times as much for all of Tor's strangers together (each
-    /// circuit draws on it too), and for each peer key apart.
-    wide: Budgets<SourceKey>,
+    /// Per source, and for Tor's strangers and each peer key.
+    opens: Tiered,
     /// Tokens (with their context) that failed, and when.
     failed: Bounded<Vec<u8>, Instant>,
     /// Opens attempted with public-key work (tests and metrics).
@@ -42,12 +39,7 @@ pub(crate) struct Gate {
 impl Gate {
     pub(crate) fn new(per_second: u32, burst: u32) -> Gate {
         Gate {
-            opens: Budgets::new(per_second, burst, SOURCES),
-            wide: Budgets::new(
-                per_second.saturating_mul(WIDE_FACTOR),
-                burst.saturating_mul(WIDE_FACTOR),
-                MAX_PEER_KEYS + 1,
-            ),
+            opens: Tiered::new(per_second, burst, SOURCES, MAX_PEER_KEYS + 1),
             failed: Bounded::new(FAILED),
             attempts: 0,
         }
@@ -75,14 +67,7 @@ impl Gate {
         if self.failed.get(&key).is_some() {
             return Err(Refused::DoesNotOpen);
         }
-        let within = match source {
-            SourceKey::Tor | SourceKey::PeerProxy(_) => self.wide.take(source, now),
-            SourceKey::Circuit(_) => {
-                self.opens.take(source, now) && self.wide.take(SourceKey::Tor, now)
-            }
-            _ => self.opens.take(source, now),
-        };
-        if !within {
+        if !self.opens.take(source, now) {
             return Err(Refused::Busy);
         }
         self.attempts += 1;

@@ -29,6 +29,8 @@ use crate::mac::derive;
 pub(crate) const VIA_PARAM: &str = "psv";
 /// The Record-Route parameter that carries the hidden Record-Routes.
 pub(crate) const ROUTES_PARAM: &str = "psh";
+/// How [`ROUTES_PARAM`] shows in a header (a cheap test before parsing).
+pub(crate) const ROUTES_MARKER: &str = ";psh=";
 /// The host From names on a hidden link in place of our domain (RFC 3323
 /// §4.1.1.3).
 pub const ANONYMOUS_HOST: &str = "anonymous.invalid";

@@ -18,9 +18,9 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::auth::{Authenticator, Credentials, Verdict};
-use crate::budget::{Bounded, Budgets, SourceKey};
+use crate::budget::{Bounded, SourceKey, Tiered};
 use crate::gate::{Gate, OPENS_BURST, OPENS_PER_SECOND, Refused};
-use crate::hide::{ANONYMOUS_HOST, Hiding, Kind, ROUTES_PARAM, Sealer, VIA_PARAM};
+use crate::hide::{ANONYMOUS_HOST, Hiding, Kind, ROUTES_MARKER, ROUTES_PARAM, Sealer, VIA_PARAM};
 use crate::mac::{ROUTE_PARAM, Signer, derive};
 use crate::peer::{MAX_PEER_KEYS, PeerKeys, remove_peer_credentials};
 use crate::relay::{Origin, Refusal, RelayPolicy};
@@ -150,11 +150,9 @@ pub struct Proxy<P> {
     origin_of: Box<dyn Fn(&P) -> Origin + Send>,
     /// Token opens, within a budget per source.
     gate: Gate,
-    /// Requests, within a budget per source (pike-like).
-    requests: Budgets<SourceKey>,
-    /// Ten times a source's budget: all of Tor's strangers together
-    /// (every circuit draws on it too), and each peer key apart.
-    wide_requests: Budgets<SourceKey>,
+    /// Requests, within a budget per source (pike-like), and for Tor's
+    /// strangers together and each peer key.
+    requests: Tiered,
     /// Keys shared with peer proxies.
     peers: PeerKeys,
     /// The budget key of the request being handled, when it is not the
@@ -202,9 +200,6 @@ pub const REQUESTS_PER_SECOND: u32 = 500;
 pub const REQUESTS_BURST: u32 = 1000;
 /// Sources tracked for the request budget.
 const REQUEST_SOURCES: usize = 65_536;
-/// All of Tor's strangers together, and each peer key, get this many
-/// times the budget of one address.
-pub(crate) const WIDE_FACTOR: u32 = 10;
 
 /// How often lapsed bindings and flows are dropped.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
@@ -259,8 +254,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             signer: Signer::new(&secret),
             origin_of: Box::new(|_| Origin::Unknown),
             gate: Gate::new(OPENS_PER_SECOND, OPENS_BURST),
-            requests: Budgets::new(REQUESTS_PER_SECOND, REQUESTS_BURST, REQUEST_SOURCES),
-            wide_requests: wide(REQUESTS_PER_SECOND, REQUESTS_BURST),
+            requests: request_budget(REQUESTS_PER_SECOND, REQUESTS_BURST),
             peers: PeerKeys::default(),
             signed_by: None,
             dropped: 0,
@@ -312,8 +306,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// gets ten times as much of its own instead. Trusted sources are
     /// not counted.
     pub fn set_request_budget(&mut self, per_second: u32, burst: u32) {
-        self.requests = Budgets::new(per_second, burst, REQUEST_SOURCES);
-        self.wide_requests = wide(per_second, burst);
+        self.requests = request_budget(per_second, burst);
     }
 
     /// The keys shared with peer proxies: requests we forward to a peer
@@ -348,13 +341,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if self.cfg.relay.is_trusted(origin) {
             return true;
         }
-        match self.source_of(from) {
-            key @ (SourceKey::Tor | SourceKey::PeerProxy(_)) => self.wide_requests.take(key, now),
-            key @ SourceKey::Circuit(_) => {
-                self.requests.take(key, now) && self.wide_requests.take(SourceKey::Tor, now)
-            }
-            key => self.requests.take(key, now),
-        }
+        let key = self.source_of(from);
+        self.requests.take(key, now)
     }
 
     /// How many token opens cost public-key work so far.
@@ -1646,14 +1634,9 @@ fn hop_host(uri: &str) -> Option<String> {
     }
 }
 
-/// The wide budget: ten times a source's, for all of Tor's strangers and
-/// for each peer key.
-fn wide(per_second: u32, burst: u32) -> Budgets<SourceKey> {
-    Budgets::new(
-        per_second.saturating_mul(WIDE_FACTOR),
-        burst.saturating_mul(WIDE_FACTOR),
-        MAX_PEER_KEYS + 1,
-    )
+/// The request budgets for `per_second` and `burst` a source.
+fn request_budget(per_second: u32, burst: u32) -> Tiered {
+    Tiered::new(per_second, burst, REQUEST_SOURCES, MAX_PEER_KEYS + 1)
 }
 
 /// The Via transport token for a hop.

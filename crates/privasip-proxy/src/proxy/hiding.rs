@@ -105,10 +105,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             }
         }
         // Only a Record-Route we sealed something into needs parsing.
-        let marker = format!(";{ROUTES_PARAM}=");
         if !up
             .values(HeaderName::RecordRoute)
-            .any(|v| v.contains(&marker))
+            .any(|v| v.contains(ROUTES_MARKER))
         {
             return;
         }
