@@ -13,7 +13,7 @@ use common::Net;
 use privasip_identity::{PrivateKey, SchemeId};
 use privasip_message::{HeaderName, Limits, Message};
 use privasip_proxy::Proxy;
-use privasip_ua::{Answer, CallId, Home, Privacy, UaEvent};
+use privasip_ua::{CallId, Home, Privacy, UaEvent};
 
 const A_ONION: &str = "pa-onion.onion:5060";
 const B_ONION: &str = "pb-onion.onion:5060";
@@ -60,19 +60,7 @@ fn setup() -> Setup {
         home: Home::Key(key_b.public()),
         callee_keys: Default::default(),
     };
-    let ua_a = common::ua(
-        "alice",
-        "wonderland",
-        "a.example",
-        "pa",
-        alice,
-        Answer::Accept,
-    );
-    let ua_b = common::ua("bob", "zanzibar", "b.example", "pb", bob, Answer::Accept);
-    net.uas.insert("alice", ua_a);
-    net.uas.insert("bob", ua_b);
-    net.register("alice");
-    net.register("bob");
+    common::alice_and_bob(&mut net, alice, bob);
     Setup { net, key_b }
 }
 
@@ -309,15 +297,20 @@ fn re_invite(who: &str) {
             s.via_host
         )
     };
-    let before = net.wire.len();
-    let now = net.now;
-    net.proxies.get_mut(s.proxy).expect("proxy").receive(
-        now,
-        request("INVITE", 7).as_bytes(),
-        s.me,
-        false,
-    );
-    net.run(Duration::from_secs(5));
+    // Sends `method` from the side to its proxy; where the wire stood.
+    let send = |net: &mut Net, method: &str| {
+        let before = net.wire.len();
+        let now = net.now;
+        net.proxies.get_mut(s.proxy).expect("proxy").receive(
+            now,
+            request(method, 7).as_bytes(),
+            s.me,
+            false,
+        );
+        net.run(Duration::from_secs(5));
+        before
+    };
+    let before = send(&mut net, "INVITE");
     let got = net.wire.get(before..).unwrap_or_default();
     let reached = got
         .iter()
@@ -336,15 +329,7 @@ fn re_invite(who: &str) {
     assert_absent(&crossing, &["ua1.host", "ua2.host", "a.example"], "A-B");
 
     // Its ACK takes the same way.
-    let before = net.wire.len();
-    let now = net.now;
-    net.proxies.get_mut(s.proxy).expect("proxy").receive(
-        now,
-        request("ACK", 7).as_bytes(),
-        s.me,
-        false,
-    );
-    net.run(Duration::from_secs(5));
+    let before = send(&mut net, "ACK");
     let acked = net
         .wire
         .get(before..)

@@ -45,20 +45,7 @@ fn paper_call(scheme: SchemeId) {
     let pb = common::proxy(net.now, "pb", "b.example", vec![copy(&key_b)], aes);
     net.proxies.insert("pa", pa);
     net.proxies.insert("pb", pb);
-    let ua_a = common::ua(
-        "alice",
-        "wonderland",
-        "a.example",
-        "pa",
-        alice,
-        Answer::Accept,
-    );
-    let ua_b = common::ua("bob", "zanzibar", "b.example", "pb", bob, Answer::Accept);
-    net.uas.insert("alice", ua_a);
-    net.uas.insert("bob", ua_b);
-
-    net.register("alice");
-    net.register("bob");
+    common::alice_and_bob(&mut net, alice, bob);
     for who in ["alice", "bob"] {
         assert!(
             net.saw(who, |e| matches!(e, UaEvent::Registered { .. })),

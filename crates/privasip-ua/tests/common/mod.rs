@@ -122,6 +122,24 @@ pub fn ua(
     )
 }
 
+/// Alice (at "pa", a.example) and Bob (at "pb", b.example), both
+/// answering, added to `net` and registered.
+pub fn alice_and_bob(net: &mut Net, alice: Privacy, bob: Privacy) {
+    let ua_a = ua(
+        "alice",
+        "wonderland",
+        "a.example",
+        "pa",
+        alice,
+        Answer::Accept,
+    );
+    let ua_b = ua("bob", "zanzibar", "b.example", "pb", bob, Answer::Accept);
+    net.uas.insert("alice", ua_a);
+    net.uas.insert("bob", ua_b);
+    net.register("alice");
+    net.register("bob");
+}
+
 /// The network.
 pub struct Net {
     pub now: Instant,
