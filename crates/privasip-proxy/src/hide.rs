@@ -82,6 +82,7 @@ impl Sealer {
 
     /// `parts` sealed for `kind` in `context` (the Call-ID, our branch),
     /// as base64url; `None` if they are more than [`MAX_SEALED`] bytes.
+    #[cfg(test)]
     pub(crate) fn seal(
         &self,
         rng: &mut dyn RngCore,
@@ -89,29 +90,47 @@ impl Sealer {
         context: &[&str],
         parts: &[&str],
     ) -> Option<String> {
-        let mut plain = Vec::new();
-        for p in parts {
-            let len = u16::try_from(p.len()).ok()?;
-            plain.extend_from_slice(&len.to_be_bytes());
-            plain.extend_from_slice(p.as_bytes());
-        }
-        if plain.len() > MAX_SEALED {
+        let mut out = String::new();
+        self.seal_into(&mut out, rng, kind, context, parts)?;
+        Some(out)
+    }
+
+    /// [`Sealer::seal`], appended to `out` (which is left as it was if
+    /// the parts are too large).
+    pub(crate) fn seal_into(
+        &self,
+        out: &mut String,
+        rng: &mut dyn RngCore,
+        kind: Kind,
+        context: &[&str],
+        parts: &[&str],
+    ) -> Option<()> {
+        let len: usize = parts.iter().map(|p| 2 + p.len()).sum();
+        if len > MAX_SEALED {
             return None;
         }
-        let mut nonce = [0u8; NONCE];
-        rng.fill_bytes(&mut nonce);
+        // One buffer: the nonce, the parts sealed in place, the tag.
+        let mut buf = Vec::with_capacity(NONCE + len + TAG);
+        buf.resize(NONCE, 0);
+        rng.fill_bytes(&mut buf);
+        let nonce: [u8; NONCE] = buf.as_slice().try_into().ok()?;
+        for p in parts {
+            let len = u16::try_from(p.len()).ok()?;
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(p.as_bytes());
+        }
         let aad = associated(kind, context);
-        self.aead
-            .seal_in_place_append_tag(
+        let tag = self
+            .aead
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(&aad),
-                &mut plain,
+                buf.get_mut(NONCE..)?,
             )
             .ok()?;
-        let mut out = Vec::with_capacity(NONCE + plain.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&plain);
-        Some(B64.encode(out))
+        buf.extend_from_slice(tag.as_ref());
+        B64.encode_string(&buf, out);
+        Some(())
     }
 
     /// The parts `sealed` holds, if we sealed it for `kind` in `context`.
@@ -145,7 +164,8 @@ impl Sealer {
 }
 
 fn associated(kind: Kind, context: &[&str]) -> Vec<u8> {
-    let mut aad = vec![kind as u8];
+    let mut aad = Vec::with_capacity(1 + context.iter().map(|c| 8 + c.len()).sum::<usize>());
+    aad.push(kind as u8);
     for c in context {
         aad.extend_from_slice(&(c.len() as u64).to_be_bytes());
         aad.extend_from_slice(c.as_bytes());

@@ -130,6 +130,11 @@ struct Fwd<P> {
     best: Option<(u16, Vec<u8>)>,
     /// A final response went upstream.
     done: bool,
+    /// What a hidden branch took out of the request (our user's From host,
+    /// then the Vias below ours; module `hide`): put back on its responses
+    /// without opening the seal in our Via, which is there for responses
+    /// that outlive this state.
+    hidden_vias: Option<Vec<String>>,
 }
 
 /// A stateful proxy and registrar for the domains in its configuration.
@@ -182,10 +187,20 @@ pub struct Proxy<P> {
     /// Dialogs whose BYE went through one of our Contact handles: their
     /// handles open to nothing now.
     ended: Bounded<String, Instant>,
-    /// Handles made lately, by (Call-ID, Contact): a dialog's 180, 200
-    /// and later requests name the same Contact, and get the same handle
-    /// without sealing it again. Cleared when full.
-    handles: HashMap<(String, String), String>,
+    /// Handles made lately, by a keyed hash of (Call-ID, Contact): a
+    /// dialog's 180, 200 and later requests name the same Contact, and get
+    /// the same handle without sealing it again. Cleared when full.
+    handles: HashMap<u64, Handle>,
+    /// Keys the hash of [`Proxy::handles`].
+    handle_keys: std::hash::RandomState,
+}
+
+/// A Contact handle made lately, with what it was made for (compared on
+/// a hit: the hash is only 64 bits).
+struct Handle {
+    call_id: String,
+    contact: String,
+    handle: String,
 }
 
 /// Handles remembered for reuse (a cache: losing one costs a seal).
@@ -224,6 +239,25 @@ fn flow_key(uri: &str) -> Option<String> {
         u.host.to_ascii_lowercase(),
         u.port.map_or(String::new(), |p| p.to_string())
     ))
+}
+
+/// Whether our name `name` (`host` or `host:port`) is what `host` and
+/// `port` say: the same host and port, or the same host with no port.
+fn names(name: &str, host: &str, port: Option<u16>) -> bool {
+    let Some(rest) = name
+        .get(..host.len())
+        .filter(|h| h.eq_ignore_ascii_case(host))
+        .and_then(|_| name.get(host.len()..))
+    else {
+        return false;
+    };
+    match port {
+        Some(p) => rest
+            .strip_prefix(':')
+            .and_then(|r| r.parse::<u16>().ok())
+            .is_some_and(|ours| ours == p),
+        None => rest.is_empty() || rest.starts_with(':'),
+    }
 }
 
 /// How the proxy names itself on Tor links.
@@ -268,6 +302,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             sealer: Sealer::new(&secret),
             ended: Bounded::new(ENDED_DIALOGS),
             handles: HashMap::new(),
+            handle_keys: std::hash::RandomState::new(),
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -712,19 +747,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     }
 
     fn is_us(&self, uri: &SipUri<'_>) -> bool {
-        let ours = match uri.port {
-            Some(p) => format!("{}:{p}", uri.host),
-            None => uri.host.to_owned(),
-        };
-        self.is_our_name(&ours)
-            || [
-                Some(self.cfg.sent_by.as_str()),
-                self.tor.as_ref().map(|t| t.name.as_str()),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.split(':').next())
-            .any(|h| uri.port.is_none() && h.eq_ignore_ascii_case(uri.host))
+        [
+            Some(self.cfg.sent_by.as_str()),
+            self.tor.as_ref().map(|t| t.name.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|name| names(name, uri.host, uri.port))
     }
 
     fn is_our_domain(&self, host: &str) -> bool {
@@ -975,10 +1004,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             pending: Vec::new(),
             best: None,
             done: false,
+            hidden_vias: None,
         };
         let mut no_hop = NoHop::Unroutable;
         for (i, target) in targets.iter().enumerate() {
-            match self.forward(now, &fwd, target, &format!("{branch}.{i}"), source) {
+            let branch = format!("{branch}.{i}");
+            match self.forward(now, &fwd, target, &branch, source, &mut call.hidden_vias) {
                 Ok((ctx, sent)) => {
                     self.by_client.insert(ctx, stx);
                     if call.invite {
@@ -1041,6 +1072,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         target: &str,
         branch: &str,
         source: &P,
+        hidden: &mut Option<Vec<String>>,
     ) -> Result<(ClientTx, Vec<u8>), NoHop> {
         let mut m = msg.clone();
         m.set_request_uri(target.to_owned())
@@ -1092,18 +1124,24 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if self.cfg.record_route {
             let rr = self.sent_by_for(&[source, &next.peer]).to_owned();
             let tag = self.signer.route_tag(&call_id);
-            let sealed = if hidden_routes.is_empty() {
-                String::new()
-            } else {
+            let mut entry = String::with_capacity(128);
+            entry.push_str("<sip:");
+            entry.push_str(&rr);
+            entry.push_str(";lr;");
+            entry.push_str(ROUTE_PARAM);
+            entry.push('=');
+            entry.push_str(&tag);
+            if !hidden_routes.is_empty() {
                 let parts: Vec<&str> = hidden_routes.iter().map(String::as_str).collect();
-                let s = self
-                    .sealer
-                    .seal(&mut self.rng, Kind::Routes, &[&call_id], &parts)
+                entry.push(';');
+                entry.push_str(ROUTES_PARAM);
+                entry.push('=');
+                self.sealer
+                    .seal_into(&mut entry, &mut self.rng, Kind::Routes, &[&call_id], &parts)
                     .ok_or(NoHop::TooLarge)?;
-                format!(";{ROUTES_PARAM}={s}")
-            };
-            m.push_record_route(format!("<sip:{rr};lr;{ROUTE_PARAM}={tag}{sealed}>"))
-                .map_err(|_| NoHop::Unroutable)?;
+            }
+            entry.push('>');
+            m.push_record_route(entry).map_err(|_| NoHop::Unroutable)?;
         }
         // The branch carries a tag over the Via below ours, so that a
         // response that arrives after the transaction is sent on only to
@@ -1113,22 +1151,33 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .map(|v| self.signer.via_tag(branch, &v))
             .unwrap_or_default();
         let full_branch = format!("{branch}.{via_tag}");
-        let sealed = if hide {
+        let sent_by = self.sent_by_for(&[&next.peer]).to_owned();
+        let mut via = String::with_capacity(if hide { 512 } else { 128 });
+        via.push_str("SIP/2.0/");
+        via.push_str(via_transport(&next));
+        via.push(' ');
+        via.push_str(&sent_by);
+        via.push_str(";branch=");
+        via.push_str(&full_branch);
+        if hide {
             let parts: Vec<&str> = hidden_vias.iter().map(String::as_str).collect();
-            let s = self
-                .sealer
-                .seal(&mut self.rng, Kind::Vias, &[&call_id, &full_branch], &parts)
+            via.push(';');
+            via.push_str(VIA_PARAM);
+            via.push('=');
+            self.sealer
+                .seal_into(
+                    &mut via,
+                    &mut self.rng,
+                    Kind::Vias,
+                    &[&call_id, &full_branch],
+                    &parts,
+                )
                 .ok_or(NoHop::TooLarge)?;
-            format!(";{VIA_PARAM}={s}")
-        } else {
-            String::new()
-        };
-        m.push_via(format!(
-            "SIP/2.0/{} {};branch={full_branch}{sealed}",
-            via_transport(&next),
-            self.sent_by_for(&[&next.peer])
-        ))
-        .map_err(|_| NoHop::Unroutable)?;
+        }
+        m.push_via(via).map_err(|_| NoHop::Unroutable)?;
+        if hide && hidden.is_none() {
+            *hidden = Some(hidden_vias);
+        }
         if let Some(c) = self.peer_credential(&hop, &m) {
             m.append_header("Proxy-Authorization", c)
                 .map_err(|_| NoHop::Unroutable)?;
@@ -1344,7 +1393,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let mut up = msg.clone();
         up.pop_via();
         if let Some(top) = msg.top_via() {
-            self.unhide_response(&mut up, &top);
+            let known = self.calls.get(&stx).and_then(|c| c.hidden_vias.as_deref());
+            self.unhide_response(&mut up, &top, known);
         }
         if let Some(from) = self.calls.get(&stx).map(|c| c.from.clone()) {
             self.mask_response_contact(&mut up, &from);
@@ -1580,7 +1630,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         };
         let mut m = msg.clone();
         m.pop_via();
-        self.unhide_response(&mut m, &top);
+        self.unhide_response(&mut m, &top, None);
         let Some(next_via) = m.top_via() else { return };
         if !self.signer.via_ok(branch, &next_via, tag) {
             return;
@@ -1658,4 +1708,24 @@ fn to_500(resp: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(resp).ok()?;
     let (_, rest) = text.split_once("\r\n")?;
     Some(format!("SIP/2.0 500 Server Internal Error\r\n{rest}").into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn our_names_match_host_and_port() {
+        assert!(names("192.0.2.10:5060", "192.0.2.10", Some(5060)));
+        assert!(names("192.0.2.10:5060", "192.0.2.10", None));
+        assert!(names("P.example", "p.EXAMPLE", None));
+        assert!(names("[::1]:5060", "[::1]", Some(5060)));
+        assert!(!names("192.0.2.10:5060", "192.0.2.10", Some(5061)));
+        assert!(!names("192.0.2.10", "192.0.2.10", Some(5060)));
+        assert!(!names("192.0.2.10:5060", "192.0.2.1", None));
+        assert!(!names("192.0.2.1", "192.0.2.10", None));
+        // Multi-byte text never splits a character.
+        assert!(!names("é:5060", "e", None));
+        assert!(!names("ab", "é", None));
+    }
 }

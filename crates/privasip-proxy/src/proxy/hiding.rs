@@ -51,48 +51,79 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
-        let key = (call_id.to_owned(), first.uri_raw.to_owned());
-        let name = self.sent_by_for(&[peer]).to_owned();
-        let handle = match self.handles.get(&key) {
-            Some(h) => Some(h.clone()),
+        let uri = first.uri_raw;
+        let key = std::hash::BuildHasher::hash_one(&self.handle_keys, (call_id, uri));
+        let cached = self
+            .handles
+            .get(&key)
+            .filter(|h| h.call_id == call_id && h.contact == uri)
+            .map(|h| h.handle.clone());
+        let handle = match cached {
+            Some(h) => Some(h),
             None => {
-                let h = self
-                    .sealer
-                    .seal(&mut self.rng, Kind::Contact, &[call_id], &[&key.1]);
-                if let Some(h) = &h {
-                    if self.handles.len() >= HANDLE_CACHE {
-                        self.handles.clear();
-                    }
-                    self.handles.insert(key, h.clone());
-                }
-                h
+                let mut h = String::new();
+                self.sealer
+                    .seal_into(&mut h, &mut self.rng, Kind::Contact, &[call_id], &[uri])
+                    .map(|()| {
+                        if self.handles.len() >= HANDLE_CACHE {
+                            self.handles.clear();
+                        }
+                        let entry = Handle {
+                            call_id: call_id.to_owned(),
+                            contact: uri.to_owned(),
+                            handle: h.clone(),
+                        };
+                        self.handles.insert(key, entry);
+                        h
+                    })
             }
         };
+        let name = self.sent_by_for(&[peer]);
+        let value = handle.map(|h| {
+            let mut v = String::with_capacity(h.len() + name.len() + 32);
+            v.push_str("<sip:");
+            v.push_str(&h);
+            v.push('@');
+            v.push_str(name);
+            v.push_str(";transport=");
+            v.push_str(transport);
+            v.push('>');
+            v
+        });
         m.remove_header(HeaderName::Contact);
-        if let Some(h) = handle {
-            let _ = m.set_header(
-                HeaderName::Contact,
-                format!("<sip:{h}@{name};transport={transport}>"),
-            );
+        if let Some(v) = value {
+            let _ = m.set_header(HeaderName::Contact, v);
         }
     }
 
     /// Puts back on a response what we hid from the request it answers:
     /// the Vias below ours and our user's domain in From (sealed in our
-    /// Via, `top`, which the caller has popped), and the Record-Routes
-    /// below ours (sealed in our Record-Route entry).
-    pub(super) fn unhide_response(&self, up: &mut Message<'_>, top: &Via<'_>) {
+    /// Via, `top`, which the caller has popped, or `known` from the
+    /// transaction), and the Record-Routes below ours (sealed in our
+    /// Record-Route entry).
+    pub(super) fn unhide_response(
+        &self,
+        up: &mut Message<'_>,
+        top: &Via<'_>,
+        known: Option<&[String]>,
+    ) {
         let call_id = up.call_id().unwrap_or_default().to_owned();
-        if let Some(sealed) = top.params.get(VIA_PARAM).flatten()
-            && let Some(parts) = self.sealer.open(
-                Kind::Vias,
-                &[&call_id, top.branch().unwrap_or_default()],
-                sealed,
-            )
-            && let Some((from_host, vias)) = parts.split_first()
-        {
-            // Checked when they arrived, and sealed since: no one else
-            // could have changed them.
+        let opened;
+        let hidden = match top.params.get(VIA_PARAM).flatten() {
+            None => None,
+            Some(_) if known.is_some() => known,
+            Some(sealed) => {
+                opened = self.sealer.open(
+                    Kind::Vias,
+                    &[&call_id, top.branch().unwrap_or_default()],
+                    sealed,
+                );
+                opened.as_deref()
+            }
+        };
+        if let Some((from_host, vias)) = hidden.and_then(<[String]>::split_first) {
+            // Checked when they arrived, and sealed or kept since: no one
+            // else could have changed them.
             for v in vias.iter().rev() {
                 let _ = up.push_checked_via(v.clone());
             }
