@@ -3,15 +3,10 @@
 // This is the command-line front end: writing to stdout is its job.
 #![allow(clippy::print_stdout)]
 
-mod aes_counter;
 mod cmd;
-mod keyfile;
 mod paper;
-mod proxy_store;
 mod sniff;
 mod stage;
-mod tor;
-mod ua_wire;
 
 use std::process::ExitCode;
 
@@ -66,27 +61,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => report(cmd::demo::run(&args)),
         Command::Audit(args) => cmd::audit::run(&args),
     }
-}
-
-/// `p` as written in a configuration file: relative paths are relative
-/// to the file's directory.
-pub(crate) fn config_relative(config: &std::path::Path, p: &std::path::Path) -> std::path::PathBuf {
-    match config.parent() {
-        Some(dir) if p.is_relative() => dir.join(p),
-        _ => p.to_owned(),
-    }
-}
-
-/// Logs to stderr at `cmd::proxy::DEFAULT_LOG` unless RUST_LOG says
-/// otherwise.
-pub(crate) fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cmd::proxy::DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// Exit 0 on success; otherwise the error and its causes on stderr, exit 1.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use privasip_identity::{AesDirectory, AesSender, Encryptor, Keyring, RealId, SchemeId, Token};
 use rand_core::OsRng;
 
-use crate::keyfile;
+use privasip_node::keyfile;
 
 /// Encrypt a user ID into a PrivaSIP token, or decrypt one.
 ///

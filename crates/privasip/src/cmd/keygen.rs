@@ -7,7 +7,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use privasip_identity::{PrivateKey, SchemeId};
 use rand_core::OsRng;
 
-use crate::keyfile;
+use privasip_node::keyfile;
 
 /// Make a key pair for a domain's proxy.
 ///

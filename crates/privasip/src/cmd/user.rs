@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use privasip_digest::{Algorithm, Ha1};
 use privasip_store::UserRow;
 
-use super::proxy::load;
-use crate::proxy_store;
+use privasip_node::proxy::load;
+use privasip_node::store as proxy_store;
 
 /// Manage the users a proxy authenticates (Digest).
 ///
@@ -59,7 +59,7 @@ struct ListArgs {
     config: PathBuf,
 }
 
-fn domain(cfg: &super::proxy::Config, given: Option<&String>) -> Result<String> {
+fn domain(cfg: &privasip_node::proxy::Config, given: Option<&String>) -> Result<String> {
     match given {
         Some(d) if cfg.proxy.domains.iter().any(|x| x.eq_ignore_ascii_case(d)) => {
             Ok(d.to_ascii_lowercase())

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 /// Writes `text` to `path`, creating it with `mode`; refuses to replace an
 /// existing file unless `force`.
-pub(crate) fn write(path: &Path, text: &str, mode: u32, force: bool) -> Result<()> {
+pub fn write(path: &Path, text: &str, mode: u32, force: bool) -> Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).mode(mode);
     if force {
@@ -36,7 +36,7 @@ pub(crate) fn write(path: &Path, text: &str, mode: u32, force: bool) -> Result<(
 }
 
 /// Reads a secret file, refusing one that others can read.
-pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>> {
+pub fn read_secret(path: &Path) -> Result<Zeroizing<String>> {
     let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -52,14 +52,14 @@ pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>> {
 }
 
 /// Loads a private key file (`privasip keygen`'s DIR/<scheme>.key).
-pub(crate) fn read_private(path: &Path) -> Result<PrivateKey> {
+pub fn read_private(path: &Path) -> Result<PrivateKey> {
     let text = read_secret(path)?;
     PrivateKey::from_text(&text)
         .with_context(|| format!("{} is not a usable private key", path.display()))
 }
 
 /// Loads a public key file (DIR/<scheme>.pub).
-pub(crate) fn read_public(path: &Path) -> Result<PublicKey> {
+pub fn read_public(path: &Path) -> Result<PublicKey> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     PublicKey::from_text(&text)

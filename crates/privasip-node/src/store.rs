@@ -14,11 +14,11 @@ use privasip_server::{Peer, Update};
 use privasip_store::{Change, Listener, Location, Store, UserRow};
 use tokio::sync::mpsc;
 
-use crate::cmd::proxy::Config;
+use crate::proxy::Config;
 
 /// Where a configuration's store is: `[store] url` (PostgreSQL) or
 /// `path` (SQLite, relative to the configuration file).
-pub(crate) fn location(config: &Path, cfg: &Config) -> Location {
+pub fn location(config: &Path, cfg: &Config) -> Location {
     if let Some(url) = &cfg.store.url {
         return Location::Postgres(url.clone());
     }
@@ -29,14 +29,14 @@ pub(crate) fn location(config: &Path, cfg: &Config) -> Location {
 }
 
 /// A name for this process in a shared store's change notifications.
-pub(crate) fn instance_name() -> String {
+pub fn instance_name() -> String {
     let mut b = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Opens the store a configuration names.
-pub(crate) fn open(config: &Path, cfg: &Config, instance: &str) -> Result<Store> {
+pub fn open(config: &Path, cfg: &Config, instance: &str) -> Result<Store> {
     let at = location(config, cfg);
     Store::open_at(&at, instance).with_context(|| match &at {
         Location::Sqlite(p) => format!("cannot open the store {}", p.display()),
@@ -125,7 +125,7 @@ fn bindings(rows: &[privasip_store::BindingRow], now: Instant) -> Vec<privasip_r
 
 /// Users and unexpired registrations from the store into the proxy.
 /// Returns (users, bindings).
-pub(crate) fn restore(
+pub fn restore(
     proxy: &mut Proxy<Peer>,
     store: &mut Store,
     now: Instant,
@@ -272,7 +272,7 @@ impl Batch {
 /// The thread that owns the store and writes what the proxy reports, in
 /// batches (see [`WRITE_WINDOW`]). It ends once the proxy has dropped
 /// the sender and everything sent is written.
-pub(crate) fn writer(
+pub fn writer(
     mut store: Store,
 ) -> (
     std::sync::mpsc::Sender<StoreEvent>,
@@ -313,7 +313,7 @@ const LISTEN_TICK: Duration = Duration::from_secs(1);
 
 /// With a shared store: a thread that turns other instances' changes
 /// into updates for the running proxy. None for a store of our own.
-pub(crate) fn listener(
+pub fn listener(
     at: &Location,
     instance: &str,
     aes: bool,

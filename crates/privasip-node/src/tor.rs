@@ -15,7 +15,7 @@ use serde::Deserialize;
 /// `[tor]`: how this proxy reaches Tor and which domains are behind it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TorSection {
+pub struct TorSection {
     /// `arti`: Tor embedded in this process (default); `c-tor`: an
     /// external tor daemon (SOCKS and control port).
     #[serde(default = "arti")]
@@ -68,15 +68,15 @@ fn per_call() -> String {
 }
 
 /// Tor, ready for the driver.
-pub(crate) struct Tor {
+pub struct Tor {
     /// Driver settings.
-    pub(crate) setup: TorSetup,
+    pub setup: TorSetup,
     /// Resolver entries: lowercased domain or onion host -> route index.
-    pub(crate) hosts: HashMap<String, u16>,
+    pub hosts: HashMap<String, u16>,
     /// Our name on Tor links.
-    pub(crate) name: String,
+    pub name: String,
     /// A fresh circuit per call on routes added later.
-    pub(crate) per_call: bool,
+    pub per_call: bool,
 }
 
 fn parse_target(s: &str) -> Result<(String, u16)> {
@@ -94,18 +94,18 @@ fn parse_target(s: &str) -> Result<(String, u16)> {
 
 impl TorSection {
     /// The onion service's virtual port (0: none).
-    pub(crate) fn onion_port(&self) -> u16 {
+    pub fn onion_port(&self) -> u16 {
         self.onion_port
     }
 
     /// The domains `[tor.routes]` names, lowercased (explicit routes, for
     /// the relay policy).
-    pub(crate) fn route_domains(&self) -> impl Iterator<Item = String> + '_ {
+    pub fn route_domains(&self) -> impl Iterator<Item = String> + '_ {
         self.routes.keys().map(|d| d.to_ascii_lowercase())
     }
 
     /// The onion host `[tor.routes]` gives `domain`, lowercased.
-    pub(crate) fn route_host(&self, domain: &str) -> Option<String> {
+    pub fn route_host(&self, domain: &str) -> Option<String> {
         let target = self
             .routes
             .iter()
@@ -115,11 +115,12 @@ impl TorSection {
     }
 
     /// Whether every call gets a fresh circuit.
-    pub(crate) fn per_call(&self) -> bool {
+    pub fn per_call(&self) -> bool {
         self.isolation == "per-call"
     }
 
-    pub(crate) fn check(&self) -> Result<()> {
+    /// Checks what serde cannot: the backend's name, and what it needs.
+    pub fn check(&self) -> Result<()> {
         if !matches!(self.backend.as_str(), "arti" | "c-tor") {
             bail!(
                 "[tor] backend {:?}: use \"arti\" or \"c-tor\"",
@@ -143,12 +144,12 @@ impl TorSection {
 }
 
 /// The file where a proxy writes its onion address (next to its keys).
-pub(crate) fn address_file(key_dir: &Path) -> PathBuf {
+pub fn address_file(key_dir: &Path) -> PathBuf {
     key_dir.join("sip.onion")
 }
 
 /// The backend a `[tor]` section names, started (arti bootstraps here).
-pub(crate) async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn TorBackend>> {
+pub async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn TorBackend>> {
     t.check()?;
     let key_dir = relative(config, &t.key_dir);
     let testnet = match &t.testnet {
@@ -181,7 +182,7 @@ pub(crate) async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn Tor
 
 /// Hosts our SIP onion service when `onion_port` asks for one, and writes
 /// its address to KEY_DIR/sip.onion.
-pub(crate) async fn onion_service(
+pub async fn onion_service(
     t: &TorSection,
     config: &Path,
     backend: &dyn TorBackend,
@@ -208,7 +209,7 @@ pub(crate) async fn onion_service(
 
 /// Connects the backend, hosts the onion service (when asked) and builds
 /// the routes.
-pub(crate) async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
+pub async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
     let backend = backend(t, config).await?;
     let service = onion_service(t, config, backend.as_ref()).await?;
     let name = match &service {

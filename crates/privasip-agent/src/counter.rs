@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 /// The counter file of one user agent.
-pub(crate) struct CounterFile {
+pub struct CounterFile {
     path: PathBuf,
     fingerprint: String,
     saved: u64,
@@ -36,7 +36,7 @@ fn fingerprint(secret: &[u8]) -> String {
 impl CounterFile {
     /// Opens (or starts) the counter at `path` for the key from `secret`
     /// (the SHA-256 HA1 in hex); returns it and the counter to start at.
-    pub(crate) fn open(path: &Path, secret: &[u8]) -> Result<(CounterFile, u64)> {
+    pub fn open(path: &Path, secret: &[u8]) -> Result<(CounterFile, u64)> {
         let fingerprint = fingerprint(secret);
         let next = match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -74,7 +74,7 @@ impl CounterFile {
 
     /// Records that the next token uses `next`. Returns once it is on
     /// disk; a no-op if it is already.
-    pub(crate) fn save(&mut self, next: u64) -> Result<()> {
+    pub fn save(&mut self, next: u64) -> Result<()> {
         if next != self.saved {
             self.write(next)?;
         }
