@@ -4,9 +4,6 @@
 #![allow(clippy::print_stdout)]
 
 mod cmd;
-mod paper;
-mod sniff;
-mod stage;
 
 use std::process::ExitCode;
 

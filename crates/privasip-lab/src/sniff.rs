@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// A running capture; stop it to flush the file.
-pub(crate) struct Sniffer {
+pub struct Sniffer {
     child: Child,
 }
 
@@ -16,7 +16,7 @@ impl Sniffer {
     /// Starts capturing what the pcap `filter` selects (e.g. `udp port
     /// 5060`) on `lo` into `file`, and returns once tcpdump listens. An error says why not (no tcpdump,
     /// no permission).
-    pub(crate) fn start(file: &Path, filter: &str) -> Result<Sniffer, String> {
+    pub fn start(file: &Path, filter: &str) -> Result<Sniffer, String> {
         let mut child = Command::new("tcpdump")
             .args(["-i", "lo", "-n", "--immediate-mode", "-U", "-w"])
             .arg(file)
@@ -64,7 +64,7 @@ impl Sniffer {
     }
 
     /// Stops the capture (SIGINT, so tcpdump closes the file cleanly).
-    pub(crate) fn stop(mut self) {
+    pub fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();

@@ -11,18 +11,20 @@ use anyhow::{Context, Result, bail};
 
 /// Each party on a loopback address of its own, so that an audit can tell
 /// whose address leaked where (Tor's nodes are on 127.0.0.1).
-pub(crate) const ALICE_IP: &str = "127.0.0.2";
+pub const ALICE_IP: &str = "127.0.0.2";
 /// Proxy A's address (its LAN side).
-pub(crate) const PROXY_A_IP: &str = "127.0.0.3";
+pub const PROXY_A_IP: &str = "127.0.0.3";
 /// Bob's user agent's address.
-pub(crate) const BOB_IP: &str = "127.0.0.4";
+pub const BOB_IP: &str = "127.0.0.4";
 /// Proxy B's address (its local side: it is reached as an onion).
-pub(crate) const PROXY_B_IP: &str = "127.0.0.5";
+pub const PROXY_B_IP: &str = "127.0.0.5";
 
 /// Children killed (and the network stopped) when the demo ends.
-pub(crate) struct Cleanup {
-    pub(crate) children: Vec<Child>,
-    pub(crate) net: Option<PathBuf>,
+pub struct Cleanup {
+    /// The processes started.
+    pub children: Vec<Child>,
+    /// The testnet directory, if we started one.
+    pub net: Option<PathBuf>,
 }
 
 impl Drop for Cleanup {
@@ -37,15 +39,18 @@ impl Drop for Cleanup {
     }
 }
 
-pub(crate) fn exe() -> Result<PathBuf> {
+/// The `privasip` binary we run in (the lab starts more of it).
+pub fn exe() -> Result<PathBuf> {
     std::env::current_exe().context("cannot find the privasip binary")
 }
 
-pub(crate) fn say(started: Instant, msg: &str) {
+/// A progress line on stderr, with the seconds since `started`.
+pub fn say(started: Instant, msg: &str) {
     eprintln!("[{:5.1}s] {msg}", started.elapsed().as_secs_f64());
 }
 
-pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Result<String> {
+/// Runs `cmd` to its end; its stdout, or an error with both outputs.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         bail!(
@@ -57,7 +62,8 @@ pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
+/// Polls `ok` every 100 ms until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while !ok() {
         if Instant::now() > deadline {
@@ -68,7 +74,8 @@ pub(crate) fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bo
     Ok(())
 }
 
-pub(crate) fn spawn(args: &[&str], dir: &Path, log: &str) -> Result<Child> {
+/// Starts `privasip ARGS` in `dir`, its output in `LOG.out` and `LOG.log`.
+pub fn spawn(args: &[&str], dir: &Path, log: &str) -> Result<Child> {
     let stdout = std::fs::File::create(dir.join(format!("{log}.out")))?;
     let stderr = std::fs::File::create(dir.join(format!("{log}.log")))?;
     Command::new(exe()?)
@@ -80,7 +87,9 @@ pub(crate) fn spawn(args: &[&str], dir: &Path, log: &str) -> Result<Child> {
         .with_context(|| format!("cannot start {log}"))
 }
 
-pub(crate) fn add_user(dir: &Path, config: &str, user: &str, password: &str) -> Result<()> {
+/// Adds `user` with `password` to the store of the proxy configured in
+/// `dir/config`.
+pub fn add_user(dir: &Path, config: &str, user: &str, password: &str) -> Result<()> {
     use std::io::Write;
     let mut child = Command::new(exe()?)
         .args(["user", "add", "--config", config, user])
@@ -99,23 +108,24 @@ pub(crate) fn add_user(dir: &Path, config: &str, user: &str, password: &str) -> 
     Ok(())
 }
 
-pub(crate) fn read(dir: &Path, f: &str) -> String {
+/// `dir/f`, or nothing.
+pub fn read(dir: &Path, f: &str) -> String {
     std::fs::read_to_string(dir.join(f)).unwrap_or_default()
 }
 
 /// The staged set-up.
-pub(crate) struct Stage {
+pub struct Stage {
     /// Stops everything when dropped.
-    pub(crate) cleanup: Cleanup,
+    pub cleanup: Cleanup,
     /// Proxy A's UDP port (Alice's outbound proxy).
-    pub(crate) a_port: u16,
+    pub a_port: u16,
     /// Proxy B's onion address.
-    pub(crate) b_onion: String,
+    pub b_onion: String,
 }
 
 /// How calls reach Bob behind Tor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum CalleeReach {
+pub enum CalleeReach {
     /// At his own onion service, named in his Contact (the paper's set-up:
     /// Bob a Tor node of his own).
     Onion,
@@ -126,19 +136,19 @@ pub(crate) enum CalleeReach {
 
 /// How the staged set-up runs.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Options {
+pub struct Options {
     /// Tor's relays acknowledge at once (privasip testnet --quickack).
-    pub(crate) quickack: bool,
+    pub quickack: bool,
     /// The proxies' `[proxy] topology_hiding` ("tor", or "off" to show
     /// what plain SIP proxies forward).
-    pub(crate) hiding: &'static str,
+    pub hiding: &'static str,
 }
 
 /// Starts the network, both proxies and Bob in `d`, with keys of
 /// `scheme` (hpke, ecies, rsa). Extra proxies A with other isolation
 /// settings: `extra_a` names (suffix, isolation) pairs; their UDP ports
 /// follow A's.
-pub(crate) fn stage(
+pub fn stage(
     d: &Path,
     base_port: u16,
     scheme: &str,
@@ -301,7 +311,7 @@ pub(crate) fn stage(
 
 /// How Alice reaches her home proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum AliceHop {
+pub enum AliceHop {
     /// Plain SIP over UDP on the trusted LAN (the paper's set-up):
     /// PrivaSIP hides the IDs, not that Alice calls.
     Lan,
@@ -312,7 +322,7 @@ pub(crate) enum AliceHop {
 
 /// Writes an Alice configuration `name.toml`: `mode` plain or
 /// privasip-2, to Proxy A on `proxy_port` (LAN) or at `a_onion` (Tor).
-pub(crate) fn write_alice(
+pub fn write_alice(
     d: &Path,
     name: &str,
     mode: &str,

@@ -25,16 +25,24 @@ struct Scenario {
 /// The paper's figures, for the side-by-side tables.
 const PAPER: [(&str, f64); 2] = [("plain", 1000.0), ("privasip", 1900.0)];
 
-pub(crate) struct PaperArgs {
-    pub(crate) calls: usize,
-    pub(crate) scheme: String,
-    pub(crate) reuse: bool,
-    pub(crate) out: PathBuf,
-    pub(crate) base_port: u16,
-    pub(crate) quickack: bool,
+/// What `privasip bench paper` was asked for.
+pub struct PaperArgs {
+    /// Calls per scenario.
+    pub calls: usize,
+    /// The PrivaSIP scheme: hpke, ecies or rsa.
+    pub scheme: String,
+    /// Also run both scenarios over one shared circuit.
+    pub reuse: bool,
+    /// Where the results go.
+    pub out: PathBuf,
+    /// First port of the private network's range.
+    pub base_port: u16,
+    /// Quick ACKs on the loopback routes (root only).
+    pub quickack: bool,
 }
 
-pub(crate) fn run(a: &PaperArgs) -> Result<()> {
+/// Runs the paper's experiment and writes its results under `a.out`.
+pub fn run(a: &PaperArgs) -> Result<()> {
     if a.calls == 0 {
         bail!("--calls must be at least 1");
     }

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+// The lab reports to the person running it.
+#![allow(clippy::print_stdout)]
+
+pub mod demo;
+pub mod paper;
+pub mod sniff;
+pub mod stage;
+pub mod tor_bench;
