@@ -1,22 +1,4 @@
-//! The privacy audit: where do real identities still show?
-//!
-//! Give it what must not appear (user IDs, display names, host
-//! addresses) and what an observer would hold (packet captures, proxy
-//! logs); it reports every place one appears: the file, the packet and
-//! the SIP header, or the log line. Matching is ASCII case-insensitive, on
-//! every UDP payload and TCP segment (and across adjacent segments of one
-//! TCP flow); addresses are also matched against IP headers.
-//!
-//! ```
-//! use privasip_audit::{Audit, Needles};
-//!
-//! let needles = Needles::new().identity("alice").display_name("Alice Liddell");
-//! let mut audit = Audit::new(needles);
-//! audit.scan_text("proxy-a.log", "INFO call from sip:ps1.QmFy@a.example\nINFO from ALICE\n");
-//! assert_eq!(audit.findings().len(), 1);
-//! assert_eq!(audit.findings()[0].to_string(),
-//!            "proxy-a.log:2: user ID \"alice\" in: INFO from ALICE");
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod capture;
 mod linkage;

@@ -1,2 +1,1 @@
-//! Benchmarks comparing privasip with other implementations; see
-//! `benches/` and BENCHMARKS.md at the repository root.
+#![doc = include_str!("../README.md")]

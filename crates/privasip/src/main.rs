@@ -1,4 +1,4 @@
-//! `privasip`: PrivaSIP over Tor. One binary, one subcommand per job.
+#![doc = include_str!("../README.md")]
 
 // This is the command-line front end: writing to stdout is its job.
 #![allow(clippy::print_stdout)]
