@@ -53,9 +53,8 @@ impl CounterFile {
                 if fp == fingerprint {
                     n
                 } else {
-                    eprintln!(
-                        "{}: the password changed, so the AES key did: counting from 0",
-                        path.display()
+                    tracing::warn!(
+                        "the password changed, so the AES key did: its counter starts at 0"
                     );
                     0
                 }

@@ -104,14 +104,14 @@ impl Streams {
             bail!("the connection to the proxy closed");
         };
         self.writers.remove(&0);
-        eprintln!("the connection to the proxy closed; reconnecting");
+        tracing::warn!("the connection to the proxy closed; reconnecting");
         let give_up = Instant::now() + RECONNECT_PATIENCE;
         let mut wait = Duration::from_millis(250);
         loop {
             match connect(Isolation::Shared).await {
                 Ok((r, w)) => {
                     self.add(0, r, w);
-                    eprintln!("reconnected to the proxy");
+                    tracing::info!("reconnected to the proxy");
                     return Ok(());
                 }
                 Err(e) if Instant::now() + wait >= give_up => {

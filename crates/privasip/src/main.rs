@@ -1,5 +1,4 @@
 #![doc = include_str!("../README.md")]
-
 // This is the command-line front end: writing to stdout is its job.
 #![allow(clippy::print_stdout)]
 

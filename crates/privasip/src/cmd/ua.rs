@@ -83,9 +83,7 @@ fn seconds(s: &str) -> Result<f64, String> {
 
 pub(crate) fn run(args: &Args) -> Result<()> {
     let loaded = privasip_node::ua::load(&args.config)?;
-    if loaded.tor.is_some() {
-        privasip_node::init_logs();
-    }
+    privasip_node::init_logs();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,259 @@
+//! The user agent's driver in process, against a real proxy (the
+//! `privasip-server` driver around the proxy core) on loopback sockets:
+//! registration over TCP, a call over TCP streams, reconnection after the
+//! proxy restarts, and one Tor stream per call over a stub Tor backend
+//! that records the isolation each stream asked for.
+
+// The driver's clock, in tests.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use privasip_agent::{Agent, ProxyAt, Setup, TorAccess};
+use privasip_digest::Algorithm;
+use privasip_proxy::{Proxy, ProxyConfig, RelayPolicy};
+use privasip_registrar::RegistrarConfig;
+use privasip_server::{Listen, Stats, TcpLimits};
+use privasip_tor::{
+    BoxFuture, Isolation, OnionService, OnionSpec, TorBackend, TorError, TorStream,
+};
+use privasip_ua::{Answer, Privacy, UaConfig, UaEvent};
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+/// A free loopback port (bound, then released for the proxy to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A proxy for b.example on `port` (TCP), in a thread and runtime of its
+/// own, until the returned sender is dropped or fired: then the runtime
+/// goes, and every connection with it, as when the process dies. Every
+/// request is to its own domain: no relaying.
+fn start_proxy(port: u16) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(run_proxy(port, stopped));
+    });
+    stop
+}
+
+async fn run_proxy(port: u16, stopped: oneshot::Receiver<()>) {
+    let proxy = Proxy::new(
+        ProxyConfig {
+            domains: vec!["b.example".into()],
+            sent_by: format!("127.0.0.1:{port}"),
+            record_route: true,
+            authenticate: false,
+            registrar: RegistrarConfig::default(),
+            digest: vec![Algorithm::Sha256],
+            relay: RelayPolicy::default(),
+        },
+        Box::new(|_: &str, _: Option<u16>, _: &str| None),
+        [5; 32],
+        Instant::now(),
+    );
+    let listen = Listen {
+        udp: None,
+        tcp: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+        tcp_limits: TcpLimits::default(),
+        tor: None,
+    };
+    let _ = privasip_server::run(
+        proxy,
+        listen,
+        Arc::new(Stats::default()),
+        None,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await;
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the proxy did not listen on {port}");
+}
+
+fn ua(user: &str, local: SocketAddr) -> UaConfig {
+    UaConfig {
+        user: user.into(),
+        display_name: None,
+        domain: "b.example".into(),
+        password: Zeroizing::new("secret".into()),
+        local: local.to_string(),
+        reliable: true,
+        outbound: false,
+        expires: 600,
+        privacy: Privacy::Plain,
+        answer: Answer::Accept,
+        ring_time: Duration::ZERO,
+    }
+}
+
+async fn agent(user: &str, proxy: ProxyAt, tor: Option<TorAccess>) -> Agent {
+    let local = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    Agent::start(Setup {
+        ua: ua(user, local),
+        local,
+        proxy,
+        tor,
+        aes: None,
+        trace: None,
+    })
+    .await
+    .expect("the agent starts")
+}
+
+/// Bob answers until his side of a call ends (or 20 s pass).
+async fn answer_one(bob: &mut Agent) -> bool {
+    bob.run_until(Some(Instant::now() + Duration::from_secs(20)), |_, ev| {
+        matches!(ev, UaEvent::Ended { .. })
+    })
+    .await
+    .expect("bob runs")
+}
+
+#[tokio::test]
+async fn registers_and_calls_over_tcp() {
+    let port = free_port();
+    let _proxy = start_proxy(port);
+    wait_listening(port).await;
+    let at = ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut bob = agent("bob", at.clone(), None).await;
+    assert_eq!(bob.register().await.expect("bob registers"), 600);
+    let mut alice = agent("alice", at, None).await;
+    let (call, ended) = tokio::join!(
+        alice.call("sip:bob@b.example", 0.1, None),
+        answer_one(&mut bob)
+    );
+    let call = call.expect("the call runs");
+    assert!(call.answered_ms.is_some(), "answered: {call:?}");
+    assert!(call.ended, "BYE answered: {call:?}");
+    assert!(ended, "Bob saw the call end");
+    assert!(bob.unregister().await.expect("bob unregisters"));
+}
+
+#[tokio::test]
+async fn reconnects_and_registers_again_after_the_proxy_restarts() {
+    let port = free_port();
+    let stop = start_proxy(port);
+    wait_listening(port).await;
+    let at = ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut bob = agent("bob", at.clone(), None).await;
+    bob.register().await.expect("bob registers");
+    // The proxy goes, with every binding (no store here), and comes back.
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _proxy = start_proxy(port);
+    wait_listening(port).await;
+    // Bob notices the closed connection, reconnects with backoff and
+    // registers again at once: he is reachable without waiting for his
+    // refresh.
+    let reregistered = bob
+        .run_until(Some(Instant::now() + Duration::from_secs(20)), |_, ev| {
+            matches!(ev, UaEvent::Registered { .. })
+        })
+        .await
+        .expect("bob runs");
+    assert!(reregistered, "Bob registered again after the restart");
+    let mut alice = agent("alice", at, None).await;
+    let (call, _) = tokio::join!(
+        alice.call("sip:bob@b.example", 0.0, None),
+        answer_one(&mut bob)
+    );
+    assert!(call.expect("the call runs").answered_ms.is_some());
+}
+
+/// A Tor backend that reaches everything over loopback TCP to one port
+/// and records the isolation each stream asked for.
+struct StubTor {
+    port: u16,
+    isolations: Mutex<Vec<Isolation>>,
+}
+
+impl TorBackend for StubTor {
+    fn name(&self) -> &'static str {
+        "stub"
+    }
+
+    fn connect<'a>(
+        &'a self,
+        _host: &'a str,
+        _port: u16,
+        isolation: Isolation,
+    ) -> BoxFuture<'a, Result<TorStream, TorError>> {
+        self.isolations.lock().expect("lock").push(isolation);
+        Box::pin(async move {
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+            Ok(TorStream::from_tcp(s))
+        })
+    }
+
+    fn host_onion(&self, _spec: OnionSpec) -> BoxFuture<'_, Result<OnionService, TorError>> {
+        Box::pin(async { Err(TorError::Timeout("the stub hosts no onion service")) })
+    }
+}
+
+#[tokio::test]
+async fn every_call_gets_a_stream_of_its_own_over_tor() {
+    let port = free_port();
+    let _proxy = start_proxy(port);
+    wait_listening(port).await;
+    let stub = Arc::new(StubTor {
+        port,
+        isolations: Mutex::new(Vec::new()),
+    });
+    let onion = || ProxyAt::Tor("proxyb.onion".into(), 5060);
+    let mut bob = agent(
+        "bob",
+        ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+        None,
+    )
+    .await;
+    bob.register().await.expect("bob registers");
+    let mut alice = agent(
+        "alice",
+        onion(),
+        Some(TorAccess {
+            backend: stub.clone(),
+            service: None,
+            per_call: true,
+        }),
+    )
+    .await;
+    for _ in 0..2 {
+        let (call, _) = tokio::join!(
+            alice.call("sip:bob@b.example", 0.0, None),
+            answer_one(&mut bob)
+        );
+        assert!(call.expect("the call runs").answered_ms.is_some());
+    }
+    let seen = stub.isolations.lock().expect("lock").clone();
+    // The stream to the proxy is shared; each call opened one more, on a
+    // circuit never used by another stream.
+    assert_eq!(
+        seen,
+        [Isolation::Shared, Isolation::Fresh, Isolation::Fresh],
+        "one shared stream, then one fresh one per call"
+    );
+}
