@@ -593,3 +593,99 @@ pub fn run(config: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        toml::from_str(&format!(
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:5060\"\n\
+             default_transport = \"udp\"\n[listen]\nudp = \"127.0.0.1:5060\"\n{extra}"
+        ))
+        .expect("a valid configuration")
+    }
+
+    fn tor_resolve(domain: &str, onion: &str) -> TorResolve {
+        let table = privasip_server::TorRoutes::default();
+        let i = table
+            .add(privasip_server::TorRoute {
+                host: onion.into(),
+                port: 5060,
+                per_call: true,
+            })
+            .expect("room");
+        TorResolve {
+            hosts: HashMap::from([(domain.to_owned(), i)]),
+            routes: Some((table, true)),
+        }
+    }
+
+    #[test]
+    fn onion_hosts_go_through_tor_or_nowhere() {
+        // RFC 7686: an onion name is never looked up or dialled outside
+        // Tor; without Tor it has no route at all.
+        let plain = resolver(&config(""), TorResolve::default()).expect("resolver");
+        assert!(plain("bob.onion", Some(5060), "TCP").is_none());
+        assert!(plain("BOB.ONION.", None, "").is_none());
+        let tor = resolver(&config(""), tor_resolve("c.example", "c.onion")).expect("resolver");
+        for host in ["bob.onion", "BOB.Onion", "bob.onion."] {
+            let next = tor(host, Some(5070), "UDP").expect("a route");
+            assert!(matches!(next.peer, Peer::Onion(_)), "{host}");
+            assert!(next.reliable, "Tor streams are reliable");
+        }
+    }
+
+    #[test]
+    fn tor_routes_win_over_everything_else() {
+        let cfg = config("[routes]\n\"c.example\" = \"udp:127.0.0.9:5060\"\n");
+        let tor = resolver(&cfg, tor_resolve("c.example", "c.onion")).expect("resolver");
+        let next = tor("C.example", None, "UDP").expect("a route");
+        assert!(matches!(next.peer, Peer::Onion(0)));
+    }
+
+    #[test]
+    fn names_are_never_looked_up() {
+        let r = resolver(&config(""), TorResolve::default()).expect("resolver");
+        assert!(r("unknown.example", Some(5060), "UDP").is_none());
+        assert!(r("localhost", None, "").is_none());
+    }
+
+    #[test]
+    fn addresses_and_static_routes() {
+        let cfg = config("[routes]\n\"c.example\" = \"tcp:127.0.0.9:5070\"\n");
+        let r = resolver(&cfg, TorResolve::default()).expect("resolver");
+        let udp = SocketAddr::from(([127, 0, 0, 7], 5060));
+        assert_eq!(
+            r("127.0.0.7", None, "").map(|n| n.peer),
+            Some(Peer::Udp(udp))
+        );
+        assert_eq!(
+            r("127.0.0.7", None, "TCP").map(|n| n.peer),
+            Some(Peer::Tcp(udp))
+        );
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 5080));
+        assert_eq!(
+            r("[::1]", Some(5080), "UDP").map(|n| n.peer),
+            Some(Peer::Udp(v6))
+        );
+        let routed = SocketAddr::from(([127, 0, 0, 9], 5070));
+        assert_eq!(
+            r("C.EXAMPLE", None, "UDP").map(|n| n.peer),
+            Some(Peer::Tcp(routed))
+        );
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_their_reason() {
+        for (route, why) in [
+            ("127.0.0.9", "expected udp:IP:PORT"),
+            ("127.0.0.9:5060", "is not udp or tcp"),
+            ("sctp:127.0.0.9:5060", "is not udp or tcp"),
+            ("udp:c.example:5060", "is not IP:PORT"),
+        ] {
+            let err = parse_route(route).expect_err(route);
+            assert!(format!("{err:#}").contains(why), "{route}: {err:#}");
+        }
+    }
+}
