@@ -81,6 +81,19 @@ async fn run_proxy(port: u16, stopped: oneshot::Receiver<()>) {
     .await;
 }
 
+/// A proxy on a free loopback port, listening: its port, how to stop it,
+/// and how a user agent reaches it over TCP.
+async fn proxy_on_loopback() -> (u16, oneshot::Sender<()>, ProxyAt) {
+    let port = free_port();
+    let stop = start_proxy(port);
+    wait_listening(port).await;
+    (
+        port,
+        stop,
+        ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+    )
+}
+
 async fn wait_listening(port: u16) {
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -135,10 +148,7 @@ async fn answer_one(bob: &mut Agent) -> bool {
 
 #[tokio::test]
 async fn registers_and_calls_over_tcp() {
-    let port = free_port();
-    let _proxy = start_proxy(port);
-    wait_listening(port).await;
-    let at = ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (_, _proxy, at) = proxy_on_loopback().await;
     let mut bob = agent("bob", at.clone(), None).await;
     assert_eq!(bob.register().await.expect("bob registers"), 600);
     let mut alice = agent("alice", at, None).await;
@@ -155,10 +165,7 @@ async fn registers_and_calls_over_tcp() {
 
 #[tokio::test]
 async fn reconnects_and_registers_again_after_the_proxy_restarts() {
-    let port = free_port();
-    let stop = start_proxy(port);
-    wait_listening(port).await;
-    let at = ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let (port, stop, at) = proxy_on_loopback().await;
     let mut bob = agent("bob", at.clone(), None).await;
     bob.register().await.expect("bob registers");
     // The proxy goes, with every binding (no store here), and comes back.
@@ -216,20 +223,13 @@ impl TorBackend for StubTor {
 
 #[tokio::test]
 async fn every_call_gets_a_stream_of_its_own_over_tor() {
-    let port = free_port();
-    let _proxy = start_proxy(port);
-    wait_listening(port).await;
+    let (port, _proxy, at) = proxy_on_loopback().await;
     let stub = Arc::new(StubTor {
         port,
         isolations: Mutex::new(Vec::new()),
     });
     let onion = || ProxyAt::Tor("proxyb.onion".into(), 5060);
-    let mut bob = agent(
-        "bob",
-        ProxyAt::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-        None,
-    )
-    .await;
+    let mut bob = agent("bob", at, None).await;
     bob.register().await.expect("bob registers");
     let mut alice = agent(
         "alice",

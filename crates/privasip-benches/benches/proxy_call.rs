@@ -145,6 +145,14 @@ fn in_dialog(ok: &[u8], n: u64, method: &str, cseq: u32) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// What `sent` holds for `peer` (the proxy forwarded it there).
+fn sent_to(sent: Vec<(&'static str, Vec<u8>)>, peer: &str) -> Vec<u8> {
+    sent.into_iter()
+        .find(|(to, _)| *to == peer)
+        .map(|(_, bytes)| bytes)
+        .unwrap_or_else(|| panic!("nothing forwarded to {peer}"))
+}
+
 /// Runs one call through `p`, timing only the proxy; returns that time.
 fn call(p: &mut Proxy<&'static str>, now: Instant, n: u64) -> Duration {
     let mut spent = Duration::ZERO;
@@ -157,26 +165,11 @@ fn call(p: &mut Proxy<&'static str>, now: Instant, n: u64) -> Duration {
         spent += start.elapsed();
         out
     };
-    let sent = step(p, &invite(n), UAC);
-    let fwd = sent
-        .into_iter()
-        .find(|(to, _)| *to == UAS)
-        .expect("the INVITE forwarded")
-        .1;
+    let fwd = sent_to(step(p, &invite(n), UAC), UAS);
     step(p, &answer(&fwd, "180 Ringing", true, true, false), UAS);
-    let up = step(p, &answer(&fwd, "200 OK", true, true, true), UAS);
-    let ok = up
-        .into_iter()
-        .find(|(to, _)| *to == UAC)
-        .expect("the 200 forwarded")
-        .1;
+    let ok = sent_to(step(p, &answer(&fwd, "200 OK", true, true, true), UAS), UAC);
     step(p, &in_dialog(&ok, n, "ACK", 1), UAC);
-    let sent = step(p, &in_dialog(&ok, n, "BYE", 2), UAC);
-    let bye = sent
-        .into_iter()
-        .find(|(to, _)| *to == UAS)
-        .expect("the BYE forwarded")
-        .1;
+    let bye = sent_to(step(p, &in_dialog(&ok, n, "BYE", 2), UAC), UAS);
     step(p, &answer(&bye, "200 OK", false, false, false), UAS);
     spent
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 use crate::stage::{AliceHop, CalleeReach, Options, Stage, exe, say, stage, write_alice};
 
@@ -158,13 +159,46 @@ fn one_call(work: &Path, config: &str) -> Result<Option<f64>> {
         .current_dir(work)
         .output()
         .context("cannot run Alice")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ringing = text
-        .split("\"ringing_ms\":")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|v| v.parse::<f64>().ok());
+    // One JSON object per call on stdout (`privasip ua call --json`).
+    let ringing = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("ringing_ms").and_then(serde_json::Value::as_f64));
     Ok(if out.status.success() { ringing } else { None })
+}
+
+/// One call in calls.json.
+#[derive(Serialize)]
+struct CallRow<'a> {
+    scenario: &'a str,
+    call: usize,
+    invite_to_180_ms: Option<f64>,
+}
+
+/// One scenario in summary.json.
+#[derive(Serialize)]
+struct ScenarioSummary<'a> {
+    scenario: &'a str,
+    calls: usize,
+    ok: usize,
+    min_ms: Option<f64>,
+    median_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+/// summary.json.
+#[derive(Serialize)]
+struct Summary<'a> {
+    scenarios: Vec<ScenarioSummary<'a>>,
+    ratio_median: Option<f64>,
+    scheme: &'a str,
+    scheduler: &'a str,
+}
+
+/// Milliseconds to the microsecond, as the files give them.
+fn millis(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 struct Stats {
@@ -214,27 +248,20 @@ fn histogram(ms: &[Option<f64>], lo: f64, width: f64, bins: usize) -> Vec<usize>
 fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) -> Result<()> {
     // Raw data.
     let mut csv = String::from("scenario,call,invite_to_180_ms\n");
-    let mut json = String::from("[\n");
+    let mut rows = Vec::new();
     for s in sc {
         for (i, v) in s.ms.iter().enumerate() {
             let val = v.map_or(String::new(), |x| format!("{x:.3}"));
             let _ = writeln!(csv, "{},{},{}", s.name, i + 1, val);
-            let _ = writeln!(
-                json,
-                "  {{\"scenario\":\"{}\",\"call\":{},\"invite_to_180_ms\":{}}},",
-                s.name,
-                i + 1,
-                v.map_or("null".to_owned(), |x| format!("{x:.3}"))
-            );
+            rows.push(CallRow {
+                scenario: &s.name,
+                call: i + 1,
+                invite_to_180_ms: v.map(millis),
+            });
         }
     }
-    if json.ends_with(",\n") {
-        json.truncate(json.len() - 2);
-        json.push('\n');
-    }
-    json.push_str("]\n");
     std::fs::write(out.join("calls.csv"), csv)?;
-    std::fs::write(out.join("calls.json"), json)?;
+    std::fs::write(out.join("calls.json"), serde_json::to_string_pretty(&rows)?)?;
 
     // Summary.
     let all: Vec<f64> = sc
@@ -243,7 +270,7 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         .collect();
     let lo_all = all.iter().copied().fold(f64::INFINITY, f64::min);
     let hi_all = all.iter().copied().fold(0.0, f64::max);
-    let mut summary = String::from("{\n  \"scenarios\": [\n");
+    let mut summary = Vec::new();
     let mut md = format!(
         "# The paper's experiment, reproduced\n\n{} sequential calls per scenario, interleaved, \
          Alice -> Proxy A -> Tor (onion) -> Proxy B -> Tor (Bob's onion) -> Bob; INVITE->180 at \
@@ -263,7 +290,7 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         }
     );
     let mut medians = std::collections::HashMap::new();
-    for (k, s) in sc.iter().enumerate() {
+    for s in sc {
         let st = stats(&s.ms);
         let paper = PAPER
             .iter()
@@ -283,41 +310,35 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
                     st.p95,
                     st.max
                 );
-                let _ = write!(
-                    summary,
-                    "    {{\"scenario\":\"{}\",\"calls\":{},\"ok\":{},\"min_ms\":{:.3},\"median_ms\":{:.3},\"p95_ms\":{:.3},\"max_ms\":{:.3}}}",
-                    s.name,
-                    s.ms.len(),
-                    st.ok,
-                    st.min,
-                    st.median,
-                    st.p95,
-                    st.max
-                );
             }
             None => {
                 let _ = writeln!(md, "| {} | {} | 0 | | | | | {paper} |", s.name, s.ms.len());
-                let _ = write!(
-                    summary,
-                    "    {{\"scenario\":\"{}\",\"calls\":{},\"ok\":0,\"min_ms\":null,\"median_ms\":null,\"p95_ms\":null,\"max_ms\":null}}",
-                    s.name,
-                    s.ms.len()
-                );
             }
         }
-        summary.push_str(if k + 1 < sc.len() { ",\n" } else { "\n" });
+        summary.push(ScenarioSummary {
+            scenario: &s.name,
+            calls: s.ms.len(),
+            ok: st.as_ref().map_or(0, |st| st.ok),
+            min_ms: st.as_ref().map(|st| millis(st.min)),
+            median_ms: st.as_ref().map(|st| millis(st.median)),
+            p95_ms: st.as_ref().map(|st| millis(st.p95)),
+            max_ms: st.as_ref().map(|st| millis(st.max)),
+        });
     }
     let ratio = match (medians.get("privasip"), medians.get("plain")) {
         (Some(p), Some(q)) if *q > 0.0 => Some(p / q),
         _ => None,
     };
-    let _ = write!(
-        summary,
-        "  ],\n  \"ratio_median\": {},\n  \"scheme\": \"{}\",\n  \"scheduler\": \"{scheduler}\"\n}}\n",
-        ratio.map_or("null".to_owned(), |r| format!("{r:.4}")),
-        a.scheme
-    );
-    std::fs::write(out.join("summary.json"), summary)?;
+    let summary = Summary {
+        scenarios: summary,
+        ratio_median: ratio.map(|r| (r * 10_000.0).round() / 10_000.0),
+        scheme: &a.scheme,
+        scheduler,
+    };
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     let _ = writeln!(
         md,
         "\nPrivaSIP / plain, ratio of medians: **{}** (the paper: ~1.9; target: at most 1.05).",

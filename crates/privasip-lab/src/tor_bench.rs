@@ -11,6 +11,25 @@ use anyhow::{Context, Result, bail};
 use privasip_tor::{CTor, Isolation, OnionSpec, TorBackend};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// Hosts the bench's onion service on `backend`, answering every stream
+/// with [`serve`]; its address.
+async fn serve_onion(backend: &dyn TorBackend) -> Result<String> {
+    let mut svc = backend
+        .host_onion(OnionSpec {
+            nickname: "bench".into(),
+            port: 5060,
+            pow: true,
+        })
+        .await?;
+    let address = svc.address.clone();
+    tokio::spawn(async move {
+        while let Some(s) = svc.incoming.recv().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    Ok(address)
+}
+
 /// Answers every SIP request on a stream with a bare 200 OK.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
     let mut buf = Vec::new();
@@ -148,38 +167,14 @@ pub async fn run(dir: &std::path::Path, samples: usize) -> Result<String> {
     let ctor_a: Arc<CTor> = Arc::new(CTor::new(
         net.ctor("a", work.join("ctor-a")).context("client a")?,
     ));
-    let mut svc_c = ctor_b
-        .host_onion(OnionSpec {
-            nickname: "bench".into(),
-            port: 5060,
-            pow: true,
-        })
-        .await?;
-    let onion_c = svc_c.address.clone();
-    tokio::spawn(async move {
-        while let Some(s) = svc_c.incoming.recv().await {
-            tokio::spawn(serve(s));
-        }
-    });
+    let onion_c = serve_onion(&ctor_b).await?;
     let arti_cfg = |name: &str| privasip_arti::ArtiConfig {
         state_dir: work.join(name).join("state"),
         cache_dir: work.join(name).join("cache"),
         network: Some(net.network.clone()),
     };
     let arti_b = privasip_arti::Arti::start(arti_cfg("arti-b")).await?;
-    let mut svc_a = arti_b
-        .host_onion(OnionSpec {
-            nickname: "bench".into(),
-            port: 5060,
-            pow: true,
-        })
-        .await?;
-    let onion_a = svc_a.address.clone();
-    tokio::spawn(async move {
-        while let Some(s) = svc_a.incoming.recv().await {
-            tokio::spawn(serve(s));
-        }
-    });
+    let onion_a = serve_onion(&arti_b).await?;
     let arti_a = Arc::new(privasip_arti::Arti::start(arti_cfg("arti-a")).await?);
     // A fresh onion service needs a moment before every HSDir has it.
     tokio::time::sleep(Duration::from_secs(2)).await;

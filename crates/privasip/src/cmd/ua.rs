@@ -178,7 +178,6 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 }
 
 fn report(n: usize, r: &CallRecord, json: bool) {
-    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
     let outcome = match (r.answered_ms, r.status) {
         (Some(_), _) if r.ended => "answered",
         (Some(_), _) if r.cancelled => "answered-despite-cancel",
@@ -188,13 +187,16 @@ fn report(n: usize, r: &CallRecord, json: bool) {
         (None, None) => "no-answer",
     };
     if json {
-        println!(
-            "{{\"call\":{n},\"invite_sent_ms\":0,\"trying_ms\":{},\"ringing_ms\":{},\"answered_ms\":{},\"status\":{},\"outcome\":\"{outcome}\"}}",
-            opt(r.trying_ms),
-            opt(r.ringing_ms),
-            opt(r.answered_ms),
-            r.status.map_or("null".to_owned(), |s| s.to_string()),
-        );
+        let line = serde_json::json!({
+            "call": n,
+            "invite_sent_ms": 0,
+            "trying_ms": r.trying_ms.map(millis),
+            "ringing_ms": r.ringing_ms.map(millis),
+            "answered_ms": r.answered_ms.map(millis),
+            "status": r.status,
+            "outcome": outcome,
+        });
+        println!("{line}");
     } else {
         let part = |name: &str, v: Option<f64>| v.map(|x| format!("{name} {x:.1} ms"));
         let parts: Vec<String> = [
@@ -215,4 +217,9 @@ fn report(n: usize, r: &CallRecord, json: bool) {
             }
         );
     }
+}
+
+/// Milliseconds to the microsecond.
+fn millis(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
