@@ -6,4 +6,5 @@ pub mod demo;
 pub mod paper;
 pub mod sniff;
 pub mod stage;
+#[cfg(feature = "arti")]
 pub mod tor_bench;

@@ -148,6 +148,32 @@ pub fn address_file(key_dir: &Path) -> PathBuf {
     key_dir.join("sip.onion")
 }
 
+/// Embedded arti, its state in `key_dir` (the binary builds this crate
+/// with the `arti` feature; without it, only the C tor daemon).
+#[cfg(feature = "arti")]
+async fn start_arti(
+    key_dir: &Path,
+    testnet: Option<&privasip_testnet::Testnet>,
+) -> Result<Arc<dyn TorBackend>> {
+    tracing::info!("starting arti (embedded Tor) and bootstrapping");
+    let arti = privasip_arti::Arti::start(privasip_arti::ArtiConfig {
+        state_dir: key_dir.join("arti-state"),
+        cache_dir: key_dir.join("arti-cache"),
+        network: testnet.map(|n| n.network.clone()),
+    })
+    .await
+    .context("cannot start arti")?;
+    Ok(Arc::new(arti))
+}
+
+#[cfg(not(feature = "arti"))]
+async fn start_arti(
+    _key_dir: &Path,
+    _testnet: Option<&privasip_testnet::Testnet>,
+) -> Result<Arc<dyn TorBackend>> {
+    bail!("this build has no embedded arti: use [tor] backend = \"c-tor\"")
+}
+
 /// The backend a `[tor]` section names, started (arti bootstraps here).
 pub async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn TorBackend>> {
     t.check()?;
@@ -157,15 +183,7 @@ pub async fn backend(t: &TorSection, config: &Path) -> Result<Arc<dyn TorBackend
         None => None,
     };
     if t.backend == "arti" {
-        tracing::info!("starting arti (embedded Tor) and bootstrapping");
-        let arti = privasip_arti::Arti::start(privasip_arti::ArtiConfig {
-            state_dir: key_dir.join("arti-state"),
-            cache_dir: key_dir.join("arti-cache"),
-            network: testnet.as_ref().map(|n| n.network.clone()),
-        })
-        .await
-        .context("cannot start arti")?;
-        return Ok(Arc::new(arti));
+        return start_arti(&key_dir, testnet.as_ref()).await;
     }
     let ctor_cfg = match &testnet {
         Some(net) => net
