@@ -259,7 +259,7 @@ impl Authenticator {
             match gate.open(ring, &username, call_id.as_bytes(), source, now) {
                 Ok(id) => id,
                 Err(Refused::Busy) => return Verdict::Busy,
-                Err(Refused::DoesNotOpen) => {
+                Err(Refused::DoesNotOpen | Refused::NoKey { .. } | Refused::NoKeys) => {
                     self.fail(source_key, now);
                     return Verdict::Forbidden("PrivaSIP token does not open");
                 }

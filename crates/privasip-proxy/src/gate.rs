@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use privasip_identity::Keyring;
+use privasip_identity::{IdentityError, Keyring, SchemeId, Token};
 
 use crate::budget::{Bounded, SourceKey, Tiered};
 use crate::peer::MAX_PEER_KEYS;
@@ -21,8 +21,13 @@ const FAILED: usize = 4_096;
 /// Why a token gave no user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// Not ours, forged, altered or bound to another dialog.
+    /// Forged, altered or bound to another dialog.
     DoesNotOpen,
+    /// It names a key we do not hold (the first bytes of its id): a
+    /// stranger's, or ours missing from the configuration.
+    NoKey { scheme: SchemeId, key_id: [u8; 8] },
+    /// We hold no PrivaSIP keys at all.
+    NoKeys,
     /// The source spent its budget: answer 503, try later.
     Busy,
 }
@@ -60,8 +65,20 @@ impl Gate {
         if let Some(id) = ring.cached(token, context, now) {
             return Ok(id.expose().to_owned());
         }
-        if ring.precheck(token).is_err() {
-            return Err(Refused::DoesNotOpen);
+        if let Err(e) = ring.precheck(token) {
+            return Err(match (e, Token::parse(token)) {
+                (IdentityError::UnknownKey, Ok(t)) => {
+                    let mut key_id = [0u8; 8];
+                    for (to, from) in key_id.iter_mut().zip(&t.key_id) {
+                        *to = *from;
+                    }
+                    Refused::NoKey {
+                        scheme: t.scheme,
+                        key_id,
+                    }
+                }
+                _ => Refused::DoesNotOpen,
+            });
         }
         let key = [context, b"\0", token.as_bytes()].concat();
         if self.failed.get(&key).is_some() {

@@ -20,7 +20,7 @@ pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
 pub use hide::{ANONYMOUS_HOST, Hiding};
 pub use peer::{MAX_PEER_KEYS, PEER_SCHEME, PeerKey, PeerKeys, TooManyPeerKeys};
 pub use proxy::{
-    Next, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,
+    Next, Notice, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,
 };
 pub use relay::{BadNetwork, Network, Origin, Refusal, RelayPolicy, is_internal};
 pub use response::response_for;

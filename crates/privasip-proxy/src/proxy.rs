@@ -42,6 +42,7 @@ pub struct Next<P> {
 pub type Resolver<P> = Box<dyn Fn(&str, Option<u16>, &str) -> Option<Next<P>> + Send>;
 
 mod hiding;
+mod request;
 
 /// The proxy's settings.
 #[derive(Clone, Debug)]
@@ -193,6 +194,44 @@ pub struct Proxy<P> {
     handles: HashMap<u64, Handle>,
     /// Keys the hash of [`Proxy::handles`].
     handle_keys: std::hash::RandomState,
+    /// What the operator should hear of, and when the next may be queued.
+    notices: VecDeque<Notice>,
+    next_notice: Option<Instant>,
+}
+
+/// Notices waiting for the driver, at most.
+const MAX_NOTICES: usize = 16;
+
+/// Something the operator should hear of: the driver logs it. It never
+/// names a user, an address or a token's owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A PrivaSIP token named a key this proxy does not hold: tokens for
+    /// it cannot open here (is its private key in `[privasip] keys`?).
+    UnknownKey {
+        /// The token's scheme (`hpke`, `ecies`, `rsa`).
+        scheme: &'static str,
+        /// The first bytes of the key id the token names, in hex.
+        key_id: String,
+    },
+    /// A PrivaSIP token arrived and this proxy holds no PrivaSIP keys.
+    NoKeys,
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::UnknownKey { scheme, key_id } => write!(
+                f,
+                "a PrivaSIP token ({scheme}) names key {key_id}..., which this proxy does not \
+                 hold: if it is ours, add its private key file to [privasip] keys"
+            ),
+            Notice::NoKeys => f.write_str(
+                "a PrivaSIP token arrived, and this proxy holds no PrivaSIP keys: \
+                 add its private key file to [privasip] keys",
+            ),
+        }
+    }
 }
 
 /// A Contact handle made lately, with what it was made for (compared on
@@ -303,6 +342,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             ended: Bounded::new(ENDED_DIALOGS),
             handles: HashMap::new(),
             handle_keys: std::hash::RandomState::new(),
+            notices: VecDeque::new(),
+            next_notice: None,
             cfg,
             limits: Limits::default(),
             tx: Transactions::default(),
@@ -503,15 +544,32 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return Ok(user.to_owned());
         }
         let key = self.source_of(source);
-        let ring = self.keyring.as_mut().ok_or(Refused::DoesNotOpen)?;
+        let ring = self.keyring.as_mut().ok_or(Refused::NoKeys)?;
         self.gate.open(ring, user, call_id.as_bytes(), key, now)
     }
 
     /// Answers a token that gave no user: 404, or 503 when the source
     /// spent its budget.
     fn refuse_token(&mut self, now: Instant, stx: ServerTx, msg: &Message<'_>, why: Refused) {
+        // Saying which it is tells the sender only what its own token
+        // named; the operator hears of a key we lack (Notice).
+        const NO_KEY: &str = "Not Found (no key for this token)";
         match why {
             Refused::DoesNotOpen => self.reply(now, stx, msg, 404, "Not Found", &[]),
+            Refused::NoKey { scheme, key_id } => {
+                self.notice(
+                    now,
+                    Notice::UnknownKey {
+                        scheme: scheme.name(),
+                        key_id: key_id.iter().map(|b| format!("{b:02x}")).collect(),
+                    },
+                );
+                self.reply(now, stx, msg, 404, NO_KEY, &[]);
+            }
+            Refused::NoKeys => {
+                self.notice(now, Notice::NoKeys);
+                self.reply(now, stx, msg, 404, NO_KEY, &[]);
+            }
             Refused::Busy => self.reply(
                 now,
                 stx,
@@ -682,6 +740,21 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
     }
 
+    /// The next thing an operator should hear of (the driver logs it).
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
+    }
+
+    /// Queues `n` for the operator, at most one a second (anyone can send
+    /// tokens naming made-up keys; the log must not be theirs to fill).
+    fn notice(&mut self, now: Instant, n: Notice) {
+        if self.next_notice.is_some_and(|at| now < at) || self.notices.len() >= MAX_NOTICES {
+            return;
+        }
+        self.next_notice = Some(now + std::time::Duration::from_secs(1));
+        self.notices.push_back(n);
+    }
+
     /// The next change to persist.
     pub fn poll_store_event(&mut self) -> Option<StoreEvent> {
         if let Some(ring) = self.keyring.as_mut() {
@@ -787,258 +860,6 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         parts.extend(req.values(HeaderName::ProxyRequire).map(str::as_bytes));
         parts.extend(req.values(HeaderName::Route).map(str::as_bytes));
         format!("{BRANCH_COOKIE}{}", self.signer.branch(&parts))
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        stx: ServerTx,
-        msg: &Message<'_>,
-        bytes: &[u8],
-        source: &P,
-    ) {
-        let method = msg
-            .method()
-            .map(|m| m.as_str().to_owned())
-            .unwrap_or_default();
-        if let Err(e) = msg.check_mandatory_headers() {
-            let reason = e.rejection().reason;
-            self.reply(now, stx, msg, 400, &reason, &[]);
-            return;
-        }
-        if method == "CANCEL" {
-            self.on_cancel(now, stx, msg);
-            return;
-        }
-        // §16.3 step 3: Max-Forwards.
-        if msg.max_forwards() == Some(0) {
-            self.reply(now, stx, msg, 483, "Too Many Hops", &[]);
-            return;
-        }
-        // §16.3 step 4: loop detection.
-        let branch = self.branch_for(msg);
-        // Our branches are `<hash>.<fork index>`.
-        let ours = |b: &str| {
-            b.strip_prefix(branch.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        };
-        let looped = msg.vias().iter().any(|v| {
-            let sent_by = match v.port {
-                Some(p) => format!("{}:{p}", v.host),
-                None => v.host.to_owned(),
-            };
-            self.is_our_name(&sent_by) && v.branch().is_some_and(ours)
-        });
-        if looped {
-            self.reply(now, stx, msg, 482, "Loop Detected", &[]);
-            return;
-        }
-        // §16.3 step 5: Proxy-Require; we support no extensions.
-        let unsupported: Vec<&str> = msg.option_tags(HeaderName::ProxyRequire).collect();
-        if !unsupported.is_empty() {
-            let extra = [format!("Unsupported: {}", unsupported.join(", "))];
-            self.reply(now, stx, msg, 420, "Bad Extension", &extra);
-            return;
-        }
-        // §16.3 step 2 (and RFC 4475 unknown schemes): sip and sips only.
-        let Some(Uri::Sip(ruri)) = msg.request_uri_parsed() else {
-            self.reply(now, stx, msg, 416, "Unsupported URI Scheme", &[]);
-            return;
-        };
-        let ruri_host = ruri.host.to_owned();
-        let ruri_user = ruri.user.map(str::to_owned);
-        // A request addressed to this proxy itself (sipsak, keep-alives).
-        let to_us = self.is_us(&ruri);
-
-        // §16.4: a Route naming us is ours to remove. Signed for this
-        // Call-ID, it proves the request belongs to a dialog we
-        // record-routed.
-        let mut fwd = match Message::parse_datagram(bytes, &self.limits) {
-            Ok(m) => m,
-            Err(_) => return,
-        };
-        let route_proof = self.pop_our_route(&mut fwd);
-        let routed = !fwd.routes().is_empty();
-        // A peer's credential ends here; ours for the next hop, if it is
-        // a peer, is added per branch.
-        remove_peer_credentials(&mut fwd);
-        // A request to one of our Contact handles goes to the Contact it
-        // stands for; that it opens for this Call-ID proves the request
-        // belongs to the dialog. Our name with any other user part is
-        // nobody: a handle of another dialog, of an ended one, or made up.
-        // (With a Route left, the request still follows it, towards the
-        // Contact the handle stands for.)
-        let call_id = msg.call_id().unwrap_or_default().to_owned();
-        let handle = if to_us {
-            self.open_handle(&ruri, &call_id)
-        } else {
-            None
-        };
-        if to_us
-            && !routed
-            && handle.is_none()
-            && ruri_user.is_some()
-            && !self.is_our_domain(&ruri_host)
-        {
-            if method != "ACK" {
-                self.reply(now, stx, msg, 404, "Not Found (no such dialog)", &[]);
-            }
-            return;
-        }
-
-        if method == "REGISTER" && !routed && self.is_our_domain(&ruri_host) {
-            self.on_register(now, stx, msg, source);
-            return;
-        }
-
-        // A request for the proxy itself (a domain or our address, no
-        // user): OPTIONS pings are answered, anything else is not allowed.
-        if !routed && ruri_user.is_none() && (to_us || self.is_our_domain(&ruri_host)) {
-            let allow = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER".to_owned()];
-            if method == "OPTIONS" {
-                self.reply(now, stx, msg, 200, "OK", &allow);
-            } else {
-                self.reply(now, stx, msg, 405, "Method Not Allowed", &allow);
-            }
-            return;
-        }
-
-        // Our users' out-of-dialog requests carry credentials (RFC 3261
-        // §22.3); ACK and CANCEL cannot be challenged.
-        let from_host = msg
-            .from()
-            .and_then(|f| f.uri.as_sip().map(|u| u.host.to_ascii_lowercase()));
-        let in_dialog = msg.to().is_some_and(|t| t.tag().is_some());
-        let mut caller = None;
-        if self.cfg.authenticate
-            && !in_dialog
-            && method != "ACK"
-            && let Some(realm) = from_host.filter(|h| self.is_our_domain(h))
-        {
-            match self.authenticate(now, stx, msg, &realm, true, source) {
-                Some(user) => caller = Some(user),
-                None => return,
-            }
-            // One may call only as oneself: a plain From user names the
-            // authenticated one (a token's was compared when it opened).
-            let from_user = msg.from().and_then(|f| f.uri.as_sip().and_then(|u| u.user));
-            if let (Some(from), Some(user)) = (from_user, caller.as_deref())
-                && !Token::looks_like(from)
-                && from != user
-            {
-                self.reply(
-                    now,
-                    stx,
-                    msg,
-                    403,
-                    "From Is Not The Authenticated User",
-                    &[],
-                );
-                return;
-            }
-            // §22.3: credentials for our realm end here.
-            fwd.remove_credentials(HeaderName::ProxyAuthorization, &realm);
-        }
-
-        // The relay policy (doc/relay.md): we forward for our
-        // authenticated users and trusted peers, into our domains, along
-        // our own signed Record-Route, and to explicitly routed domains.
-        // Anything else would make us an open relay, and behind an onion
-        // service a request sent where an attacker listens unmasks us.
-        let allowed = caller.is_some()
-            || route_proof
-            || handle.is_some()
-            || (!routed && self.is_our_domain(&ruri_host))
-            || (!routed && self.cfg.relay.is_routed(&ruri_host))
-            || self.cfg.relay.is_trusted((self.origin_of)(source));
-        if !allowed {
-            if method != "ACK" {
-                self.reply(now, stx, msg, 403, "Relay Forbidden", &[]);
-            }
-            return;
-        }
-
-        // §16.5: the targets.
-        // (Requests for our domains without a user were answered above.)
-        let targets: Vec<String> = if let Some(contact) = handle.clone() {
-            vec![contact]
-        } else if let (false, Some(user)) = (routed, &ruri_user)
-            && self.is_our_domain(&ruri_host)
-        {
-            // The callee's proxy opens a PrivaSIP callee token to route.
-            let user = match self.real_user(user, &call_id, source, now) {
-                Ok(user) => user,
-                Err(why) => {
-                    self.refuse_token(now, stx, msg, why);
-                    return;
-                }
-            };
-            let aor = format!("sip:{user}@{}", ruri_host.to_ascii_lowercase());
-            let found: Vec<String> = self
-                .registrar
-                .lookup(&aor, now)
-                .into_iter()
-                .map(|b| b.contact)
-                .collect();
-            if found.is_empty() {
-                self.reply(now, stx, msg, 480, "Temporarily Unavailable", &[]);
-                return;
-            }
-            found
-        } else {
-            vec![msg.request_uri().unwrap_or_default().to_owned()]
-        };
-
-        if method == "INVITE" {
-            // §16.2: 100 Trying, so the upstream stops retransmitting.
-            self.reply(now, stx, msg, 100, "Trying", &[]);
-        }
-        let mut call = Fwd {
-            from: source.clone(),
-            invite: method == "INVITE",
-            // Only a BYE in a dialog we record-routed ends its accounting
-            // record: anyone may send a BYE with someone's Call-ID.
-            bye: method == "BYE" && route_proof,
-            caller,
-            request: bytes.to_vec(),
-            pending: Vec::new(),
-            best: None,
-            done: false,
-            hidden_vias: None,
-        };
-        let mut no_hop = NoHop::Unroutable;
-        for (i, target) in targets.iter().enumerate() {
-            let branch = format!("{branch}.{i}");
-            match self.forward(now, &fwd, target, &branch, source, &mut call.hidden_vias) {
-                Ok((ctx, sent)) => {
-                    self.by_client.insert(ctx, stx);
-                    if call.invite {
-                        self.timer_c.start(now, ctx);
-                    }
-                    call.pending.push((ctx, sent));
-                }
-                Err(e) => no_hop = no_hop.max(e),
-            }
-        }
-        // Once a BYE of the dialog passed through us, its handles are
-        // refused (for as long as we remember: ENDED_DIALOGS).
-        if method == "BYE" && (route_proof || handle.is_some()) {
-            self.ended
-                .entry(call_id.clone(), || now, |_| false, |at| *at);
-        }
-        if call.pending.is_empty() {
-            let (code, reason) = match no_hop {
-                // A flow-bound contact whose connection closed: the user is
-                // registered but cannot be reached until it registers again.
-                NoHop::FlowGone => (480, "Temporarily Unavailable"),
-                NoHop::Refused(_) => (403, "Forbidden (destination not allowed)"),
-                NoHop::Unroutable => (404, "Not Found (no route to the target)"),
-                NoHop::TooLarge => (513, "Message Too Large (too many Vias to hide)"),
-            };
-            self.reply(now, stx, msg, code, reason, &[]);
-            return;
-        }
-        self.calls.insert(stx, call);
     }
 
     /// Pops the top Route if it names us; true if it also carried our

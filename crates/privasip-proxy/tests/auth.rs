@@ -553,3 +553,78 @@ fn one_calls_only_as_oneself() {
     assert_eq!(status_of(&out), 403);
     assert!(out.iter().all(|(to, _)| *to == "bob"), "nothing forwarded");
 }
+
+/// A callee token this proxy cannot open because it lacks the key (none
+/// at all, or not this one) is answered 404 with a reason that points at
+/// the key, and the operator is told which key, at most once a second,
+/// never whose token it was.
+#[test]
+fn tokens_for_keys_we_lack_tell_the_operator_which_key() {
+    let t0 = Instant::now();
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    let theirs = PrivateKey::generate(SchemeId::Hpke, 0, &mut rng).expect("key");
+    let bob = RealId::new("bob").expect("id");
+    let invite = |n: u32,
+                  enc: &mut Box<dyn privasip_identity::Encryptor>,
+                  rng: &mut ChaCha20Rng| {
+        let call = format!("nokey-{n}");
+        let callee = enc
+            .seal(&bob, call.as_bytes(), rng)
+            .expect("seal")
+            .to_string();
+        format!(
+            "INVITE sip:{callee}@b.example SIP/2.0\r\nVia: SIP/2.0/UDP c.example;branch=z9hG4bKnk{n}\r\n\
+             Max-Forwards: 70\r\nTo: <sip:{callee}@b.example>\r\nFrom: <sip:ps1h.x.y@c.example>;tag=f1\r\n\
+             Call-ID: {call}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut enc = theirs.public().encryptor();
+
+    // No keys at all.
+    let mut p = proxy(t0, false);
+    p.receive(
+        t0,
+        invite(1, &mut enc, &mut rng).as_bytes(),
+        "proxy-c",
+        false,
+    );
+    let out = drain(&mut p);
+    assert_eq!(status_of(&out), 404);
+    assert!(String::from_utf8_lossy(&out[0].1).contains("no key for this token"));
+    assert_eq!(p.poll_notice(), Some(privasip_proxy::Notice::NoKeys));
+
+    // A key, not this one: the notice names the token's key id.
+    let mut ring = Keyring::default();
+    ring.add_key(
+        PrivateKey::generate(SchemeId::Hpke, 0, &mut rng)
+            .expect("key")
+            .into_decryptor(),
+    );
+    p.set_keyring(ring);
+    let later = t0 + std::time::Duration::from_secs(2);
+    p.receive(
+        later,
+        invite(2, &mut enc, &mut rng).as_bytes(),
+        "proxy-c",
+        false,
+    );
+    assert_eq!(status_of(&drain(&mut p)), 404);
+    let notice = p.poll_notice().expect("a notice");
+    let text = notice.to_string();
+    assert!(
+        text.contains("hpke") && text.contains("[privasip] keys"),
+        "{text}"
+    );
+    assert!(!text.contains("bob"), "{text}");
+    // A flood of such tokens makes one line a second, not one each.
+    for n in 3..50 {
+        p.receive(
+            later,
+            invite(n, &mut enc, &mut rng).as_bytes(),
+            "proxy-c",
+            false,
+        );
+    }
+    drain(&mut p);
+    assert_eq!(p.poll_notice(), None);
+}

@@ -267,6 +267,9 @@ pub async fn run(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        while let Some(n) = proxy.poll_notice() {
+            tracing::warn!("{n}");
+        }
         while let Some(e) = proxy.poll_store_event() {
             if let Some(tx) = &store {
                 let _ = tx.send(e);
