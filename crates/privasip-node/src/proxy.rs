@@ -689,3 +689,22 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod examples {
+    /// Every proxy example is a valid configuration.
+    #[test]
+    fn every_proxy_example_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut loaded = 0;
+        for e in std::fs::read_dir(&dir).expect("examples/") {
+            let path = e.expect("entry").path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.starts_with("proxy") && name.ends_with(".toml") {
+                super::load(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 3, "only {loaded} proxy examples");
+    }
+}
