@@ -92,7 +92,7 @@ impl Arti {
         self.client
             .connect_with_prefs((host, port), &self.prefs(isolation))
             .await
-            .map_err(|e| TorError::Connect(e.to_string()))
+            .map_err(|e| TorError::Connect(Box::new(e)))
     }
 
     async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {

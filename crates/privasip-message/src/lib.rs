@@ -10,6 +10,7 @@ mod name;
 mod params;
 mod print;
 mod scan;
+mod sensitive;
 mod stream;
 mod uri;
 
@@ -23,5 +24,6 @@ pub use message::{Header, Message};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};
+pub use sensitive::Sensitive;
 pub use stream::{Frame, StreamDecoder};
 pub use uri::{SipUri, Uri, UriError};

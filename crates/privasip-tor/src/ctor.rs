@@ -73,7 +73,7 @@ impl CTor {
         let s = crate::socks5_connect(self.cfg.socks, host, port, &user, "privasip")
             .await
             .map_err(|e| match e {
-                crate::SocksError::Refused(_) => TorError::Connect(e.to_string()),
+                crate::SocksError::Refused(_) => TorError::Connect(Box::new(e)),
                 other => TorError::Backend(other.to_string()),
             })?;
         Ok(TorStream::from_tcp(s))

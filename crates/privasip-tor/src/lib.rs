@@ -152,8 +152,8 @@ pub enum TorError {
     Backend(String),
     /// Tor could not open the stream (no circuit, rendezvous failed,
     /// refused by the far end).
-    #[error("tor could not connect: {0}")]
-    Connect(String),
+    #[error("tor could not connect")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The onion service could not be set up or published.
     #[error("onion service: {0}")]
     Onion(String),

@@ -112,11 +112,23 @@ pub enum UaError {
     #[error("not a SIP URI: {0}")]
     BadTarget(String),
     /// An identity could not be encrypted.
-    #[error("PrivaSIP: {0}")]
-    Identity(String),
-    /// The message could not be built or sent.
-    #[error("cannot send: {0}")]
-    Send(String),
+    #[error("PrivaSIP: the identity could not be encrypted")]
+    Identity(#[from] privasip_identity::IdentityError),
+    /// PrivaSIP could not be applied to a request.
+    #[error("PrivaSIP: the request could not be protected")]
+    Protect(#[from] privasip_identity::transform::TransformError),
+    /// A message this user agent built does not parse or edit.
+    #[error("cannot build the message")]
+    Build(#[from] privasip_message::ParseError),
+    /// The transaction layer refused the request.
+    #[error("cannot send")]
+    Send(#[from] privasip_transaction::TxError),
+    /// The call has no dialog yet (or any more) to send in.
+    #[error("the call is not established")]
+    NotEstablished,
+    /// Our own INVITE gave no CANCEL.
+    #[error("cannot build a CANCEL from our INVITE")]
+    NoCancel,
     /// No such call.
     #[error("no such call")]
     NoCall,

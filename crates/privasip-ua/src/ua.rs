@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::transform::{self, DialogTokens};
 use privasip_identity::{AesSender, Encryptor, RealId};
-use privasip_message::{HasSipStatus, HeaderName, Limits, Message, Uri};
+use privasip_message::{HasSipStatus, HeaderName, Limits, Message, Sensitive, Uri};
 use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_core::CryptoRngCore;
 
@@ -62,8 +62,9 @@ pub enum UaEvent {
     Incoming {
         /// The call.
         call: CallId,
-        /// The caller as presented.
-        caller: String,
+        /// The caller as presented (a per-call token under PrivaSIP); kept
+        /// out of `Debug`.
+        caller: Sensitive<String>,
     },
 }
 
@@ -265,10 +266,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         call_id: &str,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<String, UaError> {
-        let real = RealId::new(id).map_err(|e| UaError::Identity(e.to_string()))?;
-        enc.seal(&real, call_id.as_bytes(), rng)
-            .map(|t| t.to_string())
-            .map_err(|e| UaError::Identity(e.to_string()))
+        let real = RealId::new(id)?;
+        Ok(enc.seal(&real, call_id.as_bytes(), rng)?.to_string())
     }
 
     /// Applies PrivaSIP to an out-of-dialog request, when configured;
@@ -282,12 +281,10 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let Some(tokens) = tokens else {
             return Ok(bytes);
         };
-        let fail = |e: &dyn std::fmt::Display| UaError::Send(e.to_string());
-        let mut m = Message::parse_datagram(&bytes, &self.limits).map_err(|e| fail(&e))?;
-        transform::protect_request(&mut m, tokens).map_err(|e| fail(&e))?;
+        let mut m = Message::parse_datagram(&bytes, &self.limits)?;
+        transform::protect_request(&mut m, tokens)?;
         if let Some(user) = contact_user {
-            m.set_user(HeaderName::Contact, user)
-                .map_err(|e| fail(&e))?;
+            m.set_user(HeaderName::Contact, user)?;
         }
         Ok(m.to_bytes())
     }
@@ -299,10 +296,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         to: P,
         owner: Owner,
     ) -> Result<ClientTx, UaError> {
-        let tx = self
-            .tx
-            .send_request(now, bytes, to, self.cfg.reliable)
-            .map_err(|e| UaError::Send(e.to_string()))?;
+        let tx = self.tx.send_request(now, bytes, to, self.cfg.reliable)?;
         self.by_client.insert(tx, owner);
         Ok(tx)
     }
@@ -542,7 +536,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             return Ok(());
         }
         if !matches!(c.state, State::Established) {
-            return Err(UaError::Send("the call is not established".into()));
+            return Err(UaError::NotEstablished);
         }
         c.dialog.cseq += 1;
         let bytes = in_dialog(
@@ -635,7 +629,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let cancel = Message::parse_datagram(&c.invite, &self.limits)
             .ok()
             .and_then(|inv| inv.cancel_request())
-            .ok_or_else(|| UaError::Send("cannot build a CANCEL from our INVITE".into()))?;
+            .ok_or(UaError::NoCancel)?;
         let via = c.via.clone();
         self.send(now, cancel, via, Owner::Cancel(id))?;
         Ok(())
@@ -1048,7 +1042,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.by_call_id.insert(call_id, id);
         self.events.push_back(UaEvent::Incoming {
             call: CallId(id),
-            caller,
+            caller: Sensitive::new(caller),
         });
     }
 

@@ -239,7 +239,7 @@ impl Net {
     /// What `who` was told of its incoming call's caller.
     pub fn caller_seen_by(&self, who: &str) -> Option<String> {
         self.events.iter().find_map(|(n, e)| match e {
-            UaEvent::Incoming { caller, .. } if *n == who => Some(caller.clone()),
+            UaEvent::Incoming { caller, .. } if *n == who => Some(caller.expose().clone()),
             _ => None,
         })
     }

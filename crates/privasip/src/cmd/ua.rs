@@ -119,7 +119,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     .run_until(deadline, |_, ev| {
                         match ev {
                             UaEvent::Incoming { call, caller } => {
-                                println!("call {}: incoming from {caller}", call.0);
+                                println!("call {}: incoming from {}", call.0, caller.expose());
                             }
                             UaEvent::Ended { call } => println!("call {}: ended", call.0),
                             UaEvent::Failed { call, status } => {
