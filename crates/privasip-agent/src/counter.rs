@@ -27,10 +27,7 @@ fn fingerprint(secret: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(b"privasip aes counter file v1");
     h.update(secret);
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&h.finalize()[..8])
 }
 
 impl CounterFile {

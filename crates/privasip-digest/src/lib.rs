@@ -49,23 +49,13 @@ impl Algorithm {
                 }
                 d.update(p);
             }
-            hex(&d.finalize())
+            hex::encode(d.finalize())
         }
         match self {
             Algorithm::Md5 => run::<Md5>(parts),
             Algorithm::Sha256 => run::<Sha256>(parts),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
 }
 
 /// `H(user ":" realm ":" password)` in lower-case hex: what a server stores

@@ -3,7 +3,6 @@
 //! -> 180 at the caller, plain SIP and PrivaSIP interleaved.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -115,7 +114,13 @@ pub fn run(a: &PaperArgs) -> Result<()> {
         ),
     );
     let total = a.calls * scenarios.len();
-    let mut done = 0;
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "  [{bar:40}] {pos}/{len} calls, {eta} left; {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>."),
+    );
     // Each round starts with the next scenario, so none always follows
     // the same one (a fixed order put plain first in every round).
     let n = scenarios.len();
@@ -124,11 +129,14 @@ pub fn run(a: &PaperArgs) -> Result<()> {
             let s = &mut scenarios[(round + k) % n];
             let v = one_call(&work, &s.config)?;
             s.ms.push(v);
-            done += 1;
-            progress(done, total, &s.name, v);
+            bar.set_message(match v {
+                Some(ms) => format!("last: {} {ms:.0} ms", s.name),
+                None => format!("last: {} failed", s.name),
+            });
+            bar.inc(1);
         }
     }
-    eprintln!();
+    bar.finish();
     drop(cleanup);
 
     let net = privasip_testnet::Testnet::load(&work.join("net"))
@@ -137,18 +145,6 @@ pub fn run(a: &PaperArgs) -> Result<()> {
     write_outputs(&out, &scenarios, a, net)?;
     say(started, &format!("results in {}", out.display()));
     Ok(())
-}
-
-fn progress(done: usize, total: usize, name: &str, v: Option<f64>) {
-    let width = 30;
-    let filled = done * width / total.max(1);
-    let last = v.map_or("failed".to_owned(), |x| format!("{x:.0} ms"));
-    eprint!(
-        "\r  [{}{}] {done}/{total} calls; last: {name} {last}        ",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-    let _ = std::io::stderr().flush();
 }
 
 /// One call with `privasip ua`, INVITE->180 as it measured.

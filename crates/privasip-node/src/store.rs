@@ -32,7 +32,7 @@ pub fn location(config: &Path, cfg: &Config) -> Location {
 pub fn instance_name() -> String {
     let mut b = [0u8; 8];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// Opens the store a configuration names.

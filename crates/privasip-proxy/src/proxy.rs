@@ -561,7 +561,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                     now,
                     Notice::UnknownKey {
                         scheme: scheme.name(),
-                        key_id: key_id.iter().map(|b| format!("{b:02x}")).collect(),
+                        key_id: hex::encode(key_id),
                     },
                 );
                 self.reply(now, stx, msg, 404, NO_KEY, &[]);

@@ -162,7 +162,7 @@ pub struct Ua<P> {
 fn hex(rng: &mut dyn CryptoRngCore, bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// A random host nobody can resolve (RFC 6761 `.invalid`), for the

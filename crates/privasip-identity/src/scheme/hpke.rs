@@ -238,10 +238,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or_default(), 16).expect("hex"))
-            .collect()
+        hex::decode(s).expect("hex")
     }
 
     /// RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,

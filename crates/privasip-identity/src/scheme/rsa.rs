@@ -39,10 +39,7 @@ pub struct RsaPrivate {
 /// The OAEP label: lowercase hex of SHA-256 of the associated data (the
 /// `rsa` crate takes labels as strings).
 fn label(aad: &[u8]) -> String {
-    Sha256::digest(aad)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(aad))
 }
 
 /// OAEP-SHA256 with MGF1-SHA256 and that label, for the `rsa` crate.
