@@ -9,11 +9,20 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use privasip_message::{Frame, Limits, StreamDecoder};
+use privasip_message::Limits;
+use privasip_stream::{Timeouts, read_messages};
 use privasip_tor::{Isolation, TorStream};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+/// Our streams are never idle-closed (the proxy's side decides that, and
+/// our registration must outlive quiet hours); a message begun must be
+/// complete within 32 s (64*T1), as the proxy asks of us.
+const STREAM_TIMEOUTS: Timeouts = Timeouts {
+    idle: None,
+    message: Duration::from_secs(32),
+};
 
 /// Where a message goes or came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,33 +152,27 @@ impl Streams {
             }
         });
         let tx = self.tx.clone();
+        // Weak: closing the link (dropping its writer) must still end the
+        // writer task, and so the stream.
+        let pong_tx = self.writers.get(&id).map(mpsc::Sender::downgrade);
         tokio::spawn(async move {
-            let mut decoder = StreamDecoder::new(Limits::default());
-            let mut buf = Vec::new();
-            let mut chunk = vec![0u8; 16_384];
-            'read: loop {
-                let n = match rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                buf.extend_from_slice(&chunk[..n]);
-                loop {
-                    match decoder.decode(&buf) {
-                        Ok(Frame::Partial) => break,
-                        Ok(Frame::KeepAlive { len }) => {
-                            buf.drain(..len);
-                        }
-                        Ok(Frame::Message { skip, len }) => {
-                            let m = buf[skip..skip + len].to_vec();
-                            buf.drain(..skip + len);
-                            if tx.send((id, Some(m))).await.is_err() {
-                                break 'read;
-                            }
-                        }
-                        Err(_) => break 'read,
+            let end = read_messages(
+                &mut rd,
+                Limits::default(),
+                STREAM_TIMEOUTS,
+                // RFC 5626: a CRLFCRLF ping gets a CRLF pong.
+                move || {
+                    if let Some(w) = pong_tx.as_ref().and_then(mpsc::WeakSender::upgrade) {
+                        let _ = w.try_send(b"\r\n".to_vec());
                     }
-                }
-            }
+                },
+                |m| {
+                    let tx = tx.clone();
+                    async move { tx.send((id, Some(m))).await.is_ok() }
+                },
+            )
+            .await;
+            tracing::debug!("stream to the proxy ended: {end:?}");
             let _ = tx.send((id, None)).await;
         });
     }

@@ -257,3 +257,43 @@ async fn every_call_gets_a_stream_of_its_own_over_tor() {
         "one shared stream, then one fresh one per call"
     );
 }
+
+/// The proxy's RFC 5626 keep-alive ping on our registration stream gets
+/// its pong, as the proxy's own streams answer ours: one framing loop
+/// (privasip-stream) for both drivers.
+#[tokio::test]
+async fn a_keepalive_ping_from_the_proxy_gets_a_pong() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let at = ProxyAt::Tcp(listener.local_addr().expect("addr"));
+    let mut bob = agent("bob", at, None).await;
+    let (mut s, _) = listener.accept().await.expect("the agent connects");
+    // The REGISTER goes unanswered; Bob waits for it while we ping.
+    let proxy_side = async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the agent closed the stream");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            got.starts_with(b"REGISTER "),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        s.write_all(b"\r\n\r\n").await.expect("ping");
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .expect("a pong in time")
+            .expect("read");
+        buf[..n].to_vec()
+    };
+    let (_, pong) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(3), bob.register()),
+        proxy_side
+    );
+    assert_eq!(pong, b"\r\n");
+}

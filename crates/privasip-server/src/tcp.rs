@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use privasip_message::{Frame, Limits, StreamDecoder};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use privasip_message::Limits;
+use privasip_stream::{Timeouts, read_messages};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -164,85 +165,31 @@ pub(crate) async fn run<R, W>(
             tracing::trace!(bytes = bytes.len(), "stream message written");
         }
     });
-    let mut decoder = StreamDecoder::new(limits.message.clone());
-    // Read straight into one buffer that grows with the message and goes
-    // back to nothing when idle: thousands of open connections, most of
-    // them quiet (or an attacker's), then cost little.
-    let mut buf: Vec<u8> = Vec::new();
     let kind = if addr.is_tor() { "Tor" } else { "TCP" };
     tracing::debug!("{kind} stream open");
-    // When the message now in `buf` began.
-    let mut partial_since: Option<tokio::time::Instant> = None;
-    'conn: loop {
-        let wait = match partial_since {
-            Some(t) => limits
-                .message_timeout
-                .saturating_sub(t.elapsed())
-                .min(limits.idle_timeout),
-            None => limits.idle_timeout,
-        };
-        if buf.capacity() - buf.len() < READ_AT_LEAST {
-            buf.reserve(READ_CHUNK);
-        }
-        let n = match tokio::time::timeout(wait, rd.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => {
-                tracing::debug!("{kind} stream closed by the peer");
-                break;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!("{kind} stream read error: {e}");
-                break;
-            }
-            Err(_) if partial_since.is_some() => {
-                stats.bad_streams.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("{kind} stream too slow to finish a message: closing");
-                break;
-            }
-            Err(_) => {
-                tracing::debug!("{kind} stream idle: closing");
-                break;
-            }
-            Ok(Ok(n)) => n,
-        };
-        tracing::trace!(bytes = n, "stream bytes read");
-        let mut progressed = false;
-        loop {
-            match decoder.decode(&buf) {
-                Ok(Frame::Partial) => break,
-                Ok(Frame::KeepAlive { len }) => {
-                    progressed = true;
-                    buf.drain(..len);
-                    // RFC 5626 §3.5.1: a CRLFCRLF ping gets a CRLF pong.
-                    let _ = out_tx.try_send(b"\r\n".to_vec());
-                }
-                Ok(Frame::Message { skip, len }) => {
-                    tracing::trace!(bytes = len, "stream message read");
-                    let msg = buf[skip..skip + len].to_vec();
-                    buf.drain(..skip + len);
-                    progressed = true;
-                    if inbound.send(Inbound::Message(addr, msg)).await.is_err() {
-                        break 'conn;
-                    }
-                }
-                Err(e) => {
-                    // The framing is lost: nothing after this can be trusted.
-                    stats.bad_streams.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("{kind} stream closed: {e}");
-                    break 'conn;
-                }
-            }
-        }
-        // The clock runs from when the unfinished message in `buf` began
-        // (about now, if a message just completed before it).
-        if buf.is_empty() && buf.capacity() > IDLE_CAPACITY {
-            buf = Vec::new();
-        }
-        partial_since = match (buf.is_empty(), partial_since) {
-            (true, _) => None,
-            (false, Some(since)) if !progressed => Some(since),
-            (false, _) => Some(tokio::time::Instant::now()),
-        };
+    let timeouts = Timeouts {
+        idle: Some(limits.idle_timeout),
+        message: limits.message_timeout,
+    };
+    let pong_tx = out_tx.clone();
+    let end = read_messages(
+        &mut rd,
+        limits.message.clone(),
+        timeouts,
+        // RFC 5626: a CRLFCRLF ping gets a CRLF pong.
+        move || {
+            let _ = pong_tx.try_send(b"\r\n".to_vec());
+        },
+        |msg| {
+            let inbound = inbound.clone();
+            async move { inbound.send(Inbound::Message(addr, msg)).await.is_ok() }
+        },
+    )
+    .await;
+    if end.is_peers_fault() {
+        stats.bad_streams.fetch_add(1, Ordering::Relaxed);
     }
+    tracing::debug!("{kind} stream ended: {end:?}");
     // Reading is over, but answers to the messages already passed on may
     // still be on their way: the proxy handles those before it sees
     // Closed, and the writer ends once it has written them (its senders
@@ -257,13 +204,6 @@ pub(crate) async fn run<R, W>(
         writer.abort();
     }
 }
-
-/// A read is given at least this much room...
-const READ_AT_LEAST: usize = 1024;
-/// ...by growing the buffer this much.
-const READ_CHUNK: usize = 4096;
-/// An empty buffer larger than this is given back.
-const IDLE_CAPACITY: usize = 16 * 1024;
 
 /// How long a closing stream may take to write what was already answered.
 const WRITE_GRACE: Duration = Duration::from_secs(5);
