@@ -32,3 +32,20 @@ pub fn init_logs() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// The example configurations under `examples/` whose names start with
+/// `prefix`, for the tests that prove each one valid.
+#[cfg(test)]
+fn examples(prefix: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(".toml")
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -249,21 +249,16 @@ mod tests {
     /// make: `load` reads them, this does not).
     #[test]
     fn every_user_agent_example_parses() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-        let mut parsed = 0;
-        for e in std::fs::read_dir(&dir).expect("examples/") {
-            let path = e.expect("entry").path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if !(name.starts_with("ua") && name.ends_with(".toml")) {
-                continue;
-            }
+        let found = crate::examples("ua");
+        assert!(found.len() >= 2, "only {} user agent examples", found.len());
+        for path in found {
             let text = std::fs::read_to_string(&path).expect("readable");
-            let cfg: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let cfg: Config =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             if let Some(t) = &cfg.tor {
-                t.check().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                t.check()
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
             }
-            parsed += 1;
         }
-        assert!(parsed >= 2, "only {parsed} user agent examples");
     }
 }

@@ -174,29 +174,20 @@ mod tests {
         assert_eq!(pongs, 1);
     }
 
+    /// How reading `b` ends, its messages dropped.
+    async fn ending(b: &mut tokio::io::DuplexStream) -> End {
+        read_messages(b, Limits::default(), timeouts(), || {}, |_| async { true }).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_slow_message_and_an_idle_stream_are_cut_off() {
         let (mut a, mut b) = tokio::io::duplex(4096);
         a.write_all(&OPTIONS[..20]).await.expect("write");
-        let end = read_messages(
-            &mut b,
-            Limits::default(),
-            timeouts(),
-            || {},
-            |_| async { true },
-        )
-        .await;
+        let end = ending(&mut b).await;
         assert_eq!(end, End::TooSlow);
         assert!(end.is_peers_fault());
         let (_a, mut b) = tokio::io::duplex(4096);
-        let end = read_messages(
-            &mut b,
-            Limits::default(),
-            timeouts(),
-            || {},
-            |_| async { true },
-        )
-        .await;
+        let end = ending(&mut b).await;
         assert_eq!(end, End::Idle);
     }
 
@@ -205,14 +196,7 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1 << 20);
         let huge = vec![b'A'; 200_000];
         a.write_all(&huge).await.expect("write");
-        let end = read_messages(
-            &mut b,
-            Limits::default(),
-            timeouts(),
-            || {},
-            |_| async { true },
-        )
-        .await;
+        let end = ending(&mut b).await;
         assert_eq!(end, End::BadFraming);
     }
 }
