@@ -167,7 +167,7 @@ impl Streams {
                     }
                 },
                 |m| {
-                    let tx = tx.clone();
+                    let tx = &tx;
                     async move { tx.send((id, Some(m))).await.is_ok() }
                 },
             )

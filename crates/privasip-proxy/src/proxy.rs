@@ -943,11 +943,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // only our Tor name. Its tag lets the dialog's requests through
         // the relay policy.
         if self.cfg.record_route {
-            let rr = self.sent_by_for(&[source, &next.peer]).to_owned();
             let tag = self.signer.route_tag(&call_id);
             let mut entry = String::with_capacity(128);
             entry.push_str("<sip:");
-            entry.push_str(&rr);
+            entry.push_str(self.sent_by_for(&[source, &next.peer]));
             entry.push_str(";lr;");
             entry.push_str(ROUTE_PARAM);
             entry.push('=');
@@ -972,12 +971,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .map(|v| self.signer.via_tag(branch, &v))
             .unwrap_or_default();
         let full_branch = format!("{branch}.{via_tag}");
-        let sent_by = self.sent_by_for(&[&next.peer]).to_owned();
         let mut via = String::with_capacity(if hide { 512 } else { 128 });
         via.push_str("SIP/2.0/");
         via.push_str(via_transport(&next));
         via.push(' ');
-        via.push_str(&sent_by);
+        via.push_str(self.sent_by_for(&[&next.peer]));
         via.push_str(";branch=");
         via.push_str(&full_branch);
         if hide {

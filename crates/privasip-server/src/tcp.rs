@@ -181,7 +181,7 @@ pub(crate) async fn run<R, W>(
             let _ = pong_tx.try_send(b"\r\n".to_vec());
         },
         |msg| {
-            let inbound = inbound.clone();
+            let inbound = &inbound;
             async move { inbound.send(Inbound::Message(addr, msg)).await.is_ok() }
         },
     )

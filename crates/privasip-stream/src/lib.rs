@@ -70,26 +70,26 @@ where
     // When the message now in `buf` began.
     let mut partial_since: Option<Instant> = None;
     loop {
-        let wait = match (partial_since, timeouts.idle) {
-            (Some(t), idle) => {
+        // How long this read may wait: what is left of the message
+        // timeout for a message begun, the idle timeout (if any) otherwise.
+        let wait = match partial_since {
+            Some(t) => {
                 let left = timeouts.message.saturating_sub(t.elapsed());
-                idle.map_or(left, |i| left.min(i))
+                Some(timeouts.idle.map_or(left, |i| left.min(i)))
             }
-            (None, Some(idle)) => idle,
-            (None, None) => Duration::MAX,
+            None => timeouts.idle,
         };
         if buf.capacity() - buf.len() < READ_AT_LEAST {
             buf.reserve(READ_CHUNK);
         }
         let read = rd.read_buf(&mut buf);
-        let n = if wait == Duration::MAX {
-            read.await
-        } else {
-            match tokio::time::timeout(wait, read).await {
+        let n = match wait {
+            None => read.await,
+            Some(wait) => match tokio::time::timeout(wait, read).await {
                 Ok(r) => r,
                 Err(_) if partial_since.is_some() => return End::TooSlow,
                 Err(_) => return End::Idle,
-            }
+            },
         };
         match n {
             Ok(0) => return End::Closed,

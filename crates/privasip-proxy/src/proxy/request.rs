@@ -16,10 +16,11 @@ struct Admitted<'b> {
     caller: Option<String>,
     /// A Route of ours, signed for this Call-ID, was on top.
     route_proof: bool,
-    /// Routes remain after ours: the request follows them.
-    routed: bool,
     /// The Contact one of our handles in the Request-URI stands for.
     handle: Option<String>,
+    /// The user part and domain of ours the Request-URI names, when no
+    /// Route is left: whom §16.5 looks up (or whose token it opens).
+    local_user: Option<(String, String)>,
     call_id: String,
 }
 
@@ -179,14 +180,20 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             }
             return None;
         }
+        let local_user = match ruri.user {
+            Some(user) if !routed && for_our_domain => {
+                Some((user.to_owned(), ruri.host.to_ascii_lowercase()))
+            }
+            _ => None,
+        };
         Some(Admitted {
             method,
             fwd,
             branch,
             caller,
             route_proof,
-            routed,
             handle,
+            local_user,
             call_id,
         })
     }
@@ -249,16 +256,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if let Some(contact) = &admitted.handle {
             return Some(vec![contact.clone()]);
         }
-        let ruri = match msg.request_uri_parsed() {
-            Some(Uri::Sip(u)) => u,
-            _ => return None,
-        };
-        let (false, Some(user)) = (admitted.routed, ruri.user) else {
+        let Some((user, domain)) = &admitted.local_user else {
             return Some(vec![msg.request_uri().unwrap_or_default().to_owned()]);
         };
-        if !self.is_our_domain(ruri.host) {
-            return Some(vec![msg.request_uri().unwrap_or_default().to_owned()]);
-        }
         // The callee's proxy opens a PrivaSIP callee token to route.
         let user = match self.real_user(user, &admitted.call_id, source, now) {
             Ok(user) => user,
@@ -267,7 +267,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 return None;
             }
         };
-        let aor = format!("sip:{user}@{}", ruri.host.to_ascii_lowercase());
+        let aor = format!("sip:{user}@{domain}");
         let found: Vec<String> = self
             .registrar
             .lookup(&aor, now)
