@@ -31,10 +31,9 @@ pub struct TorAccess {
     /// The backend streams are opened through.
     pub backend: Arc<dyn TorBackend>,
     /// Our own onion service, where calls arrive (without one, calls come
-    /// over the stream we register on).
+    /// over the stream we register on). Whether each call gets a circuit
+    /// of its own is the core's to say ([`UaConfig::call_circuits`]).
     pub service: Option<OnionService>,
-    /// A circuit of its own for every call.
-    pub per_call: bool,
 }
 
 /// How an [`Agent`] starts.
@@ -93,21 +92,12 @@ impl Agent {
                 let incoming = listen_tcp(local).await?;
                 let proxy = connect(Isolation::Shared).await?;
                 (
-                    Wire::Streams(Streams::new(
-                        proxy,
-                        Some(incoming),
-                        Some(Box::new(connect)),
-                        false,
-                    )),
+                    Wire::Streams(Streams::new(proxy, Some(incoming), Some(Box::new(connect)))),
                     PROXY_STREAM,
                 )
             }
             ProxyAt::Tor(host, port) => {
-                let TorAccess {
-                    backend,
-                    service,
-                    per_call,
-                } = tor.context("a proxy over Tor needs Tor")?;
+                let TorAccess { backend, service } = tor.context("a proxy over Tor needs Tor")?;
                 // Behind Tor our Contact and Via name our onion service.
                 // Without one, calls come over the stream we register on:
                 // our Contact names a random, unresolvable host the proxy
@@ -134,12 +124,7 @@ impl Agent {
                 let proxy = connect(Isolation::Shared).await?;
                 let incoming = service.map(|s| s.incoming);
                 (
-                    Wire::Streams(Streams::new(
-                        proxy,
-                        incoming,
-                        Some(Box::new(connect)),
-                        per_call,
-                    )),
+                    Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),
                     PROXY_STREAM,
                 )
             }
@@ -184,7 +169,7 @@ impl Agent {
         }
         while let Some(t) = self.ua.poll_transmit() {
             self.trace("sent", &t.bytes);
-            self.wire.send(t.to, t.bytes).await?;
+            self.wire.send(t.to, t.circuit, t.bytes).await?;
         }
         Ok(())
     }
@@ -334,36 +319,33 @@ fn ms(since: Instant, at: Instant) -> f64 {
 impl Agent {
     /// Calls `target`, holds an answered call for `hold` seconds and hangs
     /// up; with `cancel_after`, cancels a call not answered by then. Over
-    /// Tor each call gets streams of its own when the configuration asks
-    /// for a circuit per call.
+    /// Tor the call's requests take a stream on a circuit of its own when
+    /// the core gives it one; the stream closes with the call.
     pub async fn call(
         &mut self,
         target: &str,
         hold: f64,
         cancel_after: Option<f64>,
     ) -> Result<CallRecord> {
-        let link = self.wire.call_link().await?;
-        let rec = call_on(self, link, target, hold, cancel_after).await;
-        if let Some(link) = link {
-            self.wire.close(link);
+        let sent = Instant::now();
+        let call = self.ua.call(sent, target, &mut OsRng)?;
+        let circuit = self.ua.circuit(call);
+        let rec = follow_call(self, call, sent, hold, cancel_after).await;
+        if let Some(c) = circuit {
+            self.wire.close(c);
         }
         rec
     }
 }
 
-/// One call, its requests sent over `link` (or the proxy's usual one).
-async fn call_on(
+/// Follows the call placed at `sent` until it ends.
+async fn follow_call(
     agent: &mut Agent,
-    link: Option<Link>,
-    target: &str,
+    call: CallId,
+    sent: Instant,
     hold: f64,
     cancel_after: Option<f64>,
 ) -> Result<CallRecord> {
-    let sent = Instant::now();
-    let call: CallId = match link {
-        Some(l) => agent.ua.call_via(sent, target, l, &mut OsRng)?,
-        None => agent.ua.call(sent, target, &mut OsRng)?,
-    };
     let mut rec = CallRecord::default();
     let give_up = sent + Duration::from_secs(60);
     let cancel_at = cancel_after.map(|s| (sent + Duration::from_secs_f64(s)).min(give_up));

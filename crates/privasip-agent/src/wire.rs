@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 use privasip_message::Limits;
 use privasip_stream::{Timeouts, read_messages};
 use privasip_tor::{Isolation, TorStream};
+use privasip_ua::Circuit;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -72,21 +73,21 @@ pub(crate) struct Streams {
     incoming: Option<mpsc::Receiver<TorStream>>,
     next: u64,
     connect: Option<Connect>,
-    /// Each call on a stream of its own, on a fresh circuit.
-    per_call: bool,
+    /// The streams opened for the calls the core gave circuits of their
+    /// own; an entry goes when its call ends or its stream closes.
+    circuits: HashMap<Circuit, u64>,
 }
 
 impl Streams {
     /// `proxy`: the stream to the proxy (id 0); `incoming`: streams that
     /// arrive at our onion service.
     /// `connect`: how to reopen the proxy's stream when it closes
-    /// (without, its closing is an error) and, with `per_call`, open one
-    /// for each call.
+    /// (without, its closing is an error), and open one on a fresh circuit
+    /// for each call the core gives a circuit of its own.
     pub(crate) fn new<R, W>(
         proxy: (R, W),
         incoming: Option<mpsc::Receiver<TorStream>>,
         connect: Option<Connect>,
-        per_call: bool,
     ) -> Streams
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -100,7 +101,7 @@ impl Streams {
             incoming,
             next: 1,
             connect,
-            per_call,
+            circuits: HashMap::new(),
         };
         s.add(0, proxy.0, proxy.1);
         s
@@ -178,39 +179,62 @@ impl Streams {
     }
 }
 
-impl Wire {
-    /// Where a new call's requests go: with per-call isolation, a new
-    /// stream to the proxy on a fresh circuit; otherwise None (the
-    /// proxy's usual link).
-    pub(crate) async fn call_link(&mut self) -> Result<Option<Link>> {
-        let Wire::Streams(s) = self else {
-            return Ok(None);
+impl Streams {
+    /// The stream a message to the proxy on `circuit` takes: the proxy's
+    /// usual one, or for a call's own circuit a stream opened for it on a
+    /// fresh Tor circuit at its first message.
+    async fn proxy_stream(&mut self, circuit: Circuit) -> Result<u64> {
+        let Circuit::Call(_) = circuit else {
+            return Ok(0);
         };
-        let Some(connect) = s.connect.as_ref().filter(|_| s.per_call) else {
-            return Ok(None);
+        if let Some(&id) = self.circuits.get(&circuit)
+            && self.writers.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let Some(connect) = self.connect.as_ref() else {
+            return Ok(0);
         };
+        // One per call, and calls end: more than this many at once is a
+        // leak, not a workload.
+        if self.circuits.len() >= MAX_CALL_STREAMS {
+            bail!("{MAX_CALL_STREAMS} calls already have streams of their own");
+        }
         let (r, w) = connect(Isolation::Fresh).await?;
-        let id = s.next;
-        s.next += 1;
-        s.add(id, r, w);
-        Ok(Some(Link::Stream(id)))
+        let id = self.next;
+        self.next += 1;
+        self.add(id, r, w);
+        self.circuits.insert(circuit, id);
+        Ok(id)
     }
+}
 
-    /// Closes a call's own stream (our side; the proxy closes its side).
-    pub(crate) fn close(&mut self, link: Link) {
-        if let (Wire::Streams(s), Link::Stream(id)) = (self, link)
-            && id != 0
+/// Calls with streams of their own at once (a user agent places calls one
+/// at a time; this bounds a fault, not a workload).
+const MAX_CALL_STREAMS: usize = 64;
+
+impl Wire {
+    /// Closes the stream a call's circuit had (our side; the proxy closes
+    /// its side), once the call is over.
+    pub(crate) fn close(&mut self, circuit: Circuit) {
+        if let Wire::Streams(s) = self
+            && let Some(id) = s.circuits.remove(&circuit)
         {
             s.writers.remove(&id);
         }
     }
 
-    pub(crate) async fn send(&mut self, to: Link, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) async fn send(&mut self, to: Link, circuit: Circuit, bytes: Vec<u8>) -> Result<()> {
         match (self, to) {
             (Wire::Udp(s), Link::Addr(a)) => {
                 s.send_to(&bytes, a).await?;
             }
             (Wire::Streams(s), Link::Stream(id)) => {
+                let id = if id == 0 {
+                    s.proxy_stream(circuit).await?
+                } else {
+                    id
+                };
                 let sent = match s.writers.get(&id) {
                     Some(w) => w.send(bytes).await.is_ok(),
                     None => false,
@@ -262,6 +286,7 @@ impl Wire {
                         None => bail!("the connection to the proxy closed"),
                         Some((id, None)) => {
                             s.writers.remove(&id);
+                            s.circuits.retain(|_, v| *v != id);
                         }
                     },
                 }

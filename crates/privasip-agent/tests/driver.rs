@@ -120,13 +120,18 @@ fn ua(user: &str, local: SocketAddr) -> UaConfig {
         privacy: Privacy::Plain,
         answer: Answer::Accept,
         ring_time: Duration::ZERO,
+        call_circuits: false,
     }
 }
 
 async fn agent(user: &str, proxy: ProxyAt, tor: Option<TorAccess>) -> Agent {
     let local = SocketAddr::from(([127, 0, 0, 1], free_port()));
     Agent::start(Setup {
-        ua: ua(user, local),
+        // Over Tor, the core gives each call a circuit of its own.
+        ua: UaConfig {
+            call_circuits: tor.is_some(),
+            ..ua(user, local)
+        },
         local,
         proxy,
         tor,
@@ -237,7 +242,6 @@ async fn every_call_gets_a_stream_of_its_own_over_tor() {
         Some(TorAccess {
             backend: stub.clone(),
             service: None,
-            per_call: true,
         }),
     )
     .await;

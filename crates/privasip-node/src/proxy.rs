@@ -379,7 +379,7 @@ fn origin(p: &Peer) -> Origin {
 #[derive(Default)]
 struct TorResolve {
     hosts: HashMap<String, u16>,
-    routes: Option<(privasip_server::TorRoutes, bool)>,
+    routes: Option<privasip_server::TorRoutes>,
 }
 
 fn resolver(cfg: &Config, tor: TorResolve) -> Result<Resolver<Peer>> {
@@ -402,11 +402,9 @@ fn resolver(cfg: &Config, tor: TorResolve) -> Result<Resolver<Peer>> {
                 });
             }
             if privasip_tor::is_onion(&lower) {
-                let (table, per_call) = tor.routes.as_ref()?;
-                let i = table.add(privasip_server::TorRoute {
+                let i = tor.routes.as_ref()?.add(privasip_server::TorRoute {
                     host: lower,
                     port: port.unwrap_or(5060),
-                    per_call: *per_call,
                 })?;
                 return Some(Next {
                     peer: Peer::Onion(i),
@@ -483,7 +481,7 @@ pub fn run(config: &Path) -> Result<()> {
     let tor_resolve = match &tor {
         Some(t) => TorResolve {
             hosts: t.hosts.clone(),
-            routes: Some((t.setup.routes.clone(), t.per_call)),
+            routes: Some(t.setup.routes.clone()),
         },
         None => TorResolve::default(),
     };
@@ -517,6 +515,7 @@ pub fn run(config: &Path) -> Result<()> {
     }
     if let Some(t) = &tor {
         proxy.set_tor_name(t.name.clone(), Box::new(|p: &Peer| p.is_tor()));
+        proxy.set_call_circuits(t.per_call);
     }
     if !cfg.privasip.keys.is_empty() {
         let mut ring = privasip_identity::Keyring::default();
@@ -612,12 +611,11 @@ mod tests {
             .add(privasip_server::TorRoute {
                 host: onion.into(),
                 port: 5060,
-                per_call: true,
             })
             .expect("room");
         TorResolve {
             hosts: HashMap::from([(domain.to_owned(), i)]),
-            routes: Some((table, true)),
+            routes: Some(table),
         }
     }
 

@@ -75,7 +75,8 @@ pub struct Tor {
     pub hosts: HashMap<String, u16>,
     /// Our name on Tor links.
     pub name: String,
-    /// A fresh circuit per call on routes added later.
+    /// Whether each call rides a circuit of its own (the proxy core's
+    /// [`privasip_proxy::Proxy::set_call_circuits`]).
     pub per_call: bool,
 }
 
@@ -243,11 +244,7 @@ pub async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
     for (domain, target) in domains {
         let (host, port) = parse_target(target)?;
         let i = routes
-            .add(TorRoute {
-                host,
-                port,
-                per_call,
-            })
+            .add(TorRoute { host, port })
             .context("too many [tor.routes]")?;
         hosts.insert(domain.to_ascii_lowercase(), i);
     }

@@ -188,6 +188,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
             privacy,
             answer,
             ring_time: Duration::from_millis(cfg.ua.ring_ms),
+            call_circuits: matches!(proxy, ProxyAt::Tor(..))
+                && cfg.tor.as_ref().is_some_and(|t| t.per_call()),
         },
         aes,
         local: cfg.ua.local,
@@ -222,11 +224,7 @@ pub async fn start(loaded: Loaded, config: &Path, trace: Option<std::fs::File>) 
         (ProxyAt::Tor(..), Some(t)) => {
             let backend = crate::tor::backend(t, config).await?;
             let service = crate::tor::onion_service(t, config, backend.as_ref()).await?;
-            Some(TorAccess {
-                backend,
-                service,
-                per_call: t.per_call(),
-            })
+            Some(TorAccess { backend, service })
         }
         _ => None,
     };

@@ -19,6 +19,7 @@ pub use budget::SourceKey;
 pub use gate::{OPENS_BURST, OPENS_PER_SECOND};
 pub use hide::{ANONYMOUS_HOST, Hiding};
 pub use peer::{MAX_PEER_KEYS, PEER_SCHEME, PeerKey, PeerKeys, TooManyPeerKeys};
+pub use privasip_transaction::Circuit;
 pub use proxy::{
     Next, Notice, Proxy, ProxyConfig, REQUESTS_BURST, REQUESTS_PER_SECOND, Resolver, StoreEvent,
 };

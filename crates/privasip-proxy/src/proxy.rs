@@ -13,7 +13,7 @@ use privasip_message::{
     BRANCH_COOKIE, ContactValue, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri, Via,
 };
 use privasip_registrar::{Registrar, RegistrarConfig};
-use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
+use privasip_transaction::{Circuit, ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -194,6 +194,9 @@ pub struct Proxy<P> {
     handles: HashMap<u64, Handle>,
     /// Keys the hash of [`Proxy::handles`].
     handle_keys: std::hash::RandomState,
+    /// Whether each call rides a Tor circuit of its own, and the key of
+    /// the hash that numbers calls for that (see [`Proxy::circuit_for`]).
+    call_circuits: Option<std::hash::RandomState>,
     /// What the operator should hear of, and when the next may be queued.
     notices: VecDeque<Notice>,
     next_notice: Option<Instant>,
@@ -342,6 +345,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             ended: Bounded::new(ENDED_DIALOGS),
             handles: HashMap::new(),
             handle_keys: std::hash::RandomState::new(),
+            call_circuits: None,
             notices: VecDeque::new(),
             next_notice: None,
             cfg,
@@ -431,6 +435,29 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     fn source_of(&self, peer: &P) -> SourceKey {
         self.signed_by
             .unwrap_or_else(|| source_key(peer, (self.origin_of)(peer)))
+    }
+
+    /// Gives each call a Tor circuit of its own (the paper's worst case,
+    /// and what keeps a peer's relays from linking two calls by their
+    /// circuit): every request we send, except a REGISTER, names its call's
+    /// [`Circuit`] in what [`Proxy::poll_transmit`] gives, the same for
+    /// all of a call's requests (INVITE, CANCEL, ACK, BYE, re-INVITE) and
+    /// for no other call's. Off, everything is [`Circuit::Shared`].
+    pub fn set_call_circuits(&mut self, on: bool) {
+        self.call_circuits = on.then(std::hash::RandomState::new);
+    }
+
+    /// The circuit a request of `method` in call `call_id` rides: one per
+    /// Call-ID, numbered by a keyed hash (so the number is equal for a
+    /// call's requests without any state kept per call, and says nothing
+    /// outside this process).
+    fn circuit_for(&self, method: &str, call_id: &str) -> Circuit {
+        match &self.call_circuits {
+            Some(keys) if method != "REGISTER" => {
+                Circuit::Call(std::hash::BuildHasher::hash_one(keys, call_id))
+            }
+            _ => Circuit::Shared,
+        }
     }
 
     /// Names this proxy on Tor links: Via and Record-Route on a hop to or
@@ -1002,9 +1029,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 .map_err(|_| NoHop::Unroutable)?;
         }
         let bytes = m.to_bytes();
+        let circuit = self.circuit_for(msg.method().map_or("", |x| x.as_str()), &call_id);
         let ctx = self
             .tx
-            .send_request(now, bytes.clone(), next.peer, next.reliable)
+            .send_request(now, bytes.clone(), next.peer, next.reliable, circuit)
             .map_err(|_| NoHop::Unroutable)?;
         Ok((ctx, bytes))
     }
@@ -1195,7 +1223,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .map(|r| r.uri_raw.to_owned())
             .or_else(|| inv.request_uri().map(str::to_owned));
         if let Some(next) = hop.and_then(|h| self.next_hop(&h).ok()) {
-            let _ = self.tx.send_request(now, cancel, next.peer, next.reliable);
+            let circuit = self.circuit_for("CANCEL", inv.call_id().unwrap_or_default());
+            let _ = self
+                .tx
+                .send_request(now, cancel, next.peer, next.reliable, circuit);
         }
     }
 
@@ -1425,8 +1456,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         {
             return;
         }
+        let circuit = self.circuit_for("ACK", &call_id);
         self.outbox.push_back(Transmit {
             to: next.peer,
+            circuit,
             bytes: m.to_bytes(),
         });
     }
@@ -1463,8 +1496,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let transport = next_via.transport.to_ascii_uppercase();
         if let Ok(next) = self.dial(&host, port, &transport) {
             self.mask_response_contact(&mut m, &next.peer);
+            // Back towards the caller on the call's circuit, like the
+            // call's requests.
+            let circuit = self.circuit_for("", msg.call_id().unwrap_or_default());
             self.outbox.push_back(Transmit {
                 to: next.peer,
+                circuit,
                 bytes: m.to_bytes(),
             });
         }

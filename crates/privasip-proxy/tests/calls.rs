@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use privasip_digest::Algorithm;
 use privasip_message::{Limits, Message};
-use privasip_proxy::{Next, Proxy, ProxyConfig, RelayPolicy};
+use privasip_proxy::{Circuit, Next, Proxy, ProxyConfig, RelayPolicy};
 use privasip_registrar::RegistrarConfig;
 
 type Sent = Vec<(&'static str, Vec<u8>)>;
@@ -541,4 +541,100 @@ fn a_final_response_with_only_our_via_still_ends_the_branch() {
         assert_eq!(up.len(), 1, "{method}: one final answer up");
         assert_eq!(status(&up[0].1), Some(502), "{method}");
     }
+}
+
+fn drain_circuits(p: &mut Proxy<&'static str>) -> Vec<(&'static str, Circuit, Vec<u8>)> {
+    std::iter::from_fn(|| p.poll_transmit().map(|t| (t.to, t.circuit, t.bytes))).collect()
+}
+
+/// The circuit of the one request sent to `to` in `out`.
+fn circuit_to(out: &[(&'static str, Circuit, Vec<u8>)], to: &str) -> Circuit {
+    let mut sent = out
+        .iter()
+        .filter(|(t, _, b)| *t == to && status(b).is_none());
+    let (_, c, _) = sent.next().expect("a request");
+    assert!(sent.next().is_none(), "one request to {to}");
+    *c
+}
+
+#[test]
+fn each_call_names_a_circuit_of_its_own_and_keeps_it() {
+    let mut p = proxy();
+    p.set_call_circuits(true);
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+
+    // Call 1: INVITE, 200, ACK.
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKc1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain_circuits(&mut p);
+    let first = circuit_to(&out, "bob");
+    assert!(matches!(first, Circuit::Call(_)));
+    let fwd = out
+        .iter()
+        .find(|(t, ..)| *t == "bob")
+        .expect("down")
+        .2
+        .clone();
+    // Retransmissions of the INVITE (UDP, Timer A) ride it too.
+    let later = t0 + Duration::from_millis(600);
+    p.handle_timeout(later);
+    let again = drain_circuits(&mut p);
+    assert!(!again.is_empty(), "Timer A fired");
+    assert!(again.iter().all(|(t, c, _)| *t == "bob" && *c == first));
+    // Responses go back the way the request came: shared.
+    p.receive(later, &answer(&fwd, 200, "b1"), "bob", false);
+    let up = drain_circuits(&mut p);
+    assert!(up.iter().all(|(_, c, _)| *c == Circuit::Shared));
+    let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
+    let ack = format!(
+        "ACK sip:bob@bob.host SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKack9\r\n\
+         Max-Forwards: 70\r\nRoute: <{rr}>\r\nTo: <sip:bob@b.example>;tag=b1\r\n\
+         From: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.receive(later, ack.as_bytes(), "alice", false);
+    assert_eq!(circuit_to(&drain_circuits(&mut p), "bob"), first, "the ACK");
+    let bye = ack
+        .replace("ACK sip", "BYE sip")
+        .replace("CSeq: 1 ACK", "CSeq: 2 BYE")
+        .replace("z9hG4bKack9", "z9hG4bKbye9");
+    p.receive(later, bye.as_bytes(), "alice", false);
+    assert_eq!(circuit_to(&drain_circuits(&mut p), "bob"), first, "the BYE");
+
+    // Call 2: another circuit; its CANCEL follows its INVITE.
+    let inv2 = String::from_utf8_lossy(&invite("sip:bob@b.example", "z9hG4bKc2", 70, ""))
+        .replace("call-1", "call-2");
+    p.receive(later, inv2.as_bytes(), "alice", false);
+    let second = circuit_to(&drain_circuits(&mut p), "bob");
+    assert!(matches!(second, Circuit::Call(_)));
+    assert_ne!(second, first);
+    let cancel = inv2
+        .replace("INVITE sip", "CANCEL sip")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    p.receive(later, cancel.as_bytes(), "alice", false);
+    assert_eq!(
+        circuit_to(&drain_circuits(&mut p), "bob"),
+        second,
+        "the CANCEL"
+    );
+}
+
+#[test]
+fn without_call_circuits_everything_is_shared() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKs1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain_circuits(&mut p);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|(_, c, _)| *c == Circuit::Shared));
 }

@@ -215,7 +215,7 @@ pub async fn run(
                     let stream = tor.as_mut().and_then(|d| {
                         d.stream_for(
                             route,
-                            &t.bytes,
+                            t.circuit,
                             &conns,
                             &mut waiting,
                             &in_tx,

@@ -1,12 +1,13 @@
 //! SIP over Tor streams: our onion service's incoming streams, and
-//! outgoing streams per route, with a fresh circuit per call on request.
+//! outgoing streams per route: one shared, and one on a fresh circuit for
+//! each call the core gave a [`Circuit`] of its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use privasip_message::{Limits, Message};
+use privasip_proxy::Circuit;
 use privasip_tor::{Isolation, OnionService, TorBackend, TorStream};
 use tokio::sync::mpsc;
 
@@ -27,8 +28,9 @@ const OWN_CIRCUIT: u64 = 1 << 63;
 /// clock: a voting interval apart, 20 s in the test network); waiting
 /// that out turns a lost call into a slow one.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(28);
-/// Calls remembered per route for in-dialog requests; beyond this the
-/// oldest mapping is forgotten (its requests open a new stream).
+/// Call circuits remembered per route (each an open stream; an entry goes
+/// when its stream closes); beyond this all are forgotten at once (later
+/// requests of those calls open new streams).
 const MAX_CALLS: usize = 100_000;
 
 /// A SIP domain reached through Tor.
@@ -39,11 +41,6 @@ pub struct TorRoute {
     pub host: String,
     /// Its port.
     pub port: u16,
-    /// A new circuit for every call (the paper's worst case): each
-    /// out-of-dialog INVITE opens its own stream on a fresh circuit, built
-    /// ahead of need; the call's later requests follow it. Otherwise one
-    /// stream on one circuit carries everything.
-    pub per_call: bool,
 }
 
 /// The Tor destinations, indexed by [`Peer::Onion`]: the configured
@@ -99,10 +96,11 @@ struct RouteState {
     route: TorRoute,
     /// The stream most requests take.
     current: Option<Peer>,
-    /// A stream on a fresh circuit, opened before the next call needs it.
+    /// A stream on a fresh circuit, opened before the next call needs it
+    /// (once the route has seen a call with a circuit of its own).
     spare: Option<Peer>,
-    /// Call-ID -> the stream its INVITE took (per-call routes).
-    calls: HashMap<String, Peer>,
+    /// A call's circuit -> the stream it took.
+    calls: HashMap<u64, Peer>,
 }
 
 pub(crate) struct Driver {
@@ -190,12 +188,12 @@ impl Driver {
         }
     }
 
-    /// The stream a message to `route` takes, opening one if needed;
-    /// `None` for a route the table does not hold.
+    /// The stream a message to `route` on `circuit` takes, opening one
+    /// if needed; `None` for a route the table does not hold.
     pub(crate) fn stream_for(
         &mut self,
         route: u16,
-        bytes: &[u8],
+        circuit: Circuit,
         conns: &HashMap<Peer, mpsc::Sender<Vec<u8>>>,
         waiting: &mut HashMap<Peer, Vec<Vec<u8>>>,
         inbound: &mpsc::Sender<Inbound>,
@@ -217,53 +215,35 @@ impl Driver {
                 calls: HashMap::new(),
             });
         }
-        let per_call = self.routes[idx].route.per_call;
-        if per_call {
-            let (call_id, initial_invite) = call_of(bytes);
-            if let Some(cid) = &call_id
-                && let Some(p) = self.routes[idx].calls.get(cid).copied()
+        let Circuit::Call(call) = circuit else {
+            if let Some(p) = self.routes[idx].current
                 && alive(&p, waiting)
             {
                 return Some(p);
             }
-            if initial_invite || call_id.is_some() {
-                let chosen = if initial_invite {
-                    // The spare's circuit was built before this call came;
-                    // build the next call's now.
-                    let spare = self.routes[idx].spare.take();
-                    let chosen = match spare {
-                        Some(p) if alive(&p, waiting) => p,
-                        _ => self.open(idx, Isolation::Fresh, waiting, inbound, limits),
-                    };
-                    let next = self.open(idx, Isolation::Fresh, waiting, inbound, limits);
-                    self.routes[idx].spare = Some(next);
-                    chosen
-                } else {
-                    self.open(idx, Isolation::Fresh, waiting, inbound, limits)
-                };
-                let calls = &mut self.routes[idx].calls;
-                if let Some(cid) = call_id {
-                    if calls.len() >= MAX_CALLS {
-                        calls.clear();
-                    }
-                    calls.insert(cid, chosen);
-                }
-                return Some(chosen);
-            }
-        }
-        if let Some(p) = self.routes[idx].current
+            let p = self.open(idx, Isolation::Shared, waiting, inbound, limits);
+            self.routes[idx].current = Some(p);
+            return Some(p);
+        };
+        if let Some(p) = self.routes[idx].calls.get(&call).copied()
             && alive(&p, waiting)
         {
             return Some(p);
         }
-        let iso = if per_call {
-            Isolation::Fresh
-        } else {
-            Isolation::Shared
+        // A call we have not seen: the spare's circuit was built before it
+        // came; build the next call's now.
+        let chosen = match self.routes[idx].spare.take() {
+            Some(p) if alive(&p, waiting) => p,
+            _ => self.open(idx, Isolation::Fresh, waiting, inbound, limits),
         };
-        let p = self.open(idx, iso, waiting, inbound, limits);
-        self.routes[idx].current = Some(p);
-        Some(p)
+        let next = self.open(idx, Isolation::Fresh, waiting, inbound, limits);
+        let r = &mut self.routes[idx];
+        r.spare = Some(next);
+        if r.calls.len() >= MAX_CALLS {
+            r.calls.clear();
+        }
+        r.calls.insert(call, chosen);
+        Some(chosen)
     }
 
     fn open(
@@ -324,24 +304,4 @@ impl Driver {
         });
         peer
     }
-}
-
-/// A request's Call-ID, and whether it is an INVITE outside a dialog.
-/// Responses and unparsable bytes have no call.
-fn call_of(bytes: &[u8]) -> (Option<String>, bool) {
-    if !bytes.starts_with(b"INVITE ")
-        && !bytes.starts_with(b"ACK ")
-        && !bytes.starts_with(b"BYE ")
-        && !bytes.starts_with(b"CANCEL ")
-        && !bytes.starts_with(b"INFO ")
-        && !bytes.starts_with(b"UPDATE ")
-        && !bytes.starts_with(b"PRACK ")
-    {
-        return (None, false);
-    }
-    let Ok(m) = Message::parse_datagram(bytes, &Limits::default()) else {
-        return (None, false);
-    };
-    let invite = bytes.starts_with(b"INVITE ") && m.to().is_some_and(|t| t.tag().is_none());
-    (m.call_id().map(str::to_owned), invite)
 }

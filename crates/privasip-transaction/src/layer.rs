@@ -26,8 +26,28 @@ pub struct ServerTx(u64);
 pub struct Transmit<P> {
     /// Where to.
     pub to: P,
+    /// Which Tor circuit it may share (drivers without Tor ignore it).
+    pub circuit: Circuit,
     /// The message.
     pub bytes: Vec<u8>,
+}
+
+/// Which Tor circuit a message may ride, as the transaction user decided:
+/// the decision that keeps two calls from being linked by a shared
+/// circuit belongs to the core that knows what a call is, not to a driver
+/// re-reading SIP. A driver maps each value to a stream of its own per
+/// destination (for Tor) and ignores it for other transports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Circuit {
+    /// Whatever circuit the destination's usual stream uses: responses
+    /// (they go back the way the request came), registrations, and
+    /// everything when calls share circuits.
+    #[default]
+    Shared,
+    /// The circuit of one call, away from every other call's: every
+    /// request of the call carries the same number, no other call's does.
+    /// The number is opaque (it names nothing outside the process).
+    Call(u64),
 }
 
 /// What the transaction user must hear about, besides what `receive`
@@ -183,6 +203,7 @@ struct ClientEntry<P> {
     tx: Client,
     key: ClientKey,
     peer: P,
+    circuit: Circuit,
 }
 
 struct ServerEntry<P> {
@@ -251,13 +272,15 @@ impl<P: Clone> Transactions<P> {
 
     /// Starts a client transaction for `request` (which must carry an RFC
     /// 3261 branch in its top Via) towards `peer`. `reliable` is true over
-    /// TCP, TLS and Tor: no retransmissions, no lingering.
+    /// TCP, TLS and Tor: no retransmissions, no lingering. Every send of
+    /// it (retransmissions too) rides `circuit`.
     pub fn send_request(
         &mut self,
         now: Instant,
         request: Vec<u8>,
         peer: P,
         reliable: bool,
+        circuit: Circuit,
     ) -> Result<ClientTx, TxError> {
         let (key, invite) = {
             let m = Message::parse_datagram(&request, &self.limits)
@@ -279,7 +302,15 @@ impl<P: Clone> Transactions<P> {
         let mut out = Out::default();
         let tx = Client::start(now, &self.cfg, invite, request, reliable, &mut out);
         self.client_keys.insert(key.clone(), id);
-        self.clients.insert(id, ClientEntry { tx, key, peer });
+        self.clients.insert(
+            id,
+            ClientEntry {
+                tx,
+                key,
+                peer,
+                circuit,
+            },
+        );
         self.after_client(id, out);
         Ok(ClientTx(id))
     }
@@ -377,6 +408,7 @@ impl<P: Clone> Transactions<P> {
         self.server_keys.remove(&e.key);
         self.transmits.push_back(Transmit {
             to: e.peer,
+            circuit: Circuit::Shared,
             bytes: response,
         });
         Ok(())
@@ -478,6 +510,7 @@ impl<P: Clone> Transactions<P> {
         for bytes in out.0 {
             self.transmits.push_back(Transmit {
                 to: e.peer.clone(),
+                circuit: e.circuit,
                 bytes,
             });
         }
@@ -502,6 +535,7 @@ impl<P: Clone> Transactions<P> {
         for bytes in out.0 {
             self.transmits.push_back(Transmit {
                 to: e.peer.clone(),
+                circuit: Circuit::Shared,
                 bytes,
             });
         }

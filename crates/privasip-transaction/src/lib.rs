@@ -6,5 +6,5 @@ mod layer;
 mod server;
 mod timers;
 
-pub use layer::{ClientTx, Event, Received, ServerTx, Transactions, Transmit, TxError};
+pub use layer::{Circuit, ClientTx, Event, Received, ServerTx, Transactions, Transmit, TxError};
 pub use timers::TimerConfig;

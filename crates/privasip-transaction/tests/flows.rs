@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use privasip_message::{Limits, Message};
-use privasip_transaction::{Event, Received, TimerConfig, Transactions, TxError};
+use privasip_transaction::{Circuit, Event, Received, TimerConfig, Transactions, TxError};
 
 const PEER: &str = "peer";
 
@@ -79,7 +79,13 @@ fn non_invite_over_udp_retransmits_up_to_t2_then_times_out() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("OPTIONS", "z9hG4bKe1"), PEER, false)
+        .send_request(
+            t0,
+            request("OPTIONS", "z9hG4bKe1"),
+            PEER,
+            false,
+            Circuit::Shared,
+        )
         .expect("starts");
     assert_eq!(layer.poll_transmit().map(|t| t.to), Some(PEER));
     let (sent, events) = run(&mut layer, t0, Duration::from_secs(60));
@@ -95,11 +101,39 @@ fn non_invite_over_udp_retransmits_up_to_t2_then_times_out() {
 }
 
 #[test]
+fn every_send_of_a_request_rides_the_circuit_it_was_given() {
+    let mut layer = Transactions::default();
+    let t0 = Instant::now();
+    layer
+        .send_request(
+            t0,
+            request("INVITE", "z9hG4bKcirc"),
+            PEER,
+            false,
+            Circuit::Call(7),
+        )
+        .expect("starts");
+    let mut circuits = vec![layer.poll_transmit().expect("sent").circuit];
+    while let Some(at) = layer.poll_timeout() {
+        layer.handle_timeout(at);
+        circuits.extend(std::iter::from_fn(|| layer.poll_transmit()).map(|t| t.circuit));
+    }
+    // Timer A's six retransmissions too, not only the first send.
+    assert_eq!(circuits, vec![Circuit::Call(7); 7]);
+}
+
+#[test]
 fn non_invite_over_tcp_never_retransmits() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("REGISTER", "z9hG4bKe2"), PEER, true)
+        .send_request(
+            t0,
+            request("REGISTER", "z9hG4bKe2"),
+            PEER,
+            true,
+            Circuit::Shared,
+        )
         .expect("starts");
     layer.poll_transmit();
     let (sent, events) = run(&mut layer, t0, Duration::from_secs(60));
@@ -112,7 +146,13 @@ fn non_invite_completes_absorbs_retransmissions_and_lingers_t4() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("OPTIONS", "z9hG4bKe3"), PEER, false)
+        .send_request(
+            t0,
+            request("OPTIONS", "z9hG4bKe3"),
+            PEER,
+            false,
+            Circuit::Shared,
+        )
         .expect("starts");
     layer.poll_transmit();
     let t1 = t0 + Duration::from_millis(100);
@@ -158,7 +198,13 @@ fn invite_over_udp_retransmits_doubling_until_timer_b() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("INVITE", "z9hG4bKi1"), PEER, false)
+        .send_request(
+            t0,
+            request("INVITE", "z9hG4bKi1"),
+            PEER,
+            false,
+            Circuit::Shared,
+        )
         .expect("starts");
     layer.poll_transmit();
     let (sent, events) = run(&mut layer, t0, Duration::from_secs(60));
@@ -172,7 +218,13 @@ fn invite_rejected_is_acked_by_the_transaction() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("INVITE", "z9hG4bKi2"), PEER, false)
+        .send_request(
+            t0,
+            request("INVITE", "z9hG4bKi2"),
+            PEER,
+            false,
+            Circuit::Shared,
+        )
         .expect("starts");
     layer.poll_transmit();
     let t1 = t0 + Duration::from_millis(200);
@@ -214,7 +266,13 @@ fn invite_accepted_passes_every_2xx_up_until_timer_m() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let tx = layer
-        .send_request(t0, request("INVITE", "z9hG4bKi3"), PEER, true)
+        .send_request(
+            t0,
+            request("INVITE", "z9hG4bKi3"),
+            PEER,
+            true,
+            Circuit::Shared,
+        )
         .expect("starts");
     layer.poll_transmit();
     for _ in 0..2 {
@@ -345,10 +403,22 @@ fn cancel_and_invite_share_a_branch_but_not_a_transaction() {
     let mut layer = Transactions::default();
     let t0 = Instant::now();
     let inv = layer
-        .send_request(t0, request("INVITE", "z9hG4bKc1"), PEER, true)
+        .send_request(
+            t0,
+            request("INVITE", "z9hG4bKc1"),
+            PEER,
+            true,
+            Circuit::Shared,
+        )
         .expect("invite");
     let cancel = layer
-        .send_request(t0, request("CANCEL", "z9hG4bKc1"), PEER, true)
+        .send_request(
+            t0,
+            request("CANCEL", "z9hG4bKc1"),
+            PEER,
+            true,
+            Circuit::Shared,
+        )
         .expect("cancel");
     assert_ne!(inv, cancel);
     assert_eq!(
@@ -361,8 +431,20 @@ fn cancel_and_invite_share_a_branch_but_not_a_transaction() {
     );
     assert_eq!(
         layer
-            .send_request(t0, request("INVITE", "z9hG4bKc2"), PEER, true)
-            .and(layer.send_request(t0, request("INVITE", "z9hG4bKc2"), PEER, true)),
+            .send_request(
+                t0,
+                request("INVITE", "z9hG4bKc2"),
+                PEER,
+                true,
+                Circuit::Shared
+            )
+            .and(layer.send_request(
+                t0,
+                request("INVITE", "z9hG4bKc2"),
+                PEER,
+                true,
+                Circuit::Shared
+            )),
         Err(TxError::Duplicate)
     );
 }
@@ -385,16 +467,22 @@ fn strays_misuse_and_rfc2543_peers() {
         Received::Stray
     );
     assert_eq!(
-        layer.send_request(t0, request("ACK", "z9hG4bKx"), PEER, false),
+        layer.send_request(t0, request("ACK", "z9hG4bKx"), PEER, false, Circuit::Shared),
         Err(TxError::AckIsNotATransaction)
     );
     assert_eq!(
-        layer.send_request(t0, request("INVITE", "old-branch"), PEER, false),
+        layer.send_request(
+            t0,
+            request("INVITE", "old-branch"),
+            PEER,
+            false,
+            Circuit::Shared
+        ),
         Err(TxError::NoBranch)
     );
     assert!(
         layer
-            .send_request(t0, b"junk".to_vec(), PEER, false)
+            .send_request(t0, b"junk".to_vec(), PEER, false, Circuit::Shared)
             .is_err()
     );
     // An RFC 2543 client (no cookie): matched by the fallback key.
@@ -415,7 +503,13 @@ fn many_transactions_keep_their_own_timers() {
     for i in 0..1000u32 {
         let at = t0 + Duration::from_millis(u64::from(i));
         layer
-            .send_request(at, request("OPTIONS", &format!("z9hG4bKm{i}")), PEER, true)
+            .send_request(
+                at,
+                request("OPTIONS", &format!("z9hG4bKm{i}")),
+                PEER,
+                true,
+                Circuit::Shared,
+            )
             .expect("starts");
     }
     while layer.poll_transmit().is_some() {}

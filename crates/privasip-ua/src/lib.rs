@@ -9,6 +9,7 @@ use std::time::Duration;
 use privasip_identity::PublicKey;
 use zeroize::Zeroizing;
 
+pub use privasip_transaction::Circuit;
 pub use ua::{CallId, Ua, UaEvent, flow_host};
 
 /// How this user agent protects identities.
@@ -91,6 +92,10 @@ pub struct UaConfig {
     pub answer: Answer,
     /// Incoming calls: how long to ring before answering.
     pub ring_time: Duration,
+    /// Give each call we place a Tor circuit of its own: all its requests
+    /// name one [`privasip_transaction::Circuit`] that no other call's do
+    /// (registrations and calls to us share one).
+    pub call_circuits: bool,
 }
 
 impl std::fmt::Debug for UaConfig {
@@ -100,6 +105,7 @@ impl std::fmt::Debug for UaConfig {
             .field("domain", &self.domain)
             .field("reliable", &self.reliable)
             .field("privacy", &self.privacy)
+            .field("call_circuits", &self.call_circuits)
             .finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::transform::{self, DialogTokens};
 use privasip_identity::{AesSender, Encryptor, RealId};
 use privasip_message::{HasSipStatus, HeaderName, Limits, Message, Sensitive, Uri};
-use privasip_transaction::{ClientTx, Event, Received, ServerTx, Transactions, Transmit};
+use privasip_transaction::{Circuit, ClientTx, Event, Received, ServerTx, Transactions, Transmit};
 use rand_core::CryptoRngCore;
 
 use crate::build::{self, Req};
@@ -95,11 +95,12 @@ enum State {
     Established,
 }
 
-struct Call<P> {
+struct Call {
     dialog: Dialog,
-    /// Where this call's requests go: the proxy, or (a fresh Tor circuit
-    /// per call) a link of its own to it.
-    via: P,
+    /// The Tor circuit this call's requests ride (to the proxy, like
+    /// every request): its own for a call we place when
+    /// [`UaConfig::call_circuits`] says so, else the shared one.
+    circuit: Circuit,
     state: State,
     /// Outgoing: the Request-URI of our INVITE, and its tokens.
     target: String,
@@ -149,7 +150,7 @@ pub struct Ua<P> {
     tx: Transactions<P>,
     limits: Limits,
     reg: Option<Registration>,
-    calls: HashMap<u64, Call<P>>,
+    calls: HashMap<u64, Call>,
     by_call_id: HashMap<String, u64>,
     by_client: HashMap<ClientTx, Owner>,
     next: u64,
@@ -293,12 +294,20 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         &mut self,
         now: Instant,
         bytes: Vec<u8>,
-        to: P,
+        circuit: Circuit,
         owner: Owner,
     ) -> Result<ClientTx, UaError> {
-        let tx = self.tx.send_request(now, bytes, to, self.cfg.reliable)?;
+        let to = self.proxy.clone();
+        let tx = self
+            .tx
+            .send_request(now, bytes, to, self.cfg.reliable, circuit)?;
         self.by_client.insert(tx, owner);
         Ok(tx)
+    }
+
+    /// The circuit a call's requests ride (None once it is over).
+    pub fn circuit(&self, call: CallId) -> Option<Circuit> {
+        self.calls.get(&call.0).map(|c| c.circuit)
     }
 
     /// PrivaSIP-AES: the counter the next token will use. Persist it
@@ -400,28 +409,18 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let tokens = reg.tokens.clone();
         let contact_user = reg.contact_user.clone();
         let bytes = self.protect(bytes, tokens.as_ref(), contact_user.as_deref())?;
-        self.send(now, bytes, self.proxy.clone(), Owner::Register)?;
+        self.send(now, bytes, Circuit::Shared, Owner::Register)?;
         Ok(())
     }
 
     /// Calls `target` (a SIP URI). Under PrivaSIP-2 the callee's ID is
-    /// encrypted to its domain's key, when we have one.
+    /// encrypted to its domain's key, when we have one. With
+    /// [`UaConfig::call_circuits`], every request of the call names a
+    /// [`Circuit`] of its own.
     pub fn call(
         &mut self,
         now: Instant,
         target: &str,
-        rng: &mut dyn CryptoRngCore,
-    ) -> Result<CallId, UaError> {
-        self.call_via(now, target, self.proxy.clone(), rng)
-    }
-
-    /// Like [`Ua::call`], with every request of the call sent to `via`: a
-    /// link of its own to the proxy (over Tor, a fresh circuit per call).
-    pub fn call_via(
-        &mut self,
-        now: Instant,
-        target: &str,
-        via: P,
         rng: &mut dyn CryptoRngCore,
     ) -> Result<CallId, UaError> {
         let (callee_user, callee_host) = match Uri::parse(target) {
@@ -442,8 +441,13 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         };
         self.next += 1;
         let id = self.next;
+        let circuit = if self.cfg.call_circuits {
+            Circuit::Call(id)
+        } else {
+            Circuit::Shared
+        };
         let mut call = Call {
-            via,
+            circuit,
             dialog: Dialog {
                 call_id: call_id.clone(),
                 local_tag: hex(rng, 6),
@@ -465,7 +469,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         };
         let bytes = self.invite_bytes(&mut call, rng, None)?;
         call.invite = bytes.clone();
-        self.send(now, bytes, call.via.clone(), Owner::Invite(id))?;
+        self.send(now, bytes, call.circuit, Owner::Invite(id))?;
         call.state = State::Calling { retried: false };
         self.by_call_id.insert(call_id, id);
         self.calls.insert(id, call);
@@ -474,7 +478,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
 
     fn invite_bytes(
         &self,
-        call: &mut Call<P>,
+        call: &mut Call,
         rng: &mut dyn CryptoRngCore,
         auth: Option<String>,
     ) -> Result<Vec<u8>, UaError> {
@@ -547,8 +551,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             transport(self.cfg.reliable),
             rng,
         );
-        let via = c.via.clone();
-        self.send(now, bytes, via, Owner::Bye(call.0))?;
+        let circuit = c.circuit;
+        self.send(now, bytes, circuit, Owner::Bye(call.0))?;
         Ok(())
     }
 
@@ -630,8 +634,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             .ok()
             .and_then(|inv| inv.cancel_request())
             .ok_or(UaError::NoCancel)?;
-        let via = c.via.clone();
-        self.send(now, cancel, via, Owner::Cancel(id))?;
+        let circuit = c.circuit;
+        self.send(now, cancel, circuit, Owner::Cancel(id))?;
         Ok(())
     }
 
@@ -756,7 +760,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 c.early = false;
                 let sent = self.invite_bytes(&mut c, rng, Some(auth)).and_then(|b| {
                     c.invite = b.clone();
-                    self.send(now, b, c.via.clone(), Owner::Invite(id))
+                    self.send(now, b, c.circuit, Owner::Invite(id))
                 });
                 if sent.is_ok() {
                     c.state = State::Calling { retried: true };
@@ -780,7 +784,8 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             rng,
         );
         self.outbox.push_back(Transmit {
-            to: c.via.clone(),
+            to: self.proxy.clone(),
+            circuit: c.circuit,
             bytes,
         });
     }
@@ -1023,7 +1028,9 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.calls.insert(
             id,
             Call {
-                via: self.proxy.clone(),
+                // Calls to us: our requests in them go the way our
+                // registration does.
+                circuit: Circuit::Shared,
                 dialog,
                 state: State::Ringing {
                     stx,

@@ -117,6 +117,7 @@ pub fn ua(
             privacy,
             answer,
             ring_time: Duration::from_millis(300),
+            call_circuits: false,
         },
         proxy,
     )

@@ -1,0 +1,92 @@
+//! Which Tor circuit a user agent's requests ride is the core's decision:
+//! with `call_circuits`, every call it places names a circuit of its own
+//! for all its requests; its registration stays on the shared one.
+
+// Tests need some starting instant; which one does not matter.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use privasip_message::{Limits, Message};
+use privasip_ua::{Answer, Circuit, Privacy, Ua, UaConfig};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::SeedableRng;
+use zeroize::Zeroizing;
+
+fn alice(call_circuits: bool) -> Ua<&'static str> {
+    Ua::new(
+        UaConfig {
+            user: "alice".into(),
+            display_name: None,
+            domain: "a.example".into(),
+            password: Zeroizing::new("wonderland".into()),
+            local: "alice.host:5060".into(),
+            reliable: true,
+            outbound: false,
+            expires: 600,
+            privacy: Privacy::Plain,
+            answer: Answer::Accept,
+            ring_time: Duration::ZERO,
+            call_circuits,
+        },
+        "proxy",
+    )
+}
+
+/// What the user agent sent: (method, circuit).
+fn sent(ua: &mut Ua<&'static str>) -> Vec<(String, Circuit)> {
+    std::iter::from_fn(|| ua.poll_transmit())
+        .map(|t| {
+            assert_eq!(t.to, "proxy", "every request goes to the proxy");
+            let m = Message::parse_datagram(&t.bytes, &Limits::default()).expect("parses");
+            (
+                m.method()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default(),
+                t.circuit,
+            )
+        })
+        .collect()
+}
+
+fn ringing(invite: &[u8]) -> Vec<u8> {
+    let m = Message::parse_datagram(invite, &Limits::default()).expect("parses");
+    privasip_proxy::response_for(&m, 180, "Ringing", "b1", &[])
+}
+
+#[test]
+fn each_call_rides_a_circuit_of_its_own_and_the_registration_the_shared_one() {
+    let now = Instant::now();
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut ua = alice(true);
+    ua.register(now, &mut rng).expect("registers");
+    assert_eq!(sent(&mut ua), [("REGISTER".to_owned(), Circuit::Shared)]);
+
+    let one = ua.call(now, "sip:bob@b.example", &mut rng).expect("calls");
+    let invite = std::iter::from_fn(|| ua.poll_transmit())
+        .next()
+        .expect("INVITE");
+    let first = invite.circuit;
+    assert!(matches!(first, Circuit::Call(_)));
+    assert_eq!(ua.circuit(one), Some(first));
+    // Its CANCEL (after a provisional response, §9.1) rides it too.
+    ua.receive(now, &ringing(&invite.bytes), "proxy", &mut rng);
+    ua.hangup(now, one, &mut rng).expect("cancels");
+    assert_eq!(sent(&mut ua), [("CANCEL".to_owned(), first)]);
+
+    let two = ua.call(now, "sip:bob@b.example", &mut rng).expect("calls");
+    let second = ua.circuit(two).expect("a circuit");
+    assert!(matches!(second, Circuit::Call(_)));
+    assert_ne!(second, first);
+    assert_eq!(sent(&mut ua), [("INVITE".to_owned(), second)]);
+}
+
+#[test]
+fn without_call_circuits_calls_share_the_registration_s_circuit() {
+    let now = Instant::now();
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let mut ua = alice(false);
+    let call = ua.call(now, "sip:bob@b.example", &mut rng).expect("calls");
+    assert_eq!(ua.circuit(call), Some(Circuit::Shared));
+    assert_eq!(sent(&mut ua), [("INVITE".to_owned(), Circuit::Shared)]);
+}
