@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-ensure_deb tor iproute2
+ensure_deb tor iproute2 fonts-dejavu-core
 calls=${1:-100}
 scheme=${2:-hpke}
 shift 2 || shift $# || true

@@ -18,7 +18,7 @@ step "arti only in privasip-arti"
 scripts/check-arti.sh
 
 step "foreign peers the tests drive (Debian packages)"
-ensure_deb sip-tester sipsak kamailio tor iproute2 tcpdump postgresql baresip-core
+ensure_deb sip-tester sipsak kamailio tor iproute2 tcpdump postgresql baresip-core fonts-dejavu-core
 
 step "tests (debug build)"
 cargo test --workspace --locked

@@ -4,6 +4,8 @@
 
 pub mod demo;
 pub mod paper;
+pub mod plot;
+pub mod progress;
 pub mod sniff;
 pub mod stage;
 #[cfg(feature = "arti")]

@@ -406,127 +406,16 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
     }
     std::fs::write(out.join("results.md"), &md)?;
     for (s, h) in sc.iter().zip(&hists) {
-        let svg = svg_histogram(&s.name, h, lo, width);
-        std::fs::write(out.join(format!("hist-{}.svg", s.name)), &svg)?;
-        let png = png_histogram(h);
-        std::fs::write(out.join(format!("hist-{}.png", s.name)), png)?;
+        crate::plot::Histogram {
+            title: &format!("INVITE->180, {}", s.name),
+            lo,
+            width,
+            counts: h,
+        }
+        .write(&out.join(format!("hist-{}", s.name)))?;
     }
     println!("{md}");
     Ok(())
-}
-
-fn svg_histogram(name: &str, h: &[usize], lo: f64, width: f64) -> String {
-    let (w, ht, pad) = (640.0, 360.0, 50.0);
-    let max = h.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let bw = (w - 2.0 * pad) / h.len() as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{ht}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">INVITE-&gt;180, {name} ({} calls)</text>\n",
-        w / 2.0,
-        h.iter().sum::<usize>()
-    );
-    for (i, &c) in h.iter().enumerate() {
-        let bh = (ht - 2.0 * pad) * c as f64 / max;
-        let x = pad + bw * i as f64;
-        let y = ht - pad - bh;
-        let _ = writeln!(
-            s,
-            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#4477aa\"/>",
-            bw * 0.9
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>",
-            x + bw * 0.45,
-            ht - pad + 14.0,
-            lo + width * i as f64
-        );
-        if c > 0 {
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{c}</text>",
-                x + bw * 0.45,
-                y - 3.0
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">ms (bin start; width {width})</text>\n</svg>",
-        w / 2.0,
-        ht - 12.0
-    );
-    s
-}
-
-/// The same histogram as a PNG (bars only): 8-bit grey, stored
-/// (uncompressed) deflate blocks, so no image library is needed.
-fn png_histogram(h: &[usize]) -> Vec<u8> {
-    let (w, ht) = (320usize, 160usize);
-    let max = h.iter().copied().max().unwrap_or(1).max(1);
-    let bw = w / h.len().max(1);
-    let mut raw = Vec::with_capacity((w + 1) * ht);
-    for y in 0..ht {
-        raw.push(0); // filter: none
-        for x in 0..w {
-            let bin = (x / bw.max(1)).min(h.len().saturating_sub(1));
-            let bar = h.get(bin).copied().unwrap_or(0) * (ht - 10) / max;
-            let inside = x % bw.max(1) < bw.max(1) * 9 / 10 && ht - y <= bar;
-            raw.push(if inside { 60 } else { 255 });
-        }
-    }
-    let mut z = vec![0x78, 0x01];
-    for (i, chunk) in raw.chunks(65_535).enumerate() {
-        let last = (i + 1) * 65_535 >= raw.len();
-        z.push(u8::from(last));
-        let len = chunk.len() as u16;
-        z.extend_from_slice(&len.to_le_bytes());
-        z.extend_from_slice(&(!len).to_le_bytes());
-        z.extend_from_slice(chunk);
-    }
-    z.extend_from_slice(&adler32(&raw).to_be_bytes());
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&(w as u32).to_be_bytes());
-    ihdr.extend_from_slice(&(ht as u32).to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &z);
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
-fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    png.extend_from_slice(kind);
-    png.extend_from_slice(data);
-    let mut c = crc32(kind, 0xFFFF_FFFF);
-    c = crc32(data, c);
-    png.extend_from_slice(&(!c).to_be_bytes());
-}
-
-fn crc32(data: &[u8], mut c: u32) -> u32 {
-    for &b in data {
-        c ^= u32::from(b);
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    c
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    (b << 16) | a
 }
 
 #[cfg(test)]
@@ -538,12 +427,5 @@ mod tests {
         assert_eq!(bin_width(0.0, 100.0), 10.0);
         assert_eq!(bin_width(100.0, 250.0), 20.0);
         assert_eq!(bin_width(90.0, 500.0), 50.0);
-    }
-
-    #[test]
-    fn png_is_well_formed() {
-        let png = png_histogram(&[1, 3, 2]);
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
-        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]), "IEND CRC");
     }
 }

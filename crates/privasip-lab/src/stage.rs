@@ -175,8 +175,9 @@ pub fn stage(
         quickack,
         ..privasip_testnet::Options::new(net_dir.clone())
     };
-    let progress = |m: &str| eprintln!("  testnet {m}");
-    rt.block_on(privasip_testnet::up(&opts, &progress))?;
+    let steps = crate::progress::Steps::new("testnet");
+    rt.block_on(privasip_testnet::up(&opts, &|m: &str| steps.step(m)))?;
+    steps.finish();
 
     say(
         started,

@@ -98,7 +98,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             };
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            let progress = |m: &str| eprintln!("testnet: {m}");
+            let steps = privasip_lab::progress::Steps::new("testnet:");
+            let progress = |m: &str| steps.step(m);
             let net = rt.block_on(async {
                 tokio::select! {
                     r = privasip_testnet::up(&opts, &progress) => r.map_err(anyhow::Error::from),
@@ -108,6 +109,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                     }
                 }
             })?;
+            steps.finish();
             print_clients(&net);
             println!(
                 "stop it with: privasip testnet down --dir {}",
