@@ -12,44 +12,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Running, scenario, wait_for_port};
 use privasip_tor::{CTor, Isolation, TorBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Stops the network when the test ends, pass or fail.
-struct Testnet(PathBuf);
-
-impl Drop for Testnet {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_privasip"))
-            .args(["testnet", "down", "--dir"])
-            .arg(&self.0)
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-fn testnet_up(dir: &Path, base: u16) -> Testnet {
-    common::require("tor", "tor");
-    let guard = Testnet(dir.to_owned());
-    let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
-        .args(["testnet", "up", "--dir"])
-        .arg(dir)
-        .args(["--base-port", &base.to_string()])
-        .output()
-        .expect("privasip testnet up runs");
-    assert!(
-        out.status.success(),
-        "testnet up failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    guard
-}
 
 /// Starts a proxy and waits for its UDP port (after Tor set-up).
 fn proxy(config: &Path, port: u16, log: &Path) -> Child {
@@ -108,7 +77,7 @@ fn sip_between_proxies_over_an_onion_service() {
     common::require("sipp", "sip-tester");
     let dir = tempfile::tempdir().expect("tempdir");
     let net_dir = dir.path().join("net");
-    let _net = testnet_up(&net_dir, 16000);
+    let _net = common::Testnet::up(&net_dir, "16000");
     let net = privasip_testnet::Testnet::load(&net_dir).unwrap();
     for (i, (a, b)) in [("c-tor", "c-tor"), ("arti", "arti"), ("arti", "c-tor")]
         .into_iter()

@@ -164,3 +164,39 @@ pub fn ua_listen(dir: &Path, name: &str, seconds: u32) -> (Child, PathBuf) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A private Tor network (`privasip testnet up`), stopped when dropped,
+/// pass or fail.
+pub struct Testnet(std::path::PathBuf);
+
+impl Testnet {
+    /// Starts one in `dir` on ports from `base` (Debian's tor must be
+    /// installed: scripts/test.sh does it).
+    pub fn up(dir: &Path, base: &str) -> Testnet {
+        require("tor", "tor");
+        let guard = Testnet(dir.to_owned());
+        let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
+            .args(["testnet", "up", "--dir"])
+            .arg(dir)
+            .args(["--base-port", base])
+            .output()
+            .expect("privasip testnet up runs");
+        assert!(
+            out.status.success(),
+            "testnet up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        guard
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_privasip"))
+            .args(["testnet", "down", "--dir"])
+            .arg(&self.0)
+            .stdout(Stdio::null())
+            .status();
+    }
+}
