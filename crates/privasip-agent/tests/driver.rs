@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use privasip_agent::{Agent, ProxyAt, Setup, TorAccess};
 use privasip_digest::Algorithm;
-use privasip_proxy::{Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
+use privasip_proxy::{Proxy, ProxyConfig};
 use privasip_server::{Listen, Stats, TcpLimits};
 use privasip_tor::{
     BoxFuture, Isolation, OnionService, OnionSpec, TorBackend, TorError, TorStream,
 };
-use privasip_ua::{Answer, Privacy, UaConfig, UaEvent};
+use privasip_ua::{UaConfig, UaEvent};
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -50,13 +49,8 @@ fn start_proxy(port: u16) -> oneshot::Sender<()> {
 async fn run_proxy(port: u16, stopped: oneshot::Receiver<()>) {
     let proxy = Proxy::new(
         ProxyConfig {
-            domains: vec!["b.example".into()],
-            sent_by: format!("127.0.0.1:{port}"),
-            record_route: true,
-            authenticate: false,
-            registrar: RegistrarConfig::default(),
             digest: vec![Algorithm::Sha256],
-            relay: RelayPolicy::default(),
+            ..ProxyConfig::new("b.example", format!("127.0.0.1:{port}"))
         },
         Box::new(|_: &str, _: Option<u16>, _: &str| None),
         [5; 32],
@@ -109,18 +103,14 @@ async fn wait_listening(port: u16) {
 
 fn ua(user: &str, local: SocketAddr) -> UaConfig {
     UaConfig {
-        user: user.into(),
-        display_name: None,
-        domain: "b.example".into(),
-        password: Zeroizing::new("secret".into()),
-        local: local.to_string(),
         reliable: true,
-        outbound: false,
         expires: 600,
-        privacy: Privacy::Plain,
-        answer: Answer::Accept,
-        ring_time: Duration::ZERO,
-        call_circuits: false,
+        ..UaConfig::new(
+            user,
+            "b.example",
+            Zeroizing::new("secret".into()),
+            local.to_string(),
+        )
     }
 }
 

@@ -17,7 +17,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use privasip_digest::Algorithm;
 use privasip_message::{ContactValue, HeaderName, Limits, Message};
 use privasip_proxy::{Hiding, Next, Origin, Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
 
 /// The two user agents, as the proxy's peers.
 const UAC: &str = "uac";
@@ -29,17 +28,13 @@ const SPACING: Duration = Duration::from_micros(250);
 fn proxy(hiding: Hiding) -> Proxy<&'static str> {
     let loopback = "127.0.0.0/8".parse().expect("a network");
     let cfg = ProxyConfig {
-        domains: vec!["b.example".into()],
-        sent_by: "127.0.0.1:5060".into(),
-        record_route: true,
-        authenticate: false,
-        registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Md5],
         relay: RelayPolicy {
             trusted: vec![loopback],
             allow_networks: vec![loopback],
             ..RelayPolicy::default()
         },
+        ..ProxyConfig::new("b.example", "127.0.0.1:5060")
     };
     let mut p = Proxy::new(
         cfg,

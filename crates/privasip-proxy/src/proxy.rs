@@ -67,6 +67,28 @@ pub struct ProxyConfig {
     pub relay: RelayPolicy,
 }
 
+impl ProxyConfig {
+    /// A proxy for `domain`, naming itself `sent_by`, with the safe
+    /// defaults: it record-routes, authenticates REGISTER only (set
+    /// `authenticate` for every request from our domain), offers SHA-256
+    /// then MD5, and relays for nobody outside its domain
+    /// ([`RelayPolicy::default`]).
+    pub fn new(domain: impl Into<String>, sent_by: impl Into<String>) -> ProxyConfig {
+        ProxyConfig {
+            domains: vec![domain.into()],
+            sent_by: sent_by.into(),
+            record_route: true,
+            authenticate: false,
+            registrar: RegistrarConfig::default(),
+            digest: vec![
+                privasip_digest::Algorithm::Sha256,
+                privasip_digest::Algorithm::Md5,
+            ],
+            relay: RelayPolicy::default(),
+        }
+    }
+}
+
 /// What the driver should persist (the core does no I/O). It carries real
 /// IDs: `Debug` shows only which kind of event it is.
 #[derive(Clone, PartialEq, Eq)]

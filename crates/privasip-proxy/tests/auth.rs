@@ -11,7 +11,6 @@ use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_identity::{Keyring, PrivateKey, RealId, SchemeId};
 use privasip_message::{HeaderName, Limits, Message};
 use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -19,16 +18,12 @@ const REALM: &str = "b.example";
 
 fn proxy(t0: Instant, authenticate: bool) -> Proxy<&'static str> {
     let cfg = ProxyConfig {
-        domains: vec![REALM.into()],
-        sent_by: "192.0.2.10:5060".into(),
-        record_route: true,
         authenticate,
-        registrar: RegistrarConfig::default(),
-        digest: vec![Algorithm::Sha256, Algorithm::Md5],
         relay: RelayPolicy {
             routed_domains: vec!["c.example".into()],
             ..RelayPolicy::default()
         },
+        ..ProxyConfig::new(REALM, "192.0.2.10:5060")
     };
     let mut p = Proxy::new(
         cfg,

@@ -6,26 +6,19 @@
 
 use std::time::{Duration, Instant};
 
-use privasip_digest::Algorithm;
 use privasip_message::{Limits, Message};
 use privasip_proxy::{Circuit, Next, Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
 
 type Sent = Vec<(&'static str, Vec<u8>)>;
 
 fn proxy() -> Proxy<&'static str> {
     let cfg = ProxyConfig {
-        domains: vec!["b.example".into()],
-        sent_by: "192.0.2.10:5060".into(),
-        record_route: true,
-        authenticate: false,
-        registrar: RegistrarConfig::default(),
-        digest: vec![Algorithm::Sha256, Algorithm::Md5],
         // c.example is an explicit route, as [routes] would make it.
         relay: RelayPolicy {
             routed_domains: vec!["c.example".into()],
             ..RelayPolicy::default()
         },
+        ..ProxyConfig::new("b.example", "192.0.2.10:5060")
     };
     Proxy::new(
         cfg,

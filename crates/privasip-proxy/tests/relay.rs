@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use privasip_digest::Algorithm;
 use privasip_message::{Limits, Message};
 use privasip_proxy::{Next, Origin, Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
 
 type Sent = Vec<(&'static str, Vec<u8>)>;
 
@@ -32,13 +31,9 @@ fn origin(peer: &&'static str) -> Origin {
 
 fn proxy(relay: RelayPolicy) -> Proxy<&'static str> {
     let cfg = ProxyConfig {
-        domains: vec!["b.example".into()],
-        sent_by: "192.0.2.10:5060".into(),
-        record_route: true,
-        authenticate: false,
-        registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256],
         relay,
+        ..ProxyConfig::new("b.example", "192.0.2.10:5060")
     };
     let mut p = Proxy::new(
         cfg,

@@ -15,7 +15,6 @@ use privasip_message::{HeaderName, Limits, Message};
 use privasip_proxy::{
     Next, Origin, PEER_SCHEME, PeerKey, PeerKeys, Proxy, ProxyConfig, RelayPolicy,
 };
-use privasip_registrar::RegistrarConfig;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -40,17 +39,13 @@ fn origin(p: &Peer) -> Origin {
 
 fn proxy(domain: &str, routed: &[&str], key: Option<PeerKey>) -> Proxy<Peer> {
     let cfg = ProxyConfig {
-        domains: vec![domain.into()],
-        sent_by: format!("{domain}:5060"),
-        record_route: true,
-        authenticate: false,
-        registrar: RegistrarConfig::default(),
         digest: vec![Algorithm::Sha256],
         relay: RelayPolicy {
             routed_domains: routed.iter().map(|d| (*d).to_owned()).collect(),
             trusted: vec!["192.168.0.0/16".parse().expect("network")],
             ..RelayPolicy::default()
         },
+        ..ProxyConfig::new(domain, format!("{domain}:5060"))
     };
     let mut p = Proxy::new(
         cfg,

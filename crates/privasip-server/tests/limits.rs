@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use privasip_digest::Algorithm;
-use privasip_proxy::{Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
+use privasip_proxy::{Proxy, ProxyConfig};
 use privasip_server::{Listen, Stats, TcpLimits};
 
 /// OPTIONS to the proxy's own domain: it answers 200 itself.
@@ -36,13 +35,8 @@ fn start(port: u16, limits: TcpLimits) -> Arc<Stats> {
         let now = Instant::now();
         let proxy = Proxy::new(
             ProxyConfig {
-                domains: vec!["b.example".into()],
-                sent_by: format!("127.0.0.1:{port}"),
-                record_route: true,
-                authenticate: false,
-                registrar: RegistrarConfig::default(),
                 digest: vec![Algorithm::Sha256],
-                relay: RelayPolicy::default(),
+                ..ProxyConfig::new("b.example", format!("127.0.0.1:{port}"))
             },
             Box::new(|_: &str, _: Option<u16>, _: &str| None),
             [3; 32],

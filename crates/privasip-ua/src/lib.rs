@@ -98,6 +98,34 @@ pub struct UaConfig {
     pub call_circuits: bool,
 }
 
+impl UaConfig {
+    /// A user agent for `user` at `domain`, proving itself with
+    /// `password`, named `local` (`host:port`) in Via and Contact; plain
+    /// SIP over UDP, registering for an hour (RFC 3261's default),
+    /// answering calls at once, all on one circuit.
+    pub fn new(
+        user: impl Into<String>,
+        domain: impl Into<String>,
+        password: Zeroizing<String>,
+        local: impl Into<String>,
+    ) -> UaConfig {
+        UaConfig {
+            user: user.into(),
+            display_name: None,
+            domain: domain.into(),
+            password,
+            local: local.into(),
+            reliable: false,
+            outbound: false,
+            expires: 3600,
+            privacy: Privacy::Plain,
+            answer: Answer::Accept,
+            ring_time: Duration::ZERO,
+            call_circuits: false,
+        }
+    }
+}
+
 impl std::fmt::Debug for UaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UaConfig")

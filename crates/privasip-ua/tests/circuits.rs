@@ -5,10 +5,10 @@
 // Tests need some starting instant; which one does not matter.
 #![allow(clippy::disallowed_methods)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use privasip_message::{Limits, Message};
-use privasip_ua::{Answer, Circuit, Privacy, Ua, UaConfig};
+use privasip_ua::{Circuit, Ua, UaConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use zeroize::Zeroizing;
@@ -16,18 +16,14 @@ use zeroize::Zeroizing;
 fn alice(call_circuits: bool) -> Ua<&'static str> {
     Ua::new(
         UaConfig {
-            user: "alice".into(),
-            display_name: None,
-            domain: "a.example".into(),
-            password: Zeroizing::new("wonderland".into()),
-            local: "alice.host:5060".into(),
             reliable: true,
-            outbound: false,
-            expires: 600,
-            privacy: Privacy::Plain,
-            answer: Answer::Accept,
-            ring_time: Duration::ZERO,
             call_circuits,
+            ..UaConfig::new(
+                "alice",
+                "a.example",
+                Zeroizing::new("wonderland".into()),
+                "alice.host:5060",
+            )
         },
         "proxy",
     )

@@ -16,7 +16,7 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Running;
@@ -36,16 +36,6 @@ fn privasip(dir: &Path, args: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_privasip"));
     c.args(args.split_whitespace().skip(1)).current_dir(dir);
     c
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A daemon of the walk-through, its stderr to `log` in `dir`.
@@ -116,7 +106,7 @@ fn the_deployment_page_works_from_the_example_files() {
         "privasip keygen --scheme hpke --out keys-b",
         "privasip keygen --scheme peer --out keys-peer",
     ] {
-        ok(privasip(&dir, args).output().unwrap(), args);
+        common::succeeded(&privasip(&dir, args).output().unwrap(), args);
     }
     for (args, password) in [
         (
@@ -136,7 +126,7 @@ fn the_deployment_page_works_from_the_example_files() {
             .spawn()
             .unwrap();
         writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        ok(child.wait_with_output().unwrap(), args);
+        common::succeeded(&child.wait_with_output().unwrap(), args);
     }
 
     // Proxy B publishes its onion service.

@@ -24,12 +24,7 @@ fn bench_paper_short_run_writes_tables_figures_and_summary() {
         .arg(&out)
         .output()
         .expect("privasip bench paper runs");
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    common::succeeded(&run, "privasip bench paper");
     for f in [
         "summary.json",
         "calls.csv",

@@ -9,24 +9,18 @@ pub mod mutated;
 use std::path::Path;
 use std::time::Instant;
 
-use privasip_digest::Algorithm;
 use privasip_proxy::{Next, Origin, Proxy, ProxyConfig, RelayPolicy};
-use privasip_registrar::RegistrarConfig;
 
 pub fn proxy(authenticate: bool) -> Proxy<&'static str> {
     let cfg = ProxyConfig {
-        domains: vec!["example.com".into()],
-        sent_by: "192.0.2.10:5060".into(),
-        record_route: true,
         authenticate,
-        registrar: RegistrarConfig::default(),
-        digest: vec![Algorithm::Sha256, Algorithm::Md5],
         // Every peer here is a trusted one: these tests are about
         // messages, not about whom the proxy relays for.
         relay: RelayPolicy {
             trusted: vec!["192.0.2.99".parse().expect("a network")],
             ..RelayPolicy::default()
         },
+        ..ProxyConfig::new("example.com", "192.0.2.10:5060")
     };
     let mut p = Proxy::new(
         cfg,

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use privasip_digest::{Algorithm, Ha1};
 use privasip_identity::{Keyring, PrivateKey};
-use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, RelayPolicy, StoreEvent};
-use privasip_registrar::RegistrarConfig;
+use privasip_proxy::{Credentials, Next, Proxy, ProxyConfig, StoreEvent};
 use privasip_ua::{Answer, Privacy, Ua, UaConfig, UaEvent};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -46,13 +45,8 @@ pub fn proxy(
     aes: bool,
 ) -> Proxy<&'static str> {
     let cfg = ProxyConfig {
-        domains: vec![domain.into()],
-        sent_by: format!("{name}.host:5060"),
-        record_route: true,
         authenticate: true,
-        registrar: RegistrarConfig::default(),
-        digest: vec![Algorithm::Sha256, Algorithm::Md5],
-        relay: RelayPolicy::default(),
+        ..ProxyConfig::new(domain, format!("{name}.host:5060"))
     };
     let mut p = Proxy::new(
         cfg,
@@ -107,17 +101,16 @@ pub fn ua(
     Ua::new(
         UaConfig {
             display_name: (user == "alice").then(|| "Alice Liddell".to_owned()),
-            user: user.into(),
-            domain: domain.into(),
-            password: Zeroizing::new(password.into()),
-            local: format!("{host}:5060"),
-            reliable: false,
-            outbound: false,
             expires: 600,
             privacy,
             answer,
             ring_time: Duration::from_millis(300),
-            call_circuits: false,
+            ..UaConfig::new(
+                user,
+                domain,
+                Zeroizing::new(password.into()),
+                format!("{host}:5060"),
+            )
         },
         proxy,
     )

@@ -181,12 +181,7 @@ impl Testnet {
             .args(["--base-port", base])
             .output()
             .expect("privasip testnet up runs");
-        assert!(
-            out.status.success(),
-            "testnet up failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeeded(&out, "testnet up");
         guard
     }
 }
@@ -199,4 +194,16 @@ impl Drop for Testnet {
             .stdout(Stdio::null())
             .status();
     }
+}
+
+/// The standard output of a command that must have succeeded; both
+/// outputs in the failure if it did not.
+pub fn succeeded(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
