@@ -241,8 +241,19 @@ fn histogram(ms: &[Option<f64>], lo: f64, width: f64, bins: usize) -> Vec<usize>
     h
 }
 
+/// Writes the run's results under `out`: every call (CSV, JSON), the
+/// summary (results.md, summary.json), the frequency tables and figures.
 fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) -> Result<()> {
-    // Raw data.
+    write_calls(out, sc)?;
+    let mut md = write_summary(out, sc, a, scheduler)?;
+    write_frequencies(out, sc, &mut md)?;
+    std::fs::write(out.join("results.md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+/// Every call's INVITE->180 time: calls.csv and calls.json.
+fn write_calls(out: &Path, sc: &[Scenario]) -> Result<()> {
     let mut csv = String::from("scenario,call,invite_to_180_ms\n");
     let mut rows = Vec::new();
     for s in sc {
@@ -258,14 +269,12 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
     }
     std::fs::write(out.join("calls.csv"), csv)?;
     std::fs::write(out.join("calls.json"), serde_json::to_string_pretty(&rows)?)?;
+    Ok(())
+}
 
-    // Summary.
-    let all: Vec<f64> = sc
-        .iter()
-        .flat_map(|s| s.ms.iter().flatten().copied())
-        .collect();
-    let lo_all = all.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi_all = all.iter().copied().fold(0.0, f64::max);
+/// Per scenario: calls, min, median, p95, max beside the paper's, and
+/// the ratios of medians; summary.json, and the same as Markdown.
+fn write_summary(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) -> Result<String> {
     let mut summary = Vec::new();
     let mut md = format!(
         "# The paper's experiment, reproduced\n\n{} sequential calls per scenario, interleaved, \
@@ -353,13 +362,22 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         }
     }
     md.push('\n');
+    Ok(md)
+}
 
-    // Frequency tables (the paper's Tables 2 and 3) and histograms
-    // (Figures 2 and 3), one bin width for all so they compare.
+/// The frequency tables (the paper's Tables 2 and 3), appended to `md`,
+/// and the histograms (Figures 2 and 3), one bin width for all so that
+/// they compare.
+fn write_frequencies(out: &Path, sc: &[Scenario], md: &mut String) -> Result<()> {
+    let all: Vec<f64> = sc
+        .iter()
+        .flat_map(|s| s.ms.iter().flatten().copied())
+        .collect();
     if all.is_empty() {
-        std::fs::write(out.join("results.md"), md)?;
         return Ok(());
     }
+    let lo_all = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi_all = all.iter().copied().fold(0.0, f64::max);
     // Bins cover the calls up to the 98th percentile; the few beyond
     // share one last, open bin rather than stretch every bin wide.
     let mut sorted = all.clone();
@@ -404,7 +422,6 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         }
         let _ = writeln!(md, "{row}");
     }
-    std::fs::write(out.join("results.md"), &md)?;
     for (s, h) in sc.iter().zip(&hists) {
         crate::plot::Histogram {
             title: &format!("INVITE->180, {}", s.name),
@@ -414,7 +431,6 @@ fn write_outputs(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         }
         .write(&out.join(format!("hist-{}", s.name)))?;
     }
-    println!("{md}");
     Ok(())
 }
 

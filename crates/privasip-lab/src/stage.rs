@@ -157,7 +157,6 @@ pub fn stage(
     opts: Options,
     started: Instant,
 ) -> Result<Stage> {
-    let Options { quickack, hiding } = opts;
     let net_dir = d.join("net");
     let mut cleanup = Cleanup {
         children: Vec::new(),
@@ -167,84 +166,22 @@ pub fn stage(
         started,
         "starting a private Tor network (3 authorities, 5 relays, 2 clients)",
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let opts = privasip_testnet::Options {
-        base_port,
-        quickack,
-        ..privasip_testnet::Options::new(net_dir.clone())
-    };
-    let steps = crate::progress::Steps::new("testnet");
-    rt.block_on(privasip_testnet::up(&opts, &|m: &str| steps.step(m)))?;
-    steps.finish();
-
+    start_network(net_dir, base_port, opts.quickack)?;
     say(
         started,
         &format!("keys for a.example and b.example ({scheme}), users alice and bob"),
     );
-    for domain in ["a", "b"] {
-        run_ok(
-            Command::new(exe()?)
-                .args(["keygen", "--scheme", scheme, "--out"])
-                .arg(d.join(format!("keys-{domain}"))),
-            "privasip keygen",
-        )?;
-    }
-    // A and B share a peer key: B tells A's requests from strangers'.
-    run_ok(
-        Command::new(exe()?)
-            .args(["keygen", "--scheme", "peer", "--out"])
-            .arg(d.join("keys-peer")),
-        "privasip keygen --scheme peer",
-    )?;
-    // Proxy B and Bob embed arti; Proxy A drives the C tor daemon of the
-    // network's client a: both backends meet in every call.
-    let tor = |backend: &str, client: &str, keys: &str, onion: u16, isolation: &str| {
-        format!(
-            "[tor]\nbackend = \"{backend}\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
-             onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"{isolation}\"\n"
-        )
+    make_keys(d, scheme)?;
+    let set = Setting {
+        d,
+        scheme,
+        hiding: opts.hiding,
+        a_port: base_port + 200,
+        b_port: base_port + 202,
+        bob_port: base_port + 211,
     };
-    let (a_port, b_port) = (base_port + 200, base_port + 202);
-    std::fs::write(
-        d.join("proxy-b.toml"),
-        format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"{PROXY_B_IP}:{b_port}\"\nauthenticate = true\n\
-             topology_hiding = \"{hiding}\"\n\
-             [listen]\nudp = \"{PROXY_B_IP}:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
-             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\n\
-             [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
-            tor("arti", "b", "keys-b", 5060, "per-call")
-        ),
-    )?;
-    add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
-
     say(started, "Proxy B: publishing its onion service");
-    cleanup
-        .children
-        .push(spawn(&["proxy", "--config", "proxy-b.toml"], d, "proxy-b")?);
-    wait_for("Proxy B's onion service", Duration::from_secs(150), || {
-        d.join("keys-b/sip.onion").exists()
-    })?;
-    let b_onion = read(d, "keys-b/sip.onion").trim().to_owned();
-
-    std::fs::write(
-        d.join("bob.toml"),
-        format!(
-            "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
-             local = \"{BOB_IP}:{}\"\nproxy = \"tor:{b_onion}:5060\"\n\
-             [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
-            base_port + 211,
-            tor(
-                "arti",
-                "b",
-                "keys-bob",
-                if reach == CalleeReach::Onion { 5060 } else { 0 },
-                "shared"
-            )
-        ),
-    )?;
+    let b_onion = start_proxy_b(&set, &mut cleanup)?;
     say(
         started,
         match reach {
@@ -254,6 +191,134 @@ pub fn stage(
             }
         },
     );
+    start_bob(&set, &b_onion, reach, &mut cleanup)?;
+    say(
+        started,
+        "Proxy A: Alice's home proxy, plain SIP on the LAN side",
+    );
+    let mut proxies_a = vec![("", "per-call")];
+    proxies_a.extend_from_slice(extra_a);
+    for (i, (suffix, isolation)) in proxies_a.iter().enumerate() {
+        let port = set.a_port + 20 * i as u16;
+        start_proxy_a(&set, port, suffix, isolation, &b_onion, &mut cleanup)?;
+    }
+    Ok(Stage {
+        cleanup,
+        a_port: set.a_port,
+        b_onion,
+    })
+}
+
+/// What every party of one staging shares.
+struct Setting<'a> {
+    /// The working directory.
+    d: &'a Path,
+    /// The PrivaSIP scheme's key file names.
+    scheme: &'a str,
+    /// `[proxy] topology_hiding`.
+    hiding: &'a str,
+    a_port: u16,
+    b_port: u16,
+    bob_port: u16,
+}
+
+/// The private Tor network in `net_dir`, a spinner while it comes up.
+fn start_network(net_dir: PathBuf, base_port: u16, quickack: bool) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let opts = privasip_testnet::Options {
+        base_port,
+        quickack,
+        ..privasip_testnet::Options::new(net_dir)
+    };
+    let steps = crate::progress::Steps::new("testnet");
+    rt.block_on(privasip_testnet::up(&opts, &|m: &str| steps.step(m)))?;
+    steps.finish();
+    Ok(())
+}
+
+/// Both domains' PrivaSIP keys, and the peer key A and B share (B tells
+/// A's requests from strangers' by it).
+fn make_keys(d: &Path, scheme: &str) -> Result<()> {
+    for (out, scheme) in [
+        ("keys-a", scheme),
+        ("keys-b", scheme),
+        ("keys-peer", "peer"),
+    ] {
+        run_ok(
+            Command::new(exe()?)
+                .args(["keygen", "--scheme", scheme, "--out"])
+                .arg(d.join(out)),
+            &format!("privasip keygen --scheme {scheme}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// A `[tor]` section. Proxy B and Bob embed arti; Proxy A drives the C
+/// tor daemon of the network's client a: both backends meet in every
+/// call.
+fn tor_section(backend: &str, client: &str, keys: &str, onion: u16, isolation: &str) -> String {
+    format!(
+        "[tor]\nbackend = \"{backend}\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
+         onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"{isolation}\"\n"
+    )
+}
+
+/// Proxy B, Bob's home proxy, an onion service only; its onion address.
+fn start_proxy_b(set: &Setting<'_>, cleanup: &mut Cleanup) -> Result<String> {
+    let Setting {
+        d,
+        scheme,
+        hiding,
+        b_port,
+        ..
+    } = *set;
+    std::fs::write(
+        d.join("proxy-b.toml"),
+        format!(
+            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"{PROXY_B_IP}:{b_port}\"\nauthenticate = true\n\
+             topology_hiding = \"{hiding}\"\n\
+             [listen]\nudp = \"{PROXY_B_IP}:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
+             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\n\
+             [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
+            tor_section("arti", "b", "keys-b", 5060, "per-call")
+        ),
+    )?;
+    add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
+    cleanup
+        .children
+        .push(spawn(&["proxy", "--config", "proxy-b.toml"], d, "proxy-b")?);
+    wait_for("Proxy B's onion service", Duration::from_secs(150), || {
+        d.join("keys-b/sip.onion").exists()
+    })?;
+    Ok(read(d, "keys-b/sip.onion").trim().to_owned())
+}
+
+/// Bob, behind Tor, registered with Proxy B and listening.
+fn start_bob(
+    set: &Setting<'_>,
+    b_onion: &str,
+    reach: CalleeReach,
+    cleanup: &mut Cleanup,
+) -> Result<()> {
+    let Setting {
+        d,
+        scheme,
+        bob_port,
+        ..
+    } = *set;
+    let onion_port = if reach == CalleeReach::Onion { 5060 } else { 0 };
+    std::fs::write(
+        d.join("bob.toml"),
+        format!(
+            "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
+             local = \"{BOB_IP}:{bob_port}\"\nproxy = \"tor:{b_onion}:5060\"\n\
+             [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
+            tor_section("arti", "b", "keys-bob", onion_port, "shared")
+        ),
+    )?;
     cleanup.children.push(spawn(
         &[
             "ua",
@@ -268,45 +333,45 @@ pub fn stage(
     )?);
     wait_for("Bob's registration", Duration::from_secs(150), || {
         read(d, "bob.log").contains("registered for")
-    })?;
+    })
+}
 
-    say(
-        started,
-        "Proxy A: Alice's home proxy, plain SIP on the LAN side",
-    );
-    let mut proxies_a = vec![("", "per-call")];
-    proxies_a.extend_from_slice(extra_a);
-    for (i, (suffix, isolation)) in proxies_a.iter().enumerate() {
-        let port = a_port + 20 * i as u16;
-        let name = format!("proxy-a{suffix}");
-        std::fs::write(
-            d.join(format!("{name}.toml")),
-            format!(
-                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"{PROXY_A_IP}:{port}\"\nauthenticate = true\n\
-                 topology_hiding = \"{hiding}\"\n\
-                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
-                 [listen]\nudp = \"{PROXY_A_IP}:{port}\"\n[store]\npath = \"{name}.db\"\n\
-                 [peers.federation]\nkey_file = \"keys-peer/peer.key\"\nsends_to = [\"b.example\"]\n\
-                 [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
-                 [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
-                tor("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation)
-            ),
-        )?;
-        add_user(d, &format!("{name}.toml"), "alice", "wonderland")?;
-        cleanup.children.push(spawn(
-            &["proxy", "--config", &format!("{name}.toml")],
-            d,
-            &name,
-        )?);
-        let keys = d.join(format!("keys-a{suffix}/sip.onion"));
-        wait_for("Proxy A", Duration::from_secs(150), || {
-            keys.exists() && std::net::UdpSocket::bind((PROXY_A_IP, port)).is_err()
-        })?;
-    }
-    Ok(Stage {
-        cleanup,
-        a_port,
-        b_onion,
+/// A Proxy A (`proxy-a{suffix}`) on UDP `port`, routing b.example to
+/// `b_onion` with circuits `isolation`.
+fn start_proxy_a(
+    set: &Setting<'_>,
+    port: u16,
+    suffix: &str,
+    isolation: &str,
+    b_onion: &str,
+    cleanup: &mut Cleanup,
+) -> Result<()> {
+    let Setting {
+        d, scheme, hiding, ..
+    } = *set;
+    let name = format!("proxy-a{suffix}");
+    std::fs::write(
+        d.join(format!("{name}.toml")),
+        format!(
+            "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"{PROXY_A_IP}:{port}\"\nauthenticate = true\n\
+             topology_hiding = \"{hiding}\"\n\
+             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
+             [listen]\nudp = \"{PROXY_A_IP}:{port}\"\n[store]\npath = \"{name}.db\"\n\
+             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\nsends_to = [\"b.example\"]\n\
+             [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
+             [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
+            tor_section("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation)
+        ),
+    )?;
+    add_user(d, &format!("{name}.toml"), "alice", "wonderland")?;
+    cleanup.children.push(spawn(
+        &["proxy", "--config", &format!("{name}.toml")],
+        d,
+        &name,
+    )?);
+    let keys = d.join(format!("keys-a{suffix}/sip.onion"));
+    wait_for("Proxy A", Duration::from_secs(150), || {
+        keys.exists() && std::net::UdpSocket::bind((PROXY_A_IP, port)).is_err()
     })
 }
 

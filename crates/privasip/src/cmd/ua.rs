@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use privasip_agent::CallRecord;
+use privasip_agent::{Agent, CallRecord};
 use privasip_ua::UaEvent;
 
 /// Run a SIP user agent: register, call, answer.
@@ -89,60 +89,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let config_path = args.config.clone();
     rt.block_on(async move {
-        // The trace holds Digest responses (enough for an offline
-        // password guess): created private, never readable by others.
-        let trace = match &args.trace {
-            Some(p) => Some(
-                std::os::unix::fs::OpenOptionsExt::mode(
-                    std::fs::OpenOptions::new().create(true).append(true),
-                    0o600,
-                )
-                .open(p)
-                .with_context(|| format!("cannot open {}", p.display()))?,
-            ),
-            None => None,
-        };
-        let mut agent = privasip_node::ua::start(loaded, &config_path, trace).await?;
+        let trace = args.trace.as_deref().map(open_trace).transpose()?;
+        let mut agent = privasip_node::ua::start(loaded, &args.config, trace).await?;
         match &args.action {
             Action::Register => {
                 let e = agent.register().await?;
                 println!("registered for {e} s");
                 Ok(())
             }
-            Action::Listen { duration } => {
-                let e = agent.register().await?;
-                eprintln!("registered for {e} s; answering calls (Ctrl-C stops)");
-                let deadline = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
-                agent
-                    .run_until(deadline, |_, ev| {
-                        match ev {
-                            UaEvent::Incoming { call, caller } => {
-                                println!("call {}: incoming from {}", call.0, caller.expose());
-                            }
-                            UaEvent::Ended { call } => println!("call {}: ended", call.0),
-                            UaEvent::Failed { call, status } => {
-                                println!("call {}: failed {status}", call.0);
-                            }
-                            UaEvent::Registered { expires } => {
-                                eprintln!("registration refreshed for {expires} s");
-                            }
-                            UaEvent::RegistrationFailed { status } => {
-                                eprintln!("registration refresh failed: {status}");
-                            }
-                            _ => {}
-                        }
-                        false
-                    })
-                    .await?;
-                if agent.unregister().await? {
-                    eprintln!("unregistered");
-                } else {
-                    eprintln!("the registrar did not confirm the unregistration");
-                }
-                Ok(())
-            }
+            Action::Listen { duration } => listen(&mut agent, *duration).await,
             Action::Call {
                 target,
                 count,
@@ -155,26 +111,93 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 if *register {
                     agent.register().await?;
                 }
-                let mut all_ok = true;
-                for n in 1..=*count {
-                    let rec = agent.call(target, *hold, *cancel_after).await?;
-                    all_ok &=
-                        rec.answered_ms.is_some() || (rec.cancelled && rec.status == Some(487));
-                    report(n, &rec, *json);
-                    if n < *count && *interval > 0.0 {
-                        tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
-                    }
-                }
-                if !agent.unregister().await? {
-                    eprintln!("the registrar did not confirm the unregistration");
-                }
-                if !all_ok {
-                    bail!("not every call was answered");
-                }
-                Ok(())
+                let plan = Calls {
+                    count: *count,
+                    interval: *interval,
+                    hold: *hold,
+                    cancel_after: *cancel_after,
+                    json: *json,
+                };
+                call(&mut agent, target, &plan).await
             }
         }
     })
+}
+
+/// The trace holds Digest responses (enough for an offline password
+/// guess): created private, never readable by others.
+fn open_trace(path: &std::path::Path) -> Result<std::fs::File> {
+    std::os::unix::fs::OpenOptionsExt::mode(
+        std::fs::OpenOptions::new().create(true).append(true),
+        0o600,
+    )
+    .open(path)
+    .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// `listen`: registers, answers until Ctrl-C or `duration` seconds,
+/// unregisters.
+async fn listen(agent: &mut Agent, duration: Option<f64>) -> Result<()> {
+    let e = agent.register().await?;
+    eprintln!("registered for {e} s; answering calls (Ctrl-C stops)");
+    let deadline = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    agent
+        .run_until(deadline, |_, ev| {
+            match ev {
+                UaEvent::Incoming { call, caller } => {
+                    println!("call {}: incoming from {}", call.0, caller.expose());
+                }
+                UaEvent::Ended { call } => println!("call {}: ended", call.0),
+                UaEvent::Failed { call, status } => {
+                    println!("call {}: failed {status}", call.0);
+                }
+                UaEvent::Registered { expires } => {
+                    eprintln!("registration refreshed for {expires} s");
+                }
+                UaEvent::RegistrationFailed { status } => {
+                    eprintln!("registration refresh failed: {status}");
+                }
+                _ => {}
+            }
+            false
+        })
+        .await?;
+    if agent.unregister().await? {
+        eprintln!("unregistered");
+    } else {
+        eprintln!("the registrar did not confirm the unregistration");
+    }
+    Ok(())
+}
+
+/// What `call` was asked for.
+struct Calls {
+    count: usize,
+    interval: f64,
+    hold: f64,
+    cancel_after: Option<f64>,
+    json: bool,
+}
+
+/// `call`: the calls one after the other, a report line each; an error
+/// unless every one was answered (or cancelled as asked).
+async fn call(agent: &mut Agent, target: &str, plan: &Calls) -> Result<()> {
+    let mut all_ok = true;
+    for n in 1..=plan.count {
+        let rec = agent.call(target, plan.hold, plan.cancel_after).await?;
+        all_ok &= rec.answered_ms.is_some() || (rec.cancelled && rec.status == Some(487));
+        report(n, &rec, plan.json);
+        if n < plan.count && plan.interval > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(plan.interval)).await;
+        }
+    }
+    if !agent.unregister().await? {
+        eprintln!("the registrar did not confirm the unregistration");
+    }
+    if !all_ok {
+        bail!("not every call was answered");
+    }
+    Ok(())
 }
 
 fn report(n: usize, r: &CallRecord, json: bool) {
