@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use privasip_message::Limits;
-use privasip_stream::{Timeouts, read_messages};
+use privasip_stream::{Backoff, Timeouts, read_messages};
 use privasip_tor::{Isolation, TorStream};
 use privasip_ua::Circuit;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -115,8 +115,12 @@ impl Streams {
         };
         self.writers.remove(&0);
         tracing::warn!("the connection to the proxy closed; reconnecting");
-        let give_up = Instant::now() + RECONNECT_PATIENCE;
-        let mut wait = Duration::from_millis(250);
+        let mut backoff = Backoff::new(
+            Instant::now(),
+            Duration::from_millis(250),
+            Duration::from_secs(8),
+            RECONNECT_PATIENCE,
+        );
         loop {
             match connect(Isolation::Shared).await {
                 Ok((r, w)) => {
@@ -124,16 +128,15 @@ impl Streams {
                     tracing::info!("reconnected to the proxy");
                     return Ok(());
                 }
-                Err(e) if Instant::now() + wait >= give_up => {
-                    return Err(e.context(format!(
-                        "the connection to the proxy closed and did not reopen in {} s",
-                        RECONNECT_PATIENCE.as_secs()
-                    )));
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(8));
-                }
+                Err(e) => match backoff.after_failure(Instant::now()) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => {
+                        return Err(e.context(format!(
+                            "the connection to the proxy closed and did not reopen in {} s",
+                            RECONNECT_PATIENCE.as_secs()
+                        )));
+                    }
+                },
             }
         }
     }

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use privasip_proxy::Circuit;
+use privasip_stream::Backoff;
 use privasip_tor::{Isolation, OnionService, TorBackend, TorStream};
 use tokio::sync::mpsc;
 
@@ -262,16 +263,21 @@ impl Driver {
         let inbound = inbound.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
-            let mut last = String::new();
-            let started = tokio::time::Instant::now();
-            let mut pause = Duration::from_millis(250);
+            let mut last;
+            let started = Instant::now();
+            let mut backoff = Backoff::new(
+                started,
+                Duration::from_millis(250),
+                Duration::from_secs(4),
+                CONNECT_PATIENCE,
+            );
             let mut attempt = 0u32;
-            while attempt == 0 || started.elapsed() < CONNECT_PATIENCE {
+            loop {
                 attempt += 1;
                 // Never past the patience: a stream opened after the
                 // transaction gave up would deliver a request nobody
                 // waits for.
-                let left = CONNECT_PATIENCE.saturating_sub(started.elapsed());
+                let left = backoff.left(Instant::now());
                 match tokio::time::timeout(
                     CONNECT_TIMEOUT.min(left.max(Duration::from_secs(1))),
                     backend.connect(&route.host, route.port, iso),
@@ -287,11 +293,10 @@ impl Driver {
                     Err(_) => last = "no stream before the timeout".to_owned(),
                 }
                 tracing::debug!(route = idx, attempt, "Tor stream failed: {last}");
-                if started.elapsed() + pause >= CONNECT_PATIENCE {
-                    break;
+                match backoff.after_failure(Instant::now()) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => break,
                 }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(4));
             }
             stats.send_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(

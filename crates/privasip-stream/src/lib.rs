@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod backoff;
+
+pub use backoff::Backoff;
+
 use std::future::Future;
 use std::time::Duration;
 
