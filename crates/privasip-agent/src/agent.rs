@@ -164,8 +164,12 @@ impl Agent {
 
 impl Agent {
     async fn flush(&mut self) -> Result<()> {
-        if let (Some(file), Some(next)) = (self.aes.as_mut(), self.ua.aes_next_counter()) {
-            file.save(next)?;
+        // The core holds every message until a new AES counter is on disk.
+        if let Some(next) = self.ua.aes_to_persist() {
+            if let Some(file) = self.aes.as_mut() {
+                file.save(next)?;
+            }
+            self.ua.aes_persisted(next);
         }
         while let Some(t) = self.ua.poll_transmit() {
             self.trace("sent", &t.bytes);

@@ -10,7 +10,7 @@ use privasip_identity::PublicKey;
 use zeroize::Zeroizing;
 
 pub use privasip_transaction::Circuit;
-pub use ua::{CallId, Ua, UaEvent, flow_host};
+pub use ua::{AES_BLOCK, CallId, Ua, UaEvent, flow_host};
 
 /// How this user agent protects identities.
 #[derive(Default)]
@@ -45,9 +45,9 @@ pub enum Home {
     /// Encrypted to the home proxy's public key (RSA, ECIES, HPKE).
     Key(PublicKey),
     /// PrivaSIP-AES: under a key derived from our SHA-256 HA1, which the
-    /// home proxy stores anyway. Each token uses a counter: the driver
-    /// must persist [`Ua::aes_next_counter`] before sending what the user
-    /// agent hands it, and start the next run from it.
+    /// home proxy stores anyway. Each token uses a counter: the user
+    /// agent asks the driver to persist it ([`Ua::aes_to_persist`]) and
+    /// sends nothing until told it is done; the next run starts from it.
     Aes {
         /// The counter the first token uses.
         next_counter: u64,

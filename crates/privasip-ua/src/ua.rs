@@ -158,7 +158,16 @@ pub struct Ua<P> {
     outbox: VecDeque<Transmit<P>>,
     home: Option<Box<dyn Encryptor>>,
     callee_keys: HashMap<String, Box<dyn Encryptor>>,
+    /// PrivaSIP-AES: the counter the driver last said is on disk as the
+    /// next to use (see [`Ua::aes_to_persist`]).
+    aes_durable: Option<u64>,
 }
+
+/// PrivaSIP-AES counters reserved on disk at once. A crash skips the
+/// unused rest of a block, which the proxy's window of future counters
+/// (8 by default) must cover: half of it, leaving room for tokens lost on
+/// the way.
+pub const AES_BLOCK: u64 = 4;
 
 fn hex(rng: &mut dyn CryptoRngCore, bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -176,6 +185,13 @@ pub fn flow_host(rng: &mut dyn CryptoRngCore) -> String {
 impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     /// A user agent that sends everything to `proxy`.
     pub fn new(cfg: UaConfig, proxy: P) -> Ua<P> {
+        let aes_durable = match &cfg.privacy {
+            Privacy::PrivaSip {
+                home: Home::Aes { next_counter },
+                ..
+            } => Some(*next_counter),
+            _ => None,
+        };
         let (home, callee_keys) = match &cfg.privacy {
             Privacy::Plain => (None, HashMap::new()),
             Privacy::PrivaSip { home, callee_keys } => (
@@ -212,6 +228,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             next: 0,
             events: VecDeque::new(),
             outbox: VecDeque::new(),
+            aes_durable,
             home,
             callee_keys,
         }
@@ -310,11 +327,29 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         self.calls.get(&call.0).map(|c| c.circuit)
     }
 
-    /// PrivaSIP-AES: the counter the next token will use. Persist it
-    /// before sending what [`Ua::poll_transmit`] gives (a token's counter
-    /// must never be used twice); None for other schemes.
+    /// PrivaSIP-AES: the counter the next token will use; None for other
+    /// schemes.
     pub fn aes_next_counter(&self) -> Option<u64> {
         self.home.as_deref().and_then(|h| h.next_counter())
+    }
+
+    /// PrivaSIP-AES: a token was made with a counter not yet reserved on
+    /// disk, so the counter to start from after a crash must now be this
+    /// one, durably (a counter used twice is an AES-GCM nonce used twice).
+    /// It reserves [`AES_BLOCK`] counters at once, so most tokens need no
+    /// write. Until the driver says it is saved with
+    /// [`Ua::aes_persisted`], [`Ua::poll_transmit`] gives nothing: no
+    /// token leaves before its counter is safe.
+    pub fn aes_to_persist(&self) -> Option<u64> {
+        let next = self.aes_next_counter()?;
+        (next > self.aes_durable?).then(|| next - 1 + AES_BLOCK)
+    }
+
+    /// PrivaSIP-AES: `next` (from [`Ua::aes_to_persist`]) is on disk.
+    pub fn aes_persisted(&mut self, next: u64) {
+        if let Some(d) = self.aes_durable.as_mut() {
+            *d = (*d).max(next);
+        }
     }
 
     /// Removes our binding from the registrar (REGISTER with Expires: 0),
@@ -1151,8 +1186,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         }
     }
 
-    /// The next message to send.
+    /// The next message to send; none while a PrivaSIP-AES counter
+    /// waits to be persisted ([`Ua::aes_to_persist`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit<P>> {
+        if self.aes_to_persist().is_some() {
+            return None;
+        }
         self.outbox.pop_front().or_else(|| self.tx.poll_transmit())
     }
 

@@ -167,6 +167,10 @@ impl Net {
         loop {
             let mut queue: Vec<(&'static str, &'static str, Vec<u8>)> = Vec::new();
             for (name, ua) in &mut self.uas {
+                // A driver's disk, in memory: every AES counter persists.
+                if let Some(next) = ua.aes_to_persist() {
+                    ua.aes_persisted(next);
+                }
                 while let Some(t) = ua.poll_transmit() {
                     queue.push((name, t.to, t.bytes));
                 }
