@@ -220,9 +220,16 @@ pub async fn onion_service(
         .await
         .context("cannot host the onion service")?;
     std::fs::create_dir_all(&key_dir).ok();
-    std::fs::write(address_file(&key_dir), format!("{}\n", s.address))
+    let file = address_file(&key_dir);
+    std::fs::write(&file, format!("{}\n", s.address))
         .context("cannot write the onion address file")?;
-    tracing::info!(address = %s.address, port = s.port, "onion service published");
+    // The address is what the service hides behind: it goes to the file
+    // the operator hands out, never into a log that may be shipped.
+    tracing::info!(
+        port = s.port,
+        file = %file.display(),
+        "onion service published; its address is in the file"
+    );
     Ok(Some(s))
 }
 
