@@ -528,15 +528,20 @@ pub fn run(config: &Path) -> Result<()> {
     }
     let (users, bindings) = crate::store::restore(&mut proxy, &mut store, now, cfg.privasip.aes)?;
     tracing::info!(users, bindings, "store loaded");
-    let updates = crate::store::listener(
+    // What the store's threads tell the running proxy: commits, and other
+    // instances' changes.
+    let (updates_tx, updates) = tokio::sync::mpsc::channel(1024);
+    if crate::store::listener(
         &crate::store::location(config, &cfg),
         &instance,
         cfg.privasip.aes,
-    )?;
-    if updates.is_some() {
+        updates_tx.clone(),
+    )? {
         tracing::info!("store shared (PostgreSQL): other instances' changes apply here at once");
     }
-    let (store_tx, store_thread) = crate::store::writer(store);
+    // A 200 to a REGISTER waits for its bindings' commit.
+    proxy.set_store_commits(true);
+    let (store_tx, store_thread) = crate::store::writer(store, updates_tx);
     let listen = Listen {
         udp: cfg.listen.udp,
         tcp: cfg.listen.tcp,
@@ -577,7 +582,7 @@ pub fn run(config: &Path) -> Result<()> {
             listen,
             stats.clone(),
             Some(store_tx),
-            updates,
+            Some(updates),
             shutdown,
         )
         .await

@@ -148,11 +148,10 @@ pub fn restore(
     Ok((count, rows.len()))
 }
 
-/// How long the writer collects events before it writes them, in one
-/// transaction: what a crash can lose of what the proxy already holds in
-/// memory, and what keeps the writer from waking (and committing) once
-/// per registration under load.
-const WRITE_WINDOW: Duration = Duration::from_millis(20);
+/// How long the writer keeps retrying a batch the store refused before
+/// it gives the batch up (longer than the proxy holds a REGISTER's 200
+/// for it, so nothing given up was acknowledged).
+const WRITE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The most events written in one transaction.
 const MAX_BATCH: usize = 10_000;
@@ -162,6 +161,8 @@ const MAX_BATCH: usize = 10_000;
 /// latest value.
 struct Batch {
     writes: Vec<privasip_store::Write>,
+    /// Proxy events taken in (several may become one write).
+    events: u64,
     /// Index in `writes` of each AOR's bindings and each user's counter.
     bindings_at: HashMap<String, usize>,
     counter_at: HashMap<String, usize>,
@@ -173,6 +174,7 @@ impl Batch {
     fn new() -> Batch {
         Batch {
             writes: Vec::new(),
+            events: 0,
             bindings_at: HashMap::new(),
             counter_at: HashMap::new(),
             started: Instant::now(),
@@ -186,6 +188,7 @@ impl Batch {
 
     fn push(&mut self, e: StoreEvent) {
         use privasip_store::Write;
+        self.events += 1;
         let (w, slot) = match e {
             StoreEvent::Bindings { aor, bindings } => {
                 let rows = bindings
@@ -243,22 +246,37 @@ impl Batch {
         }
     }
 
-    /// Writes the batch in one transaction; if that fails, each write
-    /// on its own, so one bad write costs only itself.
-    fn write(self, store: &mut Store) {
+    /// Writes the batch in one transaction; if that fails, retries with
+    /// backoff for [`WRITE_PATIENCE`], then writes each on its own, so one
+    /// bad write costs only itself. Whether every write is committed.
+    fn write(&self, store: &mut Store) -> bool {
         if self.writes.is_empty() {
-            return;
+            return true;
         }
-        let Err(e) = store.apply(&self.writes) else {
-            return;
-        };
-        tracing::warn!(
-            writes = self.writes.len(),
-            "store batch failed ({e}); writing one by one"
+        let mut backoff = privasip_stream::Backoff::new(
+            Instant::now(),
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            WRITE_PATIENCE,
         );
+        loop {
+            let Err(e) = store.apply(&self.writes) else {
+                return true;
+            };
+            match backoff.after_failure(Instant::now()) {
+                Some(pause) => {
+                    tracing::warn!(
+                        writes = self.writes.len(),
+                        "store batch failed ({e}); retrying in {pause:?}"
+                    );
+                    std::thread::sleep(pause);
+                }
+                None => break,
+            }
+        }
         let mut failed = 0usize;
-        for w in self.writes {
-            if let Err(e) = store.apply(std::slice::from_ref(&w)) {
+        for w in &self.writes {
+            if let Err(e) = store.apply(std::slice::from_ref(w)) {
                 failed += 1;
                 tracing::error!("store write failed: {e}");
             }
@@ -266,42 +284,46 @@ impl Batch {
         if failed > 0 {
             tracing::error!(failed, "store writes lost");
         }
+        failed == 0
     }
 }
 
-/// The thread that owns the store and writes what the proxy reports, in
-/// batches (see [`WRITE_WINDOW`]). It ends once the proxy has dropped
-/// the sender and everything sent is written.
+/// The thread that owns the store and writes what the proxy reports.
+/// Group commit: each transaction takes every event that queued while the
+/// last one committed, so a burst costs a few commits, and no event waits
+/// for a timer. After each commit it tells the proxy (through `commits`)
+/// how many events are now durable, which releases the 200s that waited
+/// for them ([`Proxy::store_committed`]). It ends once the proxy has
+/// dropped the sender and everything sent is written.
 pub fn writer(
     mut store: Store,
+    commits: mpsc::Sender<Update>,
 ) -> (
     std::sync::mpsc::Sender<StoreEvent>,
     std::thread::JoinHandle<()>,
 ) {
     let (tx, rx) = std::sync::mpsc::channel::<StoreEvent>();
     let handle = std::thread::spawn(move || {
-        let mut batch = Batch::new();
+        let mut done: u64 = 0;
         while let Ok(first) = rx.recv() {
-            // Accounting is written at once, with whatever is queued: a
-            // call the home proxy billed must survive a crash right after.
-            // Bindings can wait for the window; a lost refresh comes back.
-            let billing = matches!(
-                first,
-                StoreEvent::CallStarted { .. } | StoreEvent::CallEnded { .. }
-            );
+            let mut batch = Batch::new();
             batch.push(first);
-            if !billing {
-                // Sleep rather than wait on the channel: a waiting receiver
-                // is woken by every send, a sleeping one is not.
-                std::thread::sleep(WRITE_WINDOW);
-            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(e) => batch.push(e),
                     Err(_) => break,
                 }
             }
-            std::mem::replace(&mut batch, Batch::new()).write(&mut store);
+            // A batch that could not be written is given up only after
+            // the proxy stopped waiting for it (WRITE_PATIENCE): counting
+            // it done then releases nothing that was held for it.
+            batch.write(&mut store);
+            done += batch.events;
+            let update: Update = Box::new(move |proxy: &mut Proxy<Peer>, now| {
+                proxy.store_committed(now, done);
+            });
+            // The proxy stopped: nothing waits for the answer.
+            let _ = commits.blocking_send(update);
         }
     });
     (tx, handle)
@@ -312,16 +334,18 @@ pub fn writer(
 const LISTEN_TICK: Duration = Duration::from_secs(1);
 
 /// With a shared store: a thread that turns other instances' changes
-/// into updates for the running proxy. None for a store of our own.
+/// into updates for the running proxy, sent to `tx`. False (and no
+/// thread) for a store of our own.
 pub fn listener(
     at: &Location,
     instance: &str,
     aes: bool,
-) -> Result<Option<mpsc::Receiver<Update>>> {
+    tx: mpsc::Sender<Update>,
+) -> Result<bool> {
     let Some(listener) =
         Listener::open(at, instance).context("cannot listen for changes to the shared store")?
     else {
-        return Ok(None);
+        return Ok(false);
     };
     let mut reader = Store::open_at(at, instance)?;
     let mut known: HashSet<(String, String)> = reader
@@ -329,7 +353,6 @@ pub fn listener(
         .into_iter()
         .map(|u| (u.realm, u.user))
         .collect();
-    let (tx, rx) = mpsc::channel::<Update>(1024);
     let (at, instance) = (at.clone(), instance.to_owned());
     std::thread::spawn(move || {
         let mut link = Some((listener, reader));
@@ -378,7 +401,7 @@ pub fn listener(
             }
         }
     });
-    Ok(Some(rx))
+    Ok(true)
 }
 
 /// What the running proxy must do about `change`.

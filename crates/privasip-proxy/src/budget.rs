@@ -77,6 +77,11 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         self.map.get(k)
     }
 
+    /// Keeps only the entries `keep` says may stay.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&V) -> bool) {
+        self.map.retain(|_, v| keep(v));
+    }
+
     /// The entry for `k`, made with `new` if absent (evicting first when
     /// full).
     pub(crate) fn entry(

@@ -160,6 +160,42 @@ struct Fwd<P> {
     hidden_vias: Option<Vec<String>>,
 }
 
+/// A branch whose INVITE got a 2xx: where its 2xx retransmissions go.
+struct Accepted<P> {
+    /// The server transaction they are sent in (in its Accepted state).
+    stx: ServerTx,
+    /// Where the INVITE came from (for topology hiding of the Contact).
+    from: P,
+    /// When the server transaction's Timer L ends them.
+    until: Instant,
+}
+
+/// A REGISTER's 200, held until the store has committed its bindings.
+struct Held {
+    /// The ordinal of the store event that must be committed first.
+    needs: u64,
+    stx: ServerTx,
+    /// The 200.
+    ok: Vec<u8>,
+    /// What is sent instead if the store has not committed in time.
+    refusal: Vec<u8>,
+    until: Instant,
+}
+
+/// How long a REGISTER's 200 may wait for the store; then it is refused
+/// with 503 (the user agent tries again; nothing it believes is lost).
+const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// REGISTERs waiting for the store at once; beyond, 503 at once.
+const MAX_HELD: usize = 65_536;
+
+/// RFC 6026 Timer L (and M): 64*T1.
+const TIMER_L: std::time::Duration = std::time::Duration::from_secs(32);
+
+/// INVITE branches remembered as answered: 32 s of calls at over 8,000
+/// calls a second; when full, expired ones go, then the older half.
+const ACCEPTED_BRANCHES: usize = 262_144;
+
 /// A stateful proxy and registrar for the domains in its configuration.
 pub struct Proxy<P> {
     cfg: ProxyConfig,
@@ -169,6 +205,17 @@ pub struct Proxy<P> {
     resolve: Resolver<P>,
     calls: HashMap<ServerTx, Fwd<P>>,
     by_client: HashMap<ClientTx, ServerTx>,
+    /// Whether a REGISTER's 200 waits for the store's commit
+    /// ([`Proxy::set_store_commits`]), and the 200s that wait.
+    store_commits: bool,
+    held: VecDeque<Held>,
+    /// Store events handed to the driver so far, and the most it said
+    /// are committed.
+    store_polled: u64,
+    store_committed: u64,
+    /// INVITE branches that got a 2xx, for the retransmissions of that
+    /// 2xx (RFC 6026: every one goes up, until Timer L ends).
+    accepted: Bounded<ClientTx, Accepted<P>>,
     outbox: VecDeque<Transmit<P>>,
     /// Tags (RFC 3261 §19.3: random, at least 32 bits).
     rng: ChaCha20Rng,
@@ -377,6 +424,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             resolve,
             calls: HashMap::new(),
             by_client: HashMap::new(),
+            accepted: Bounded::new(ACCEPTED_BRANCHES),
+            store_commits: false,
+            held: VecDeque::new(),
+            store_polled: 0,
+            store_committed: 0,
             outbox: VecDeque::new(),
         }
     }
@@ -517,6 +569,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 .iter()
                 .any(|b| flow_key(&b.contact).as_deref() == Some(key.as_str()))
         });
+        self.accepted.retain(|a| a.until > now);
         self.next_sweep = Some(now + SWEEP);
     }
 
@@ -744,6 +797,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             self.tx.poll_timeout(),
             self.timer_c.poll_timeout(),
             self.next_sweep,
+            self.held.front().map(|h| h.until),
         ]
         .into_iter()
         .flatten()
@@ -755,6 +809,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if self.next_sweep.is_some_and(|t| now >= t) {
             self.sweep(now);
         }
+        self.expire_held(now);
         for e in self.timer_c.expired(now) {
             match e {
                 // §16.8: a branch that rang too long is cancelled...
@@ -804,7 +859,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         self.notices.push_back(n);
     }
 
-    /// The next change to persist.
+    /// The next change to persist. With [`Proxy::set_store_commits`],
+    /// the driver counts what it hands the store in this order and says
+    /// how many are committed with [`Proxy::store_committed`].
     pub fn poll_store_event(&mut self) -> Option<StoreEvent> {
         if let Some(ring) = self.keyring.as_mut() {
             for (id, next) in ring.take_aes_counters() {
@@ -814,7 +871,42 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 });
             }
         }
-        self.store_events.pop_front()
+        let e = self.store_events.pop_front()?;
+        self.store_polled += 1;
+        Some(e)
+    }
+
+    /// A 200 to a REGISTER promises the binding exists: with this on, it
+    /// waits until the driver says the store committed the bindings
+    /// ([`Proxy::store_committed`]), and becomes a 503 with Retry-After if
+    /// that takes longer than 5 s or too many wait. Off (no store, or
+    /// tests), the 200 leaves at once.
+    pub fn set_store_commits(&mut self, on: bool) {
+        self.store_commits = on;
+    }
+
+    /// The first `events` store events [`Proxy::poll_store_event`] gave
+    /// are committed: the 200s that waited for them leave.
+    pub fn store_committed(&mut self, now: Instant, events: u64) {
+        self.store_committed = self.store_committed.max(events);
+        while self
+            .held
+            .front()
+            .is_some_and(|h| h.needs <= self.store_committed)
+        {
+            if let Some(h) = self.held.pop_front() {
+                let _ = self.tx.respond(now, h.stx, h.ok);
+            }
+        }
+    }
+
+    /// 200s that waited too long for the store are refused instead.
+    fn expire_held(&mut self, now: Instant) {
+        while self.held.front().is_some_and(|h| now >= h.until) {
+            if let Some(h) = self.held.pop_front() {
+                let _ = self.tx.respond(now, h.stx, h.refusal);
+            }
+        }
     }
 
     /// The next message to send.
@@ -1155,7 +1247,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                     .collect();
                 self.store_events
                     .push_back(StoreEvent::Bindings { aor, bindings });
-                self.reply(now, stx, msg, 200, "OK", &extra);
+                if self.store_commits {
+                    self.hold_until_committed(now, stx, msg, &extra);
+                } else {
+                    self.reply(now, stx, msg, 200, "OK", &extra);
+                }
             }
             Err(e) => {
                 let mut extra = Vec::new();
@@ -1166,6 +1262,33 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 self.reply(now, stx, msg, r.code, &r.reason, &extra);
             }
         }
+    }
+
+    /// Keeps a REGISTER's 200 until the store event just queued is
+    /// committed (or answers 503 at once if too many wait).
+    fn hold_until_committed(
+        &mut self,
+        now: Instant,
+        stx: ServerTx,
+        msg: &Message<'_>,
+        extra: &[String],
+    ) {
+        let retry = ["Retry-After: 5".to_owned()];
+        if self.held.len() >= MAX_HELD {
+            self.reply(now, stx, msg, 503, "Store Busy", &retry);
+            return;
+        }
+        let tag = self.tag();
+        let ok = response_for(msg, 200, "OK", &tag, extra);
+        let refusal = response_for(msg, 503, "Store Unavailable", &tag, &retry);
+        let needs = self.store_polled + self.store_events.len() as u64;
+        self.held.push_back(Held {
+            needs,
+            stx,
+            ok,
+            refusal,
+            until: now + STORE_PATIENCE,
+        });
     }
 
     /// Binds each `;ob` Contact of a successful REGISTER to the
@@ -1255,7 +1378,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// §16.7: a response on one of our branches.
     fn on_response(&mut self, now: Instant, ctx: ClientTx, status: u16, msg: &Message<'_>) {
         let Some(&stx) = self.by_client.get(&ctx) else {
-            // A response to a CANCEL we sent, or a branch long done.
+            if (200..300).contains(&status) {
+                self.forward_2xx_again(now, ctx, msg);
+            }
+            // Otherwise a response to a CANCEL we sent, or a branch long
+            // done.
             return;
         };
         if status == 100 {
@@ -1294,6 +1421,19 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             let call_id = msg.call_id().unwrap_or_default().to_owned();
             let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
                 Some(call) => {
+                    if call.invite {
+                        let from = call.from.clone();
+                        self.accepted.entry(
+                            ctx,
+                            || Accepted {
+                                stx,
+                                from,
+                                until: now + TIMER_L,
+                            },
+                            |a| a.until <= now,
+                            |a| a.until,
+                        );
+                    }
                     // Accounting: the home proxy records its user's call
                     // once, on the first 2xx; the callee as routed.
                     if call.invite
@@ -1333,6 +1473,26 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         }
         self.branch_failed(now, ctx, status, Some(bytes));
+    }
+
+    /// A retransmission of the 2xx an INVITE branch got (its ACK was lost,
+    /// or the first 2xx was): RFC 6026 sends each one up, in the server
+    /// transaction's Accepted state, so the caller ACKs again. Without it
+    /// one lost UDP 200 or ACK fails the call.
+    fn forward_2xx_again(&mut self, now: Instant, ctx: ClientTx, msg: &Message<'_>) {
+        let Some(a) = self.accepted.get(&ctx).filter(|a| now < a.until) else {
+            return;
+        };
+        let (stx, from) = (a.stx, a.from.clone());
+        let mut up = msg.clone();
+        up.pop_via();
+        if let Some(top) = msg.top_via() {
+            self.unhide_response(&mut up, &top, None);
+        }
+        self.mask_response_contact(&mut up, &from);
+        if !up.vias().is_empty() {
+            let _ = self.tx.respond(now, stx, up.to_bytes());
+        }
     }
 
     /// A branch ended without success: keep the best answer, and send it

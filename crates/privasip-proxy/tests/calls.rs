@@ -631,3 +631,73 @@ fn without_call_circuits_everything_is_shared() {
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|(_, c, _)| *c == Circuit::Shared));
 }
+
+/// RFC 6026: the callee retransmits its 200 until an ACK comes; each one
+/// must reach the caller, or a lost ACK (or a lost 200) fails the call.
+#[test]
+fn every_2xx_retransmission_goes_up_while_the_invite_is_accepted() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bK6026", 70, ""),
+        "alice",
+        false,
+    );
+    let fwd = drain(&mut p)
+        .into_iter()
+        .find(|(to, _)| *to == "bob")
+        .expect("the INVITE goes down")
+        .1;
+    let ok = answer(&fwd, 200, "b1");
+    p.receive(t0, &ok, "bob", false);
+    let first = drain(&mut p);
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].0, status(&first[0].1)), ("alice", Some(200)));
+    // The 200 (or Alice's ACK) was lost: Bob sends it again at 0.5 s, 1.5 s
+    // and 3.5 s (Timer G); each goes up, the same as the first.
+    for ms in [500, 1500, 3500] {
+        let at = t0 + Duration::from_millis(ms);
+        p.handle_timeout(at);
+        drain(&mut p);
+        p.receive(at, &ok, "bob", false);
+        let again = drain(&mut p);
+        assert_eq!(again.len(), 1, "at {ms} ms");
+        assert_eq!(again[0].0, "alice");
+        assert_eq!(again[0].1, first[0].1, "the same 200 as the first");
+    }
+}
+
+/// A 200 to a REGISTER promises the binding exists: with store commits
+/// on, it leaves only once the driver says the store committed it, and a
+/// store that never does gets the user agent a 503 to try again, not a
+/// 200 for a binding a crash would lose.
+#[test]
+fn a_register_is_answered_once_its_binding_is_committed() {
+    let mut p = proxy();
+    p.set_store_commits(true);
+    let t0 = Instant::now();
+    assert!(register(&mut p, t0, "bob.host", "bob").is_empty(), "held");
+    let events: Vec<_> = std::iter::from_fn(|| p.poll_store_event()).collect();
+    assert_eq!(events.len(), 1, "the binding, for the store");
+    assert!(drain(&mut p).is_empty(), "still held");
+    p.store_committed(t0, 1);
+    let out = drain(&mut p);
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), Some(200));
+
+    // A store that does not commit: 503 with Retry-After after 5 s.
+    assert!(register(&mut p, t0, "bob2.host", "bob2").is_empty());
+    while p.poll_store_event().is_some() {}
+    p.handle_timeout(t0 + Duration::from_secs(4));
+    assert!(drain(&mut p).is_empty(), "not yet");
+    p.handle_timeout(t0 + Duration::from_secs(5));
+    let out = drain(&mut p);
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), Some(503));
+    assert!(String::from_utf8_lossy(&out[0].1).contains("Retry-After: 5"));
+    // A late commit sends nothing more.
+    p.store_committed(t0 + Duration::from_secs(6), 2);
+    assert!(drain(&mut p).is_empty());
+}
