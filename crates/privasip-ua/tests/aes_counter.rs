@@ -6,12 +6,13 @@
 // Tests need some starting instant; which one does not matter.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::time::Instant;
 
 use privasip_ua::{AES_BLOCK, Home, Privacy, Ua, UaConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use zeroize::Zeroizing;
 
 fn alice(next_counter: u64) -> Ua<&'static str> {
     Ua::new(
@@ -20,12 +21,7 @@ fn alice(next_counter: u64) -> Ua<&'static str> {
                 home: Home::Aes { next_counter },
                 callee_keys: Default::default(),
             },
-            ..UaConfig::new(
-                "alice",
-                "a.example",
-                Zeroizing::new("wonderland".into()),
-                "alice.host:5060",
-            )
+            ..common::alice_config()
         },
         "proxy",
     )
@@ -73,15 +69,7 @@ fn a_token_waits_for_its_counter_to_be_persisted() {
 fn other_schemes_never_wait() {
     let now = Instant::now();
     let mut rng = ChaCha20Rng::seed_from_u64(6);
-    let mut ua = Ua::new(
-        UaConfig::new(
-            "alice",
-            "a.example",
-            Zeroizing::new("wonderland".into()),
-            "alice.host:5060",
-        ),
-        "proxy",
-    );
+    let mut ua = Ua::new(common::alice_config(), "proxy");
     ua.register(now, &mut rng).expect("registers");
     assert_eq!(ua.aes_to_persist(), None);
     assert!(ua.poll_transmit().is_some());

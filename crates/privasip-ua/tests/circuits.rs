@@ -5,25 +5,21 @@
 // Tests need some starting instant; which one does not matter.
 #![allow(clippy::disallowed_methods)]
 
+mod common;
+
 use std::time::Instant;
 
 use privasip_message::{Limits, Message};
 use privasip_ua::{Circuit, Ua, UaConfig};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use zeroize::Zeroizing;
 
 fn alice(call_circuits: bool) -> Ua<&'static str> {
     Ua::new(
         UaConfig {
             reliable: true,
             call_circuits,
-            ..UaConfig::new(
-                "alice",
-                "a.example",
-                Zeroizing::new("wonderland".into()),
-                "alice.host:5060",
-            )
+            ..common::alice_config()
         },
         "proxy",
     )

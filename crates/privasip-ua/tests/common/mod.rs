@@ -249,3 +249,14 @@ impl Net {
             .map(|(f, t, b)| (*f, *t, String::from_utf8_lossy(b).into_owned()))
     }
 }
+
+/// Alice's settings on her own (plain SIP, at "alice.host"), for tests of
+/// one user agent talking to a proxy named "proxy".
+pub fn alice_config() -> UaConfig {
+    UaConfig::new(
+        "alice",
+        "a.example",
+        Zeroizing::new("wonderland".into()),
+        "alice.host:5060",
+    )
+}
