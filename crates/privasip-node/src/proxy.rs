@@ -541,7 +541,11 @@ pub fn run(config: &Path) -> Result<()> {
     }
     // A 200 to a REGISTER waits for its bindings' commit.
     proxy.set_store_commits(true);
-    let (store_tx, store_thread) = crate::store::writer(store, updates_tx);
+    let reopen = {
+        let (at, instance) = (crate::store::location(config, &cfg), instance.clone());
+        move || Ok(privasip_store::Store::open_at(&at, &instance)?)
+    };
+    let (store_tx, store_thread) = crate::store::writer(store, reopen, updates_tx);
     let listen = Listen {
         udp: cfg.listen.udp,
         tcp: cfg.listen.tcp,

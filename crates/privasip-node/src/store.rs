@@ -246,10 +246,12 @@ impl Batch {
         }
     }
 
-    /// Writes the batch in one transaction; if that fails, retries with
-    /// backoff for [`WRITE_PATIENCE`], then writes each on its own, so one
-    /// bad write costs only itself. Whether every write is committed.
-    fn write(&self, store: &mut Store) -> bool {
+    /// Writes the batch in one transaction; if that fails, reconnects
+    /// (`reopen`: a database that restarted took the connection with it)
+    /// and retries with backoff for [`WRITE_PATIENCE`], then writes each
+    /// on its own, so one bad write costs only itself. Whether every
+    /// write is committed.
+    fn write(&self, store: &mut Store, reopen: &dyn Fn() -> Result<Store>) -> bool {
         if self.writes.is_empty() {
             return true;
         }
@@ -267,9 +269,13 @@ impl Batch {
                 Some(pause) => {
                     tracing::warn!(
                         writes = self.writes.len(),
-                        "store batch failed ({e}); retrying in {pause:?}"
+                        "store batch failed ({e}); reconnecting, retrying in {pause:?}"
                     );
                     std::thread::sleep(pause);
+                    match reopen() {
+                        Ok(fresh) => *store = fresh,
+                        Err(e) => tracing::warn!("store: cannot reconnect yet: {e:#}"),
+                    }
                 }
                 None => break,
             }
@@ -297,6 +303,7 @@ impl Batch {
 /// dropped the sender and everything sent is written.
 pub fn writer(
     mut store: Store,
+    reopen: impl Fn() -> Result<Store> + Send + 'static,
     commits: mpsc::Sender<Update>,
 ) -> (
     std::sync::mpsc::Sender<StoreEvent>,
@@ -317,7 +324,7 @@ pub fn writer(
             // A batch that could not be written is given up only after
             // the proxy stopped waiting for it (WRITE_PATIENCE): counting
             // it done then releases nothing that was held for it.
-            batch.write(&mut store);
+            batch.write(&mut store, &reopen);
             done += batch.events;
             let update: Update = Box::new(move |proxy: &mut Proxy<Peer>, now| {
                 proxy.store_committed(now, done);
@@ -377,13 +384,21 @@ pub fn listener(
                         continue;
                     };
                     tracing::info!("shared store: reconnected");
-                    let mut all = vec![Change::Users];
-                    if let Ok(rows) = r.bindings(unix_now()) {
-                        let aors: HashSet<String> = rows.into_iter().map(|(a, _)| a).collect();
-                        all.extend(aors.into_iter().map(|aor| Change::Bindings { aor }));
+                    // Every binding as the store has it now: additions and
+                    // removals made while we were away alike.
+                    match r.bindings(unix_now()) {
+                        Ok(rows) => {
+                            if tx.blocking_send(resync(rows)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!("shared store: cannot read the bindings again: {e}");
+                            continue;
+                        }
                     }
                     link = Some((l, r));
-                    all
+                    vec![Change::Users]
                 }
             };
             let Some((_, reader)) = link.as_mut() else {
@@ -402,6 +417,25 @@ pub fn listener(
         }
     });
     Ok(true)
+}
+
+/// Replaces the running proxy's bindings with `rows` (every unexpired
+/// binding in the shared store).
+fn resync(rows: Vec<(String, privasip_store::BindingRow)>) -> Update {
+    let mut by_aor: HashMap<String, Vec<privasip_store::BindingRow>> = HashMap::new();
+    for (aor, row) in rows {
+        by_aor.entry(aor).or_default().push(row);
+    }
+    Box::new(move |proxy: &mut Proxy<Peer>, now| {
+        let all = by_aor
+            .into_iter()
+            .map(|(aor, rows)| {
+                let list = bindings(&rows, now);
+                (aor, list)
+            })
+            .collect();
+        proxy.registrar_mut().replace_all(all);
+    })
 }
 
 /// What the running proxy must do about `change`.

@@ -310,6 +310,16 @@ impl Registrar {
         sort_by_q(&mut bindings);
         self.bindings.insert(aor.to_owned(), bindings);
     }
+
+    /// Replaces every binding with `all` (a resynchronisation from a
+    /// shared store): addresses of record not in it lose their bindings,
+    /// as they would have heard had they been listening.
+    pub fn replace_all(&mut self, all: HashMap<String, Vec<Binding>>) {
+        self.bindings.clear();
+        for (aor, list) in all {
+            self.restore(&aor, list);
+        }
+    }
 }
 
 fn sort_by_q(list: &mut [Binding]) {

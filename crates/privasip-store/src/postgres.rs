@@ -36,8 +36,15 @@ fn connect(url: &str) -> Result<Client, StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    config.connect(NoTls).map_err(pg)
+    let mut client = config.connect(NoTls).map_err(pg)?;
+    // A hung database must not hang the writer (and so the 200s waiting
+    // for it) for longer than this; the writer then retries.
+    client.batch_execute(STATEMENT_TIMEOUT).map_err(pg)?;
+    Ok(client)
 }
+
+/// How long one statement may run.
+const STATEMENT_TIMEOUT: &str = "SET statement_timeout = '5s'";
 
 impl PgStore {
     /// Connects and creates or migrates the schema. `instance` names this

@@ -93,41 +93,31 @@ impl ScratchPostgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        let log = std::fs::File::create(dir.join("postgres.log"))
-            .map_err(|e| format!("postgres.log: {e}"))?;
-        if root {
-            let _ = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(dir.join("postgres.log"))
-                .status();
-        }
-        let child = as_server_user(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=",
-                "-c",
-                "fsync=off",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("postgres: {e}"))?;
+        let child = launch(&bin, dir, port)?;
         let mut me = ScratchPostgres {
             child,
             dir: dir.to_owned(),
             port,
         };
+        me.wait_ready()?;
+        Ok(me)
+    }
+
+    /// Stops the server (fast shutdown: every connection is cut) and
+    /// starts it again on the same data, as a database restart does.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.child = launch(&bin_dir()?, &self.dir, self.port)?;
+        self.wait_ready()
+    }
+
+    /// Waits until the server accepts connections.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let (dir, port) = (self.dir.clone(), self.port);
         let socket = dir.join(format!(".s.PGSQL.{port}"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !socket.exists() {
-            if let Ok(Some(status)) = me.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
                 return Err(format!("postgres exited ({status}):\n{log}"));
             }
@@ -138,14 +128,14 @@ impl ScratchPostgres {
         }
         // The socket appears a moment before connections are accepted.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while postgres::Client::connect(&me.url(), postgres::NoTls).is_err() {
+        while postgres::Client::connect(&self.url(), postgres::NoTls).is_err() {
             if Instant::now() > deadline {
-                me.stop();
+                self.stop();
                 return Err("postgres accepts no connection".into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(me)
+        Ok(())
     }
 
     /// The connection URL (`[store] url`).
@@ -157,21 +147,62 @@ impl ScratchPostgres {
         )
     }
 
+    /// Fast shutdown (SIGINT: no waiting for clients), sent to the
+    /// postmaster itself (as root our child is `runuser`, which does not
+    /// pass signals on), and waits until it has exited.
     fn stop(&mut self) {
-        // SIGINT: fast shutdown (no waiting for clients).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().map(str::trim).map(str::to_owned));
+        let target = pid.unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-INT", &target]).status();
+        let gone = || !Path::new(&format!("/proc/{target}")).exists();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && !gone() {
+            let _ = self.child.try_wait();
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if !gone() {
+            let _ = Command::new("kill").args(["-KILL", &target]).status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `postgres` on the cluster in `dir`, its log appended to
+/// `dir/postgres.log`.
+fn launch(bin: &Path, dir: &Path, port: u16) -> Result<Child, String> {
+    let log_path = dir.join("postgres.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("postgres.log: {e}"))?;
+    if is_root() {
+        let _ = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&log_path)
+            .status();
+    }
+    as_server_user(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("postgres: {e}"))
 }
 
 impl Drop for ScratchPostgres {

@@ -207,3 +207,79 @@ pub fn succeeded(out: &std::process::Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A REGISTER for `user{n}@b.example` sent from 127.0.0.1:`from_port`:
+/// with a Contact at 127.0.0.1:40000 for an hour, or none (a query of
+/// the bindings). `attempt` makes it a new transaction (branch, CSeq), as
+/// a user agent's next try after a 503 is.
+pub fn register_request(n: usize, contact: bool, from_port: u16, attempt: u32) -> Vec<u8> {
+    let (flag, contact) = if contact {
+        (
+            1,
+            format!("Contact: <sip:user{n}@127.0.0.1:40000>\r\nExpires: 3600\r\n"),
+        )
+    } else {
+        (0, String::new())
+    };
+    format!(
+        "REGISTER sip:b.example SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{from_port};branch=z9hG4bKreg{n}x{flag}a{attempt}\r\n\
+         Max-Forwards: 70\r\nTo: <sip:user{n}@b.example>\r\n\
+         From: <sip:user{n}@b.example>;tag=r{n}\r\nCall-ID: reg-{n}-{flag}\r\n\
+         CSeq: {attempt} REGISTER\r\n{contact}Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Registers every user in `users` with the proxy on UDP `port` (or
+/// queries them, without `contact`), sending again to those not answered
+/// 200 within 300 ms (a 503 from a proxy whose store is away is tried
+/// again, each try a new transaction), until each got its 200; fails the
+/// test after 60 s. `on_ok` sees each 200.
+pub fn register_all(
+    sock: &std::net::UdpSocket,
+    port: u16,
+    users: std::ops::Range<usize>,
+    contact: bool,
+    mut on_ok: impl FnMut(usize, &str),
+) {
+    let from = sock.local_addr().expect("bound").port();
+    let mut done = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = vec![0u8; 65_536];
+    let mut attempt = 0;
+    while done.len() < users.len() {
+        attempt += 1;
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} answered 200",
+            done.len(),
+            users.len()
+        );
+        for n in users.clone().filter(|n| !done.contains(n)) {
+            let request = register_request(n, contact, from, attempt);
+            let _ = sock.send_to(&request, ("127.0.0.1", port));
+        }
+        let wait_until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < wait_until && done.len() < users.len() {
+            let Ok(len) = sock.recv(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if !text.starts_with("SIP/2.0 200") {
+                continue;
+            }
+            let Some(n) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: reg-"))
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if users.contains(&n) && done.insert(n) {
+                on_ok(n, &text);
+            }
+        }
+    }
+}
