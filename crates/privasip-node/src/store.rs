@@ -165,6 +165,8 @@ struct Batch {
     events: u64,
     /// Index in `writes` of each AOR's bindings and each user's counter.
     bindings_at: HashMap<String, usize>,
+    /// The contacts each AOR's changes in this batch touched (None: all).
+    touched_of: HashMap<String, Option<HashSet<String>>>,
     counter_at: HashMap<String, usize>,
     started: Instant,
     unix_at_start: i64,
@@ -176,6 +178,7 @@ impl Batch {
             writes: Vec::new(),
             events: 0,
             bindings_at: HashMap::new(),
+            touched_of: HashMap::new(),
             counter_at: HashMap::new(),
             started: Instant::now(),
             unix_at_start: unix_now(),
@@ -190,8 +193,12 @@ impl Batch {
         use privasip_store::Write;
         self.events += 1;
         let (w, slot) = match e {
-            StoreEvent::Bindings { aor, bindings } => {
-                let rows = bindings
+            StoreEvent::Bindings {
+                aor,
+                bindings,
+                touched,
+            } => {
+                let rows: Vec<privasip_store::BindingRow> = bindings
                     .iter()
                     .map(|b| privasip_store::BindingRow {
                         contact: b.contact.clone(),
@@ -208,7 +215,30 @@ impl Batch {
                 if slot.is_none() {
                     self.bindings_at.insert(aor.clone(), self.writes.len());
                 }
-                (Write::Bindings { aor, rows }, slot)
+                // Several changes of one AOR in a batch: the contacts they
+                // touched together, as the latest list has them (it holds
+                // the earlier changes too); one that touched all wins.
+                let merged = match (self.touched_of.remove(&aor), touched) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(mut before)), Some(now)) => {
+                        before.extend(now);
+                        Some(before)
+                    }
+                    (None, Some(now)) => Some(now.into_iter().collect::<HashSet<String>>()),
+                };
+                self.touched_of.insert(aor.clone(), merged.clone());
+                let w = match merged {
+                    None => Write::Bindings { aor, rows },
+                    Some(touched) => Write::Contacts {
+                        aor,
+                        rows: rows
+                            .into_iter()
+                            .filter(|r| touched.contains(&r.contact))
+                            .collect(),
+                        touched: touched.into_iter().collect(),
+                    },
+                };
+                (w, slot)
             }
             StoreEvent::AesCounter { user, next } => {
                 let slot = self.counter_at.get(&user).copied();
@@ -489,7 +519,45 @@ mod tests {
                 call_id: "c".into(),
                 cseq: 1,
             }],
+            touched: None,
         }
+    }
+
+    #[test]
+    fn changes_of_one_aor_in_a_batch_write_the_contacts_they_touched() {
+        let mut b = Batch::new();
+        let event = |contacts: &[&str], touched: &[&str]| StoreEvent::Bindings {
+            aor: "sip:a@x".into(),
+            bindings: contacts
+                .iter()
+                .map(|c| privasip_registrar::Binding {
+                    contact: (*c).into(),
+                    q: 1000,
+                    expires_at: Instant::now() + Duration::from_secs(60),
+                    call_id: "c".into(),
+                    cseq: 1,
+                })
+                .collect(),
+            touched: Some(touched.iter().map(|c| (*c).to_owned()).collect()),
+        };
+        // One contact registered, then a second (the list then has both,
+        // and a third this instance learnt of from the other instance).
+        b.push(event(&["sip:a@1"], &["sip:a@1"]));
+        b.push(event(&["sip:a@1", "sip:a@2", "sip:a@3"], &["sip:a@2"]));
+        assert_eq!(b.len(), 1);
+        let Write::Contacts { rows, touched, .. } = &b.writes[0] else {
+            panic!("a per-contact write");
+        };
+        let mut touched = touched.clone();
+        touched.sort();
+        assert_eq!(touched, ["sip:a@1", "sip:a@2"]);
+        let rows: Vec<&str> = rows.iter().map(|r| r.contact.as_str()).collect();
+        assert_eq!(
+            rows.len(),
+            2,
+            "the other instance's contact is not rewritten"
+        );
+        assert!(!rows.contains(&"sip:a@3"));
     }
 
     #[test]

@@ -100,6 +100,11 @@ pub enum StoreEvent {
         aor: String,
         /// Its bindings.
         bindings: Vec<privasip_registrar::Binding>,
+        /// The contacts this change is about: a shared store writes just
+        /// these (those in `bindings` kept, the others removed) and keeps
+        /// the rest, which another instance may have registered. None:
+        /// all of them (`Contact: *`).
+        touched: Option<Vec<String>>,
     },
     /// A call this proxy authenticated was answered (accounting).
     CallStarted {
@@ -188,6 +193,10 @@ const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// REGISTERs waiting for the store at once; beyond, 503 at once.
 const MAX_HELD: usize = 65_536;
+
+/// Store events handed to the driver and not yet committed; beyond,
+/// REGISTERs get 503 at once (the writer's queue stays bounded).
+const MAX_UNCOMMITTED: u64 = 131_072;
 
 /// RFC 6026 Timer L (and M): 64*T1.
 const TIMER_L: std::time::Duration = std::time::Duration::from_secs(32);
@@ -863,6 +872,15 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// the driver counts what it hands the store in this order and says
     /// how many are committed with [`Proxy::store_committed`].
     pub fn poll_store_event(&mut self) -> Option<StoreEvent> {
+        self.queue_aes_counters();
+        let e = self.store_events.pop_front()?;
+        self.store_polled += 1;
+        Some(e)
+    }
+
+    /// PrivaSIP-AES counters the keyring raised (tokens it opened), as
+    /// store events.
+    fn queue_aes_counters(&mut self) {
         if let Some(ring) = self.keyring.as_mut() {
             for (id, next) in ring.take_aes_counters() {
                 self.store_events.push_back(StoreEvent::AesCounter {
@@ -871,9 +889,6 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 });
             }
         }
-        let e = self.store_events.pop_front()?;
-        self.store_polled += 1;
-        Some(e)
     }
 
     /// A 200 to a REGISTER promises the binding exists: with this on, it
@@ -1237,7 +1252,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             self.reply(now, stx, msg, 403, "Not Your Address Of Record", &[]);
             return;
         }
+        if self.store_is_behind() {
+            let retry = ["Retry-After: 5".to_owned()];
+            self.reply(now, stx, msg, 503, "Store Busy", &retry);
+            return;
+        }
         let aor = format!("sip:{user}@{host}");
+        let touched = self.registrar.touched_by(&aor, msg);
         match self.registrar.register(&aor, msg, now) {
             Ok(bindings) => {
                 self.bind_flows(&aor, msg, source, &bindings);
@@ -1245,8 +1266,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                     .iter()
                     .map(|b| format!("Contact: <{}>;expires={}", b.contact, b.remaining(now)))
                     .collect();
-                self.store_events
-                    .push_back(StoreEvent::Bindings { aor, bindings });
+                self.store_events.push_back(StoreEvent::Bindings {
+                    aor,
+                    bindings,
+                    touched,
+                });
                 if self.store_commits {
                     self.hold_until_committed(now, stx, msg, &extra);
                 } else {
@@ -1264,8 +1288,17 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
     }
 
+    /// Whether the store is too far behind to take another REGISTER: too
+    /// many 200s wait for it, or too many events are not yet committed
+    /// (a hung database must not grow the writer's queue without end).
+    fn store_is_behind(&self) -> bool {
+        let uncommitted = (self.store_polled + self.store_events.len() as u64)
+            .saturating_sub(self.store_committed);
+        self.store_commits && (self.held.len() >= MAX_HELD || uncommitted >= MAX_UNCOMMITTED)
+    }
+
     /// Keeps a REGISTER's 200 until the store event just queued is
-    /// committed (or answers 503 at once if too many wait).
+    /// committed.
     fn hold_until_committed(
         &mut self,
         now: Instant,
@@ -1274,13 +1307,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         extra: &[String],
     ) {
         let retry = ["Retry-After: 5".to_owned()];
-        if self.held.len() >= MAX_HELD {
-            self.reply(now, stx, msg, 503, "Store Busy", &retry);
-            return;
-        }
         let tag = self.tag();
         let ok = response_for(msg, 200, "OK", &tag, extra);
         let refusal = response_for(msg, 503, "Store Unavailable", &tag, &retry);
+        // The AES counter the REGISTER's token raised is committed with
+        // its bindings: a token answered 200 never opens again, even
+        // after a crash.
+        self.queue_aes_counters();
         let needs = self.store_polled + self.store_events.len() as u64;
         self.held.push_back(Held {
             needs,

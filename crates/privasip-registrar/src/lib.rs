@@ -311,6 +311,29 @@ impl Registrar {
         self.bindings.insert(aor.to_owned(), bindings);
     }
 
+    /// The contacts a REGISTER for `aor` changes, as the store keys them
+    /// (each named Contact, and the stored form of each binding it
+    /// matches), so that a shared store can apply just those and keep
+    /// what another instance registered for the same address of record.
+    /// None when it changes them all (`Contact: *`) or cannot be read.
+    pub fn touched_by(&self, aor: &str, msg: &Message<'_>) -> Option<Vec<String>> {
+        let Some(ContactValue::Addrs(addrs)) = msg.contacts() else {
+            // No Contact (a query) changes nothing; `*` changes everything.
+            return msg.contacts().is_none().then(Vec::new);
+        };
+        let current = self.bindings.get(aor);
+        let mut touched: Vec<String> = Vec::new();
+        for na in &addrs {
+            touched.push(na.uri_raw.to_owned());
+            for b in current.into_iter().flatten() {
+                if same_contact(&b.contact, na.uri_raw) && b.contact != na.uri_raw {
+                    touched.push(b.contact.clone());
+                }
+            }
+        }
+        Some(touched)
+    }
+
     /// Replaces every binding with `all` (a resynchronisation from a
     /// shared store): addresses of record not in it lose their bindings,
     /// as they would have heard had they been listening.

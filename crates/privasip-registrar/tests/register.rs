@@ -257,3 +257,42 @@ fn the_number_of_addresses_of_record_is_bounded() {
     assert!(r.register("sip:d@example.com", &m, later).is_ok());
     assert_eq!(r.len(), 3);
 }
+
+/// What a REGISTER changes, as a shared store needs it: the contacts it
+/// names and the stored form of those they match; all for `*`; none for a
+/// query.
+#[test]
+fn a_register_says_which_contacts_it_touches() {
+    let mut reg = Registrar::new(RegistrarConfig::default());
+    let now = Instant::now();
+    apply(
+        &mut reg,
+        &register("c1", 1, &["<sip:bob@Host.Example>"], None),
+        now,
+    )
+    .expect("first");
+    apply(
+        &mut reg,
+        &register("c1", 2, &["<sip:bob@192.0.2.2>"], None),
+        now,
+    )
+    .expect("second");
+    let touched = |bytes: &[u8]| {
+        let m = Message::parse_datagram(bytes, &Limits::default()).expect("parses");
+        reg.touched_by(AOR, &m)
+    };
+    // Same contact with the host in other case: both spellings.
+    assert_eq!(
+        touched(&register("c1", 3, &["<sip:bob@host.example>"], Some(0))),
+        Some(vec![
+            "sip:bob@host.example".to_owned(),
+            "sip:bob@Host.Example".to_owned()
+        ])
+    );
+    assert_eq!(
+        touched(&register("c1", 3, &["<sip:bob@192.0.2.3>"], None)),
+        Some(vec!["sip:bob@192.0.2.3".to_owned()])
+    );
+    assert_eq!(touched(&register("c1", 3, &[], None)), Some(vec![]));
+    assert_eq!(touched(&register("c1", 3, &["*"], Some(0))), None);
+}

@@ -112,6 +112,18 @@ pub enum Write {
         /// Its bindings.
         rows: Vec<BindingRow>,
     },
+    /// Some contacts of an address of record changed: each of `touched`
+    /// is now as in `rows`, or gone if `rows` lacks it. Its other
+    /// contacts stay as they are (another instance of a shared store may
+    /// have registered them meanwhile).
+    Contacts {
+        /// The address of record.
+        aor: String,
+        /// The touched contacts that remain.
+        rows: Vec<BindingRow>,
+        /// Every contact the change is about.
+        touched: Vec<String>,
+    },
     /// A call was answered.
     CallStarted {
         /// The authenticated caller (real ID).
@@ -143,6 +155,7 @@ impl fmt::Debug for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Write::Bindings { .. } => "Write::Bindings([redacted])",
+            Write::Contacts { .. } => "Write::Contacts([redacted])",
             Write::CallStarted { .. } => "Write::CallStarted([redacted])",
             Write::CallEnded { .. } => "Write::CallEnded([redacted])",
             Write::AesNext { .. } => "Write::AesNext([redacted])",

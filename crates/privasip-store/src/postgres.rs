@@ -294,6 +294,35 @@ fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize,
             notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
             n
         }
+        Write::Contacts { aor, rows, touched } => {
+            let mut n = 0;
+            for contact in touched {
+                n += c
+                    .execute(
+                        "DELETE FROM bindings WHERE aor = $1 AND contact = $2",
+                        &[aor, contact],
+                    )
+                    .map_err(pg)?;
+            }
+            for b in rows {
+                n += c
+                    .execute(
+                        "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[
+                            aor,
+                            &b.contact,
+                            &i32::from(b.q),
+                            &b.expires_unix,
+                            &b.call_id,
+                            &i64::from(b.cseq),
+                        ],
+                    )
+                    .map_err(pg)?;
+            }
+            notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
+            n
+        }
         Write::CallStarted {
             caller,
             callee,

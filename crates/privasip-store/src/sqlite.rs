@@ -243,6 +243,29 @@ fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
             }
             n
         }
+        Write::Contacts { aor, rows, touched } => {
+            let mut n = 0;
+            let mut delete =
+                conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2")?;
+            for c in touched {
+                n += delete.execute(params![aor, c])?;
+            }
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for b in rows {
+                n += insert.execute(params![
+                    aor,
+                    b.contact,
+                    b.q,
+                    b.expires_unix,
+                    b.call_id,
+                    b.cseq
+                ])?;
+            }
+            n
+        }
         Write::CallStarted {
             caller,
             callee,

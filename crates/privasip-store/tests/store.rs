@@ -212,3 +212,46 @@ fn postgres_round_trips_and_announces_changes() {
     assert!(two.has_user("b.example", "bob").expect("query"));
     assert!(two.delete_user("b.example", "bob").expect("delete"));
 }
+
+/// Two instances of a shared store register different contacts for one
+/// address of record at nearly the same time: each writes only the
+/// contacts its REGISTER was about, so neither removes the other's.
+#[test]
+fn a_change_of_some_contacts_keeps_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Store::open(&dir.path().join("privasip.db")).expect("open");
+    let aor = "sip:bob@b.example";
+    let contacts = |s: &mut Store| {
+        let mut c: Vec<String> = s
+            .bindings_of(aor, 1_500)
+            .expect("bindings")
+            .into_iter()
+            .map(|r| r.contact)
+            .collect();
+        c.sort();
+        c
+    };
+    // Instance 1: bob's desk phone.
+    s.apply(&[Write::Contacts {
+        aor: aor.into(),
+        rows: vec![binding("sip:bob@192.0.2.1")],
+        touched: vec!["sip:bob@192.0.2.1".into()],
+    }])
+    .expect("desk");
+    // Instance 2, which had not heard of it yet: bob's mobile.
+    s.apply(&[Write::Contacts {
+        aor: aor.into(),
+        rows: vec![binding("sip:bob@192.0.2.2")],
+        touched: vec!["sip:bob@192.0.2.2".into()],
+    }])
+    .expect("mobile");
+    assert_eq!(contacts(&mut s), ["sip:bob@192.0.2.1", "sip:bob@192.0.2.2"]);
+    // The desk phone unregisters (expires=0): only it goes.
+    s.apply(&[Write::Contacts {
+        aor: aor.into(),
+        rows: vec![],
+        touched: vec!["sip:bob@192.0.2.1".into()],
+    }])
+    .expect("desk leaves");
+    assert_eq!(contacts(&mut s), ["sip:bob@192.0.2.2"]);
+}
