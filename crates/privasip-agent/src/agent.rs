@@ -26,6 +26,39 @@ pub enum ProxyAt {
     Tor(String, u16),
 }
 
+/// How long the first Tor stream to the proxy may take to open, over
+/// several attempts: a service published moments ago may not have its
+/// descriptor on the directories yet ("Unable to download hidden service
+/// descriptor").
+const TOR_FIRST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// The first stream to the proxy over Tor, tried again with backoff for
+/// [`TOR_FIRST_PATIENCE`].
+async fn first_tor_stream(connect: &dyn Fn(Isolation) -> Opening) -> Result<(Reader, Writer)> {
+    let mut backoff = privasip_stream::Backoff::new(
+        Instant::now(),
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(8),
+        TOR_FIRST_PATIENCE,
+    );
+    loop {
+        match connect(Isolation::Shared).await {
+            Ok(s) => return Ok(s),
+            Err(e) => match backoff.after_failure(Instant::now()) {
+                Some(pause) => {
+                    tracing::info!("the proxy is not reachable yet ({e:#}); again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// How long one attempt to open a Tor stream to the proxy may take (a
+/// fresh onion connection builds a rendezvous circuit: seconds at most).
+const TOR_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Tor, for a user agent that reaches its proxy through it.
 pub struct TorAccess {
     /// The backend streams are opened through.
@@ -113,15 +146,26 @@ impl Agent {
                     let backend = backend.clone();
                     let host = host.clone();
                     Box::pin(async move {
-                        let stream = backend
-                            .connect(&host, port, isolation)
-                            .await
-                            .context("cannot reach the proxy through Tor")?;
+                        // An attempt that hangs (a restarted onion service
+                        // whose old introduction points the client still
+                        // tries) must end, so the next one can start.
+                        let stream = tokio::time::timeout(
+                            TOR_CONNECT_TIMEOUT,
+                            backend.connect(&host, port, isolation),
+                        )
+                        .await
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "no Tor stream to the proxy within {} s",
+                                TOR_CONNECT_TIMEOUT.as_secs()
+                            )
+                        })?
+                        .context("cannot reach the proxy through Tor")?;
                         let (r, w) = stream.into_split();
                         Ok((Box::new(r) as Reader, Box::new(w) as Writer))
                     })
                 };
-                let proxy = connect(Isolation::Shared).await?;
+                let proxy = first_tor_stream(&connect).await?;
                 let incoming = service.map(|s| s.incoming);
                 (
                     Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),

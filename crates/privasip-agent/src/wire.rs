@@ -129,7 +129,10 @@ impl Streams {
                     return Ok(());
                 }
                 Err(e) => match backoff.after_failure(Instant::now()) {
-                    Some(pause) => tokio::time::sleep(pause).await,
+                    Some(pause) => {
+                        tracing::info!("reconnecting failed ({e:#}); again in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                    }
                     None => {
                         return Err(e.context(format!(
                             "the connection to the proxy closed and did not reopen in {} s",

@@ -185,31 +185,37 @@ fn the_deployment_page_works_from_the_example_files() {
     assert!(PAGE.contains(
         "privasip ua --config ua-alice.toml \\\n  call sip:bob@b.example --register --hold 1"
     ));
-    let mut outcomes = Vec::new();
-    for _ in 0..3 {
-        let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
-            .args(call.split_whitespace().skip(1))
-            .current_dir(&dir)
-            .env("PRIVASIP_PASSWORD", "wonderland")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let answered = out.status.success() && text.contains("call 1: answered (200)");
-        outcomes.push(format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
-        if answered {
-            break;
+    let alice_calls = |what: &str, tries: usize| {
+        let mut outcomes = Vec::new();
+        for _ in 0..tries {
+            let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
+                .args(call.split_whitespace().skip(1))
+                .current_dir(&dir)
+                .env("PRIVASIP_PASSWORD", "wonderland")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let answered = out.status.success() && text.contains("call 1: answered (200)");
+            outcomes.push(format!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+            if answered {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(5));
         }
-        std::thread::sleep(Duration::from_secs(5));
-    }
-    let last = outcomes.last().unwrap();
-    assert!(
-        last.contains("call 1: answered (200)"),
-        "Alice's call was not answered:\n{}\nProxy A:\n{}\nProxy B:\n{}\nBob:\n{}",
-        outcomes.join("\n---\n"),
-        std::fs::read_to_string(dir.join("a.log")).unwrap_or_default(),
-        std::fs::read_to_string(dir.join("b.log")).unwrap_or_default(),
-        std::fs::read_to_string(dir.join("bob.log")).unwrap_or_default(),
-    );
+        let logs: Vec<String> = ["a.log", "b.log", "b2.log", "bob.log"]
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                format!("{f}:\n{text}")
+            })
+            .collect();
+        panic!(
+            "Alice's call {what} was not answered:\n{}\n{}",
+            outcomes.join("\n---\n"),
+            logs.join("\n")
+        );
+    };
+    alice_calls("", 3);
     // Bob heard it, and learnt nothing of who called (PrivaSIP-2).
     wait_for(&dir, 30, "Bob's side of the call", "bob.log.out", || {
         std::fs::read_to_string(dir.join("bob.log.out"))
@@ -218,5 +224,37 @@ fn the_deployment_page_works_from_the_example_files() {
     });
     let bob = std::fs::read_to_string(dir.join("bob.log.out")).unwrap();
     assert!(!bob.contains("alice"), "Bob learnt the caller:\n{bob}");
+
+    // A fault: Proxy B dies (kill -9) and comes back from its store and
+    // key directory at the same onion address. Nobody is told: Bob's
+    // agent reconnects and registers again by itself, Proxy A opens a new
+    // stream to B's onion, and the next call is answered. Not yet in CI:
+    // in about one run of four, Bob's arti client does not reach the
+    // restarted service within 3 minutes (RELIABILITY.md); run it with
+    // `bash scripts/faults.sh`.
+    if std::env::var_os("PRIVASIP_FAULTS").is_none() {
+        return;
+    }
+    let b = &mut running.0[0];
+    let _ = b.kill();
+    let _ = b.wait();
+    running.0[0] = start(
+        &dir,
+        "privasip proxy --config proxy-b-onion.toml",
+        "b2.log",
+        None,
+    );
+    wait_for(&dir, 180, "Proxy B back", "b2.log", || {
+        udp_bound(5062)
+            && std::fs::read_to_string(dir.join("b2.log"))
+                .unwrap_or_default()
+                .contains("onion service published")
+    });
+    wait_for(&dir, 180, "Bob registered again", "bob.log", || {
+        std::fs::read_to_string(dir.join("bob.log"))
+            .unwrap_or_default()
+            .contains("reconnected to the proxy")
+    });
+    alice_calls("after Proxy B's restart", 8);
     drop(running);
 }
