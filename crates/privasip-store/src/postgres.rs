@@ -269,28 +269,39 @@ fn notify(c: &mut impl GenericClient, instance: &str, change: &Change) -> Result
 
 /// One write on `c` (a transaction or not), announced to the other
 /// instances when it changes what they hold; the rows it changed.
+/// Inserts `rows` as bindings of `aor`; how many.
+fn insert_bindings(
+    c: &mut impl GenericClient,
+    aor: &String,
+    rows: &[BindingRow],
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for b in rows {
+        n += c
+            .execute(
+                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    aor,
+                    &b.contact,
+                    &i32::from(b.q),
+                    &b.expires_unix,
+                    &b.call_id,
+                    &i64::from(b.cseq),
+                ],
+            )
+            .map_err(pg)?;
+    }
+    Ok(n)
+}
+
 fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize, StoreError> {
     let n = match w {
         Write::Bindings { aor, rows } => {
             let mut n = c
                 .execute("DELETE FROM bindings WHERE aor = $1", &[aor])
                 .map_err(pg)?;
-            for b in rows {
-                n += c
-                    .execute(
-                        "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            aor,
-                            &b.contact,
-                            &i32::from(b.q),
-                            &b.expires_unix,
-                            &b.call_id,
-                            &i64::from(b.cseq),
-                        ],
-                    )
-                    .map_err(pg)?;
-            }
+            n += insert_bindings(c, aor, rows)?;
             notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
             n
         }
@@ -304,22 +315,7 @@ fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize,
                     )
                     .map_err(pg)?;
             }
-            for b in rows {
-                n += c
-                    .execute(
-                        "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                        &[
-                            aor,
-                            &b.contact,
-                            &i32::from(b.q),
-                            &b.expires_unix,
-                            &b.call_id,
-                            &i64::from(b.cseq),
-                        ],
-                    )
-                    .map_err(pg)?;
-            }
+            n += insert_bindings(c, aor, rows)?;
             notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
             n
         }

@@ -219,29 +219,35 @@ impl SqliteStore {
     }
 }
 
+/// Inserts `rows` as bindings of `aor`; how many.
+fn insert_bindings(conn: &Connection, aor: &str, rows: &[BindingRow]) -> Result<usize, StoreError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut n = 0;
+    for b in rows {
+        n += insert.execute(params![
+            aor,
+            b.contact,
+            b.q,
+            b.expires_unix,
+            b.call_id,
+            b.cseq
+        ])?;
+    }
+    Ok(n)
+}
+
 /// One write on `conn` (a transaction or not); the rows it changed.
 /// Statements are prepared once per connection and cached.
 fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
     Ok(match w {
         Write::Bindings { aor, rows } => {
-            let mut n = conn
+            let n = conn
                 .prepare_cached("DELETE FROM bindings WHERE aor = ?1")?
                 .execute(params![aor])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for b in rows {
-                n += insert.execute(params![
-                    aor,
-                    b.contact,
-                    b.q,
-                    b.expires_unix,
-                    b.call_id,
-                    b.cseq
-                ])?;
-            }
-            n
+            n + insert_bindings(conn, aor, rows)?
         }
         Write::Contacts { aor, rows, touched } => {
             let mut n = 0;
@@ -250,21 +256,7 @@ fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
             for c in touched {
                 n += delete.execute(params![aor, c])?;
             }
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO bindings (aor, contact, q, expires_unix, call_id, cseq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for b in rows {
-                n += insert.execute(params![
-                    aor,
-                    b.contact,
-                    b.q,
-                    b.expires_unix,
-                    b.call_id,
-                    b.cseq
-                ])?;
-            }
-            n
+            n + insert_bindings(conn, aor, rows)?
         }
         Write::CallStarted {
             caller,
