@@ -1258,9 +1258,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         }
         let aor = format!("sip:{user}@{host}");
-        let touched = self.registrar.touched_by(&aor, msg);
-        match self.registrar.register(&aor, msg, now) {
-            Ok(bindings) => {
+        match self.registrar.register_changes(&aor, msg, now) {
+            Ok(privasip_registrar::Registered { bindings, touched }) => {
                 self.bind_flows(&aor, msg, source, &bindings);
                 let extra: Vec<String> = bindings
                     .iter()

@@ -120,6 +120,27 @@ impl HasSipStatus for RegisterError {
     }
 }
 
+/// What a REGISTER did ([`Registrar::register_changes`]). Contacts name
+/// users and hosts: `Debug` shows only how many.
+pub struct Registered {
+    /// The bindings now in force.
+    pub bindings: Vec<Binding>,
+    /// The contacts it changed, as a store keys them: each it named, and
+    /// the stored spelling of each binding those matched; none for a
+    /// query; None when it changed them all (`Contact: *`). A shared store
+    /// writes just these and keeps what another instance registered.
+    pub touched: Option<Vec<String>>,
+}
+
+impl fmt::Debug for Registered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registered")
+            .field("bindings", &self.bindings.len())
+            .field("touched", &self.touched.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 /// The location service: address of record -> bindings.
 #[derive(Default)]
 pub struct Registrar {
@@ -163,6 +184,17 @@ impl Registrar {
         msg: &Message<'_>,
         now: Instant,
     ) -> Result<Vec<Binding>, RegisterError> {
+        self.register_changes(aor, msg, now).map(|r| r.bindings)
+    }
+
+    /// Like [`Registrar::register`], and also says which contacts the
+    /// REGISTER changed, as a store keys them ([`Registered::touched`]).
+    pub fn register_changes(
+        &mut self,
+        aor: &str,
+        msg: &Message<'_>,
+        now: Instant,
+    ) -> Result<Registered, RegisterError> {
         let call_id = msg
             .call_id()
             .ok_or(RegisterError::BadRequest("no Call-ID"))?
@@ -173,7 +205,12 @@ impl Registrar {
         let contacts = msg.contacts();
         let wanted = match contacts {
             // A query: no Contact (§10.3 step 8 returns the current list).
-            None => return Ok(current),
+            None => {
+                return Ok(Registered {
+                    bindings: current,
+                    touched: Some(Vec::new()),
+                });
+            }
             // §10.3 step 6: "*" only with Expires: 0 and alone.
             Some(ContactValue::Star) => {
                 if header_expires != Some(0) || msg.values(HeaderName::Contact).count() != 1 {
@@ -188,7 +225,10 @@ impl Registrar {
                     return Err(RegisterError::OutOfOrder);
                 }
                 self.bindings.remove(aor);
-                return Ok(Vec::new());
+                return Ok(Registered {
+                    bindings: Vec::new(),
+                    touched: None,
+                });
             }
             Some(ContactValue::Addrs(addrs)) => addrs
                 .iter()
@@ -198,10 +238,18 @@ impl Registrar {
 
         // Validate everything first, then apply: a failure changes nothing.
         let mut next = current;
+        let mut touched = Vec::with_capacity(wanted.len());
         for w in &wanted {
             let existing = next
                 .iter()
                 .position(|b| same_contact(&b.contact, &w.contact));
+            touched.push(w.contact.clone());
+            // The same contact stored in another spelling (host case).
+            if let Some(i) = existing
+                && next[i].contact != w.contact
+            {
+                touched.push(next[i].contact.clone());
+            }
             if let Some(i) = existing
                 && next[i].call_id == call_id
                 && cseq <= next[i].cseq
@@ -248,7 +296,10 @@ impl Registrar {
             }
             self.bindings.insert(aor.to_owned(), next.clone());
         }
-        Ok(next)
+        Ok(Registered {
+            bindings: next,
+            touched: Some(touched),
+        })
     }
 
     fn wanted(
@@ -309,29 +360,6 @@ impl Registrar {
     pub fn restore(&mut self, aor: &str, mut bindings: Vec<Binding>) {
         sort_by_q(&mut bindings);
         self.bindings.insert(aor.to_owned(), bindings);
-    }
-
-    /// The contacts a REGISTER for `aor` changes, as the store keys them
-    /// (each named Contact, and the stored form of each binding it
-    /// matches), so that a shared store can apply just those and keep
-    /// what another instance registered for the same address of record.
-    /// None when it changes them all (`Contact: *`) or cannot be read.
-    pub fn touched_by(&self, aor: &str, msg: &Message<'_>) -> Option<Vec<String>> {
-        let Some(ContactValue::Addrs(addrs)) = msg.contacts() else {
-            // No Contact (a query) changes nothing; `*` changes everything.
-            return msg.contacts().is_none().then(Vec::new);
-        };
-        let current = self.bindings.get(aor);
-        let mut touched: Vec<String> = Vec::new();
-        for na in &addrs {
-            touched.push(na.uri_raw.to_owned());
-            for b in current.into_iter().flatten() {
-                if same_contact(&b.contact, na.uri_raw) && b.contact != na.uri_raw {
-                    touched.push(b.contact.clone());
-                }
-            }
-        }
-        Some(touched)
     }
 
     /// Replaces every binding with `all` (a resynchronisation from a

@@ -277,9 +277,9 @@ fn a_register_says_which_contacts_it_touches() {
         now,
     )
     .expect("second");
-    let touched = |bytes: &[u8]| {
+    let mut touched = |bytes: &[u8]| {
         let m = Message::parse_datagram(bytes, &Limits::default()).expect("parses");
-        reg.touched_by(AOR, &m)
+        reg.register_changes(AOR, &m, now).expect("applies").touched
     };
     // Same contact with the host in other case: both spellings.
     assert_eq!(
@@ -290,9 +290,9 @@ fn a_register_says_which_contacts_it_touches() {
         ])
     );
     assert_eq!(
-        touched(&register("c1", 3, &["<sip:bob@192.0.2.3>"], None)),
+        touched(&register("c1", 4, &["<sip:bob@192.0.2.3>"], None)),
         Some(vec!["sip:bob@192.0.2.3".to_owned()])
     );
-    assert_eq!(touched(&register("c1", 3, &[], None)), Some(vec![]));
-    assert_eq!(touched(&register("c1", 3, &["*"], Some(0))), None);
+    assert_eq!(touched(&register("c1", 5, &[], None)), Some(vec![]));
+    assert_eq!(touched(&register("c1", 6, &["*"], Some(0))), None);
 }
