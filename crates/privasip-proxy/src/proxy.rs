@@ -1420,16 +1420,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if status == 100 {
             return;
         }
-        // Step 3: our Via goes, and what we hid comes back.
-        let mut up = msg.clone();
-        up.pop_via();
-        if let Some(top) = msg.top_via() {
-            let known = self.calls.get(&stx).and_then(|c| c.hidden_vias.as_deref());
-            self.unhide_response(&mut up, &top, known);
-        }
-        if let Some(from) = self.calls.get(&stx).map(|c| c.from.clone()) {
-            self.mask_response_contact(&mut up, &from);
-        }
+        let from = self.calls.get(&stx).map(|c| c.from.clone());
+        let up = self.upstream(msg, stx, from.as_ref());
         if up.vias().is_empty() {
             // Only our Via: nothing to send up as it is. A final one still
             // ends the branch (as 502), or the server transaction and the
@@ -1507,6 +1499,22 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         self.branch_failed(now, ctx, status, Some(bytes));
     }
 
+    /// §16.7 step 3 for a response on one of our branches of `stx`: our
+    /// Via goes, what we hid comes back, and its Contact is masked for
+    /// `from` (where the request came from) when that link is hidden.
+    fn upstream<'m>(&mut self, msg: &Message<'m>, stx: ServerTx, from: Option<&P>) -> Message<'m> {
+        let mut up = msg.clone();
+        up.pop_via();
+        if let Some(top) = msg.top_via() {
+            let known = self.calls.get(&stx).and_then(|c| c.hidden_vias.as_deref());
+            self.unhide_response(&mut up, &top, known);
+        }
+        if let Some(from) = from {
+            self.mask_response_contact(&mut up, from);
+        }
+        up
+    }
+
     /// A retransmission of the 2xx an INVITE branch got (its ACK was lost,
     /// or the first 2xx was): RFC 6026 sends each one up, in the server
     /// transaction's Accepted state, so the caller ACKs again. Without it
@@ -1516,12 +1524,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         };
         let (stx, from) = (a.stx, a.from.clone());
-        let mut up = msg.clone();
-        up.pop_via();
-        if let Some(top) = msg.top_via() {
-            self.unhide_response(&mut up, &top, None);
-        }
-        self.mask_response_contact(&mut up, &from);
+        let up = self.upstream(msg, stx, Some(&from));
         if !up.vias().is_empty() {
             let _ = self.tx.respond(now, stx, up.to_bytes());
         }
