@@ -13,7 +13,9 @@ use rand_core::OsRng;
 use tokio::net::{TcpStream, UdpSocket};
 
 use crate::counter::CounterFile;
-use crate::wire::{Incoming, Link, Opening, PROXY_STREAM, Reader, Streams, Wire, Writer};
+use crate::wire::{
+    Incoming, Link, Opening, PROXY_STREAM, Reader, Streams, Wire, Writer, connect_patiently,
+};
 
 /// Where the user agent's proxy is.
 #[derive(Clone, Debug)]
@@ -31,29 +33,6 @@ pub enum ProxyAt {
 /// descriptor on the directories yet ("Unable to download hidden service
 /// descriptor").
 const TOR_FIRST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(90);
-
-/// The first stream to the proxy over Tor, tried again with backoff for
-/// [`TOR_FIRST_PATIENCE`].
-async fn first_tor_stream(connect: &dyn Fn(Isolation) -> Opening) -> Result<(Reader, Writer)> {
-    let mut backoff = privasip_stream::Backoff::new(
-        Instant::now(),
-        std::time::Duration::from_millis(500),
-        std::time::Duration::from_secs(8),
-        TOR_FIRST_PATIENCE,
-    );
-    loop {
-        match connect(Isolation::Shared).await {
-            Ok(s) => return Ok(s),
-            Err(e) => match backoff.after_failure(Instant::now()) {
-                Some(pause) => {
-                    tracing::info!("the proxy is not reachable yet ({e:#}); again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                }
-                None => return Err(e),
-            },
-        }
-    }
-}
 
 /// How long one attempt to open a Tor stream to the proxy may take (a
 /// fresh onion connection builds a rendezvous circuit: seconds at most).
@@ -165,7 +144,7 @@ impl Agent {
                         Ok((Box::new(r) as Reader, Box::new(w) as Writer))
                     })
                 };
-                let proxy = first_tor_stream(&connect).await?;
+                let proxy = connect_patiently(&connect, TOR_FIRST_PATIENCE).await?;
                 let incoming = service.map(|s| s.incoming);
                 (
                     Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),

@@ -51,6 +51,33 @@ pub(crate) type Connect = Box<dyn Fn(Isolation) -> Opening + Send>;
 /// How long to keep trying to reopen the stream to the proxy.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
 
+/// A stream to the proxy (on the shared circuit), tried again with
+/// backoff (250 ms doubling to 8 s) until `patience` is spent; then the
+/// last attempt's error.
+pub(crate) async fn connect_patiently(
+    connect: &dyn Fn(Isolation) -> Opening,
+    patience: Duration,
+) -> Result<(Reader, Writer)> {
+    let mut backoff = Backoff::new(
+        Instant::now(),
+        Duration::from_millis(250),
+        Duration::from_secs(8),
+        patience,
+    );
+    loop {
+        match connect(Isolation::Shared).await {
+            Ok(s) => return Ok(s),
+            Err(e) => match backoff.after_failure(Instant::now()) {
+                Some(pause) => {
+                    tracing::info!("the proxy is not reachable ({e:#}); again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                }
+                None => return Err(e),
+            },
+        }
+    }
+}
+
 /// What [`Wire::recv`] got.
 pub(crate) enum Incoming {
     /// A message, and where it came from.
@@ -115,33 +142,17 @@ impl Streams {
         };
         self.writers.remove(&0);
         tracing::warn!("the connection to the proxy closed; reconnecting");
-        let mut backoff = Backoff::new(
-            Instant::now(),
-            Duration::from_millis(250),
-            Duration::from_secs(8),
-            RECONNECT_PATIENCE,
-        );
-        loop {
-            match connect(Isolation::Shared).await {
-                Ok((r, w)) => {
-                    self.add(0, r, w);
-                    tracing::info!("reconnected to the proxy");
-                    return Ok(());
-                }
-                Err(e) => match backoff.after_failure(Instant::now()) {
-                    Some(pause) => {
-                        tracing::info!("reconnecting failed ({e:#}); again in {pause:?}");
-                        tokio::time::sleep(pause).await;
-                    }
-                    None => {
-                        return Err(e.context(format!(
-                            "the connection to the proxy closed and did not reopen in {} s",
-                            RECONNECT_PATIENCE.as_secs()
-                        )));
-                    }
-                },
-            }
-        }
+        let (r, w) = connect_patiently(connect.as_ref(), RECONNECT_PATIENCE)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "the connection to the proxy closed and did not reopen in {} s",
+                    RECONNECT_PATIENCE.as_secs()
+                ))
+            })?;
+        self.add(0, r, w);
+        tracing::info!("reconnected to the proxy");
+        Ok(())
     }
 
     fn add<R, W>(&mut self, id: u64, mut rd: R, mut wr: W)
