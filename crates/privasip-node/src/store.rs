@@ -276,30 +276,46 @@ impl Batch {
         }
     }
 
-    /// Writes the batch in one transaction; if that fails, reconnects
-    /// (`reopen`: a database that restarted took the connection with it)
-    /// and retries with backoff for [`WRITE_PATIENCE`], then writes each
-    /// on its own, so one bad write costs only itself. Whether every
-    /// write is committed.
+    /// Writes the batch in one transaction; if that fails, each write on
+    /// its own, so one bad write costs only itself. If none of them goes
+    /// in either, the store itself is away (a restarted database took the
+    /// connection with it): reconnect (`reopen`) and try the rest again,
+    /// with backoff, for [`WRITE_PATIENCE`]. Whether every write is
+    /// committed.
     fn write(&self, store: &mut Store, reopen: &dyn Fn() -> Result<Store>) -> bool {
-        if self.writes.is_empty() {
+        if self.writes.is_empty() || store.apply(&self.writes).is_ok() {
             return true;
         }
+        let mut pending: Vec<&privasip_store::Write> = self.writes.iter().collect();
         let mut backoff = privasip_stream::Backoff::new(
             Instant::now(),
             Duration::from_millis(100),
             Duration::from_secs(2),
             WRITE_PATIENCE,
         );
+        let mut last = None;
         loop {
-            let Err(e) = store.apply(&self.writes) else {
+            let before = pending.len();
+            pending.retain(|w| match store.apply(std::slice::from_ref(*w)) {
+                Ok(()) => false,
+                Err(e) => {
+                    last = Some(e);
+                    true
+                }
+            });
+            if pending.is_empty() {
                 return true;
-            };
+            }
+            if pending.len() < before {
+                // The store works: what is left is bad in itself.
+                break;
+            }
             match backoff.after_failure(Instant::now()) {
                 Some(pause) => {
                     tracing::warn!(
-                        writes = self.writes.len(),
-                        "store batch failed ({e}); reconnecting, retrying in {pause:?}"
+                        writes = pending.len(),
+                        "store batch failed, no write went in ({}); reconnecting, retrying in {pause:?}",
+                        last.as_ref().map(ToString::to_string).unwrap_or_default()
                     );
                     std::thread::sleep(pause);
                     match reopen() {
@@ -310,17 +326,12 @@ impl Batch {
                 None => break,
             }
         }
-        let mut failed = 0usize;
-        for w in &self.writes {
-            if let Err(e) = store.apply(std::slice::from_ref(w)) {
-                failed += 1;
-                tracing::error!("store write failed: {e}");
-            }
-        }
-        if failed > 0 {
-            tracing::error!(failed, "store writes lost");
-        }
-        failed == 0
+        tracing::error!(
+            failed = pending.len(),
+            "store writes lost ({})",
+            last.as_ref().map(ToString::to_string).unwrap_or_default()
+        );
+        false
     }
 }
 
