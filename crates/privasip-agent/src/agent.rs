@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use privasip_tor::{Isolation, OnionService, TorBackend, TorStream};
-use privasip_ua::{CallId, Ua, UaConfig, UaEvent};
+use privasip_ua::{CallId, Sensitive, Ua, UaConfig, UaEvent};
 use rand_core::OsRng;
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -114,13 +114,13 @@ impl Agent {
                 // Without one, calls come over the stream we register on:
                 // our Contact names a random, unresolvable host the proxy
                 // binds to that stream (`;ob`).
-                cfg.local = match &service {
-                    Some(s) => format!("{}:{}", s.address, s.port),
+                cfg.local = Sensitive::new(match &service {
+                    Some(s) => format!("{}:{}", s.address.expose(), s.port),
                     None => {
                         cfg.outbound = true;
                         privasip_ua::flow_host(&mut OsRng)
                     }
-                };
+                });
                 let connect = move |isolation: Isolation| -> Opening {
                     let backend = backend.clone();
                     let host = host.clone();

@@ -170,7 +170,7 @@ impl Arti {
             .await
             .map_err(|_| TorError::Timeout("reaching our own onion service"))?;
         Ok(OnionService {
-            address,
+            address: privasip_tor::Sensitive::new(address),
             port,
             incoming,
         })

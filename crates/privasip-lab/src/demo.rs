@@ -256,7 +256,11 @@ fn report(
     match privasip_store::Store::open(&d.join("proxy-a.db")).and_then(|mut s| s.calls()) {
         Ok(rows) => {
             for r in rows.iter().take(3) {
-                println!("    caller {} -> callee {}", r.caller, shorten(&r.callee));
+                println!(
+                    "    caller {} -> callee {}",
+                    r.caller.expose(),
+                    shorten(r.callee.expose())
+                );
             }
         }
         Err(e) => println!("    (cannot read: {e})"),

@@ -27,7 +27,7 @@ async fn serve_onion(backend: &dyn TorBackend) -> Result<String> {
             tokio::spawn(serve(s));
         }
     });
-    Ok(address)
+    Ok(address.into_inner())
 }
 
 /// Answers every SIP request on a stream with a bare 200 OK.

@@ -10,7 +10,6 @@ mod name;
 mod params;
 mod print;
 mod scan;
-mod sensitive;
 mod stream;
 mod uri;
 
@@ -24,6 +23,6 @@ pub use message::{Header, Message};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};
-pub use sensitive::Sensitive;
+pub use privasip_sensitive::Sensitive;
 pub use stream::{Frame, StreamDecoder};
 pub use uri::{SipUri, Uri, UriError};

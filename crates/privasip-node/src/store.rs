@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use privasip_digest::{Algorithm, Ha1};
 use privasip_proxy::{Credentials, Proxy, StoreEvent};
 use privasip_server::{Peer, Update};
-use privasip_store::{Change, Listener, Location, Store, UserRow};
+use privasip_store::{Change, Listener, Location, Sensitive, Store, UserRow};
 use tokio::sync::mpsc;
 
 use crate::proxy::Config;
@@ -20,7 +20,7 @@ use crate::proxy::Config;
 /// `path` (SQLite, relative to the configuration file).
 pub fn location(config: &Path, cfg: &Config) -> Location {
     if let Some(url) = &cfg.store.url {
-        return Location::Postgres(url.clone());
+        return Location::Postgres(url.clone().into());
     }
     Location::Sqlite(match config.parent() {
         Some(dir) if cfg.store.path.is_relative() => dir.join(&cfg.store.path),
@@ -62,15 +62,15 @@ struct User {
 fn users(rows: Vec<UserRow>) -> Vec<User> {
     rows.into_iter()
         .filter_map(|u| {
-            let md5 = Ha1::from_hex(Algorithm::Md5, &u.ha1_md5);
-            let sha256 = Ha1::from_hex(Algorithm::Sha256, &u.ha1_sha256);
+            let md5 = Ha1::from_hex(Algorithm::Md5, u.ha1_md5.expose());
+            let sha256 = Ha1::from_hex(Algorithm::Sha256, u.ha1_sha256.expose());
             let (Some(md5), Some(sha256)) = (md5, sha256) else {
                 tracing::error!(realm = %u.realm, "the store holds a malformed HA1; user skipped");
                 return None;
             };
             Some(User {
                 realm: u.realm,
-                name: u.user,
+                name: u.user.into_inner(),
                 creds: Credentials { md5, sha256 },
                 aes_next: u.aes_next,
             })
@@ -140,7 +140,10 @@ pub fn restore(
     let rows = store.bindings(unix_now())?;
     let mut by_aor: HashMap<String, Vec<privasip_store::BindingRow>> = HashMap::new();
     for (aor, b) in &rows {
-        by_aor.entry(aor.clone()).or_default().push(b.clone());
+        by_aor
+            .entry(aor.expose().clone())
+            .or_default()
+            .push(b.clone());
     }
     for (aor, list) in by_aor {
         proxy.registrar_mut().restore(&aor, bindings(&list, now));
@@ -211,39 +214,41 @@ impl Batch {
                         cseq: b.cseq,
                     })
                     .collect();
-                let slot = self.bindings_at.get(&aor).copied();
+                let key = aor.expose();
+                let slot = self.bindings_at.get(key).copied();
                 if slot.is_none() {
-                    self.bindings_at.insert(aor.clone(), self.writes.len());
+                    self.bindings_at.insert(key.clone(), self.writes.len());
                 }
                 // Several changes of one AOR in a batch: the contacts they
                 // touched together, as the latest list has them (it holds
                 // the earlier changes too); one that touched all wins.
-                let merged = match (self.touched_of.remove(&aor), touched) {
+                let merged = match (self.touched_of.remove(key), touched) {
                     (Some(None), _) | (_, None) => None,
                     (Some(Some(mut before)), Some(now)) => {
-                        before.extend(now);
+                        before.extend(now.into_inner());
                         Some(before)
                     }
-                    (None, Some(now)) => Some(now.into_iter().collect::<HashSet<String>>()),
+                    (None, Some(now)) => Some(now.into_inner().into_iter().collect::<HashSet<_>>()),
                 };
-                self.touched_of.insert(aor.clone(), merged.clone());
+                self.touched_of.insert(key.clone(), merged.clone());
                 let w = match merged {
                     None => Write::Bindings { aor, rows },
                     Some(touched) => Write::Contacts {
                         aor,
                         rows: rows
                             .into_iter()
-                            .filter(|r| touched.contains(&r.contact))
+                            .filter(|r| touched.contains(r.contact.expose()))
                             .collect(),
-                        touched: touched.into_iter().collect(),
+                        touched: Sensitive::new(touched.into_iter().collect()),
                     },
                 };
                 (w, slot)
             }
             StoreEvent::AesCounter { user, next } => {
-                let slot = self.counter_at.get(&user).copied();
+                let slot = self.counter_at.get(user.expose()).copied();
                 if slot.is_none() {
-                    self.counter_at.insert(user.clone(), self.writes.len());
+                    self.counter_at
+                        .insert(user.expose().clone(), self.writes.len());
                 }
                 (Write::AesNext { user, next }, slot)
             }
@@ -399,7 +404,7 @@ pub fn listener(
     let mut known: HashSet<(String, String)> = reader
         .users()?
         .into_iter()
-        .map(|u| (u.realm, u.user))
+        .map(|u| (u.realm, u.user.into_inner()))
         .collect();
     let (at, instance) = (at.clone(), instance.to_owned());
     std::thread::spawn(move || {
@@ -462,10 +467,10 @@ pub fn listener(
 
 /// Replaces the running proxy's bindings with `rows` (every unexpired
 /// binding in the shared store).
-fn resync(rows: Vec<(String, privasip_store::BindingRow)>) -> Update {
+fn resync(rows: Vec<(Sensitive<String>, privasip_store::BindingRow)>) -> Update {
     let mut by_aor: HashMap<String, Vec<privasip_store::BindingRow>> = HashMap::new();
     for (aor, row) in rows {
-        by_aor.entry(aor).or_default().push(row);
+        by_aor.entry(aor.into_inner()).or_default().push(row);
     }
     Box::new(move |proxy: &mut Proxy<Peer>, now| {
         let all = by_aor
@@ -503,13 +508,14 @@ fn update_for(
             })
         }
         Change::Bindings { aor } => {
+            let aor = aor.into_inner();
             let rows = reader.bindings_of(&aor, unix_now())?;
             Box::new(move |proxy: &mut Proxy<Peer>, now| {
                 proxy.registrar_mut().restore(&aor, bindings(&rows, now));
             })
         }
         Change::AesCounter { user, next } => Box::new(move |proxy: &mut Proxy<Peer>, _| {
-            proxy.raise_aes_counter(&user, next);
+            proxy.raise_aes_counter(user.expose(), next);
         }),
         _ => Box::new(|_: &mut Proxy<Peer>, _| {}),
     })
@@ -549,7 +555,9 @@ mod tests {
                     cseq: 1,
                 })
                 .collect(),
-            touched: Some(touched.iter().map(|c| (*c).to_owned()).collect()),
+            touched: Some(Sensitive::new(
+                touched.iter().map(|c| (*c).to_owned()).collect(),
+            )),
         };
         // One contact registered, then a second (the list then has both,
         // and a third this instance learnt of from the other instance).
@@ -559,10 +567,10 @@ mod tests {
         let Write::Contacts { rows, touched, .. } = &b.writes[0] else {
             panic!("a per-contact write");
         };
-        let mut touched = touched.clone();
+        let mut touched = touched.expose().clone();
         touched.sort();
         assert_eq!(touched, ["sip:a@1", "sip:a@2"]);
-        let rows: Vec<&str> = rows.iter().map(|r| r.contact.as_str()).collect();
+        let rows: Vec<&str> = rows.iter().map(|r| r.contact.expose().as_str()).collect();
         assert_eq!(
             rows.len(),
             2,
@@ -597,7 +605,7 @@ mod tests {
             panic!("bindings first");
         };
         assert_eq!(
-            (aor.as_str(), rows[0].contact.as_str()),
+            (aor.expose().as_str(), rows[0].contact.expose().as_str()),
             ("sip:a@x", "sip:a@192.0.2.9")
         );
         assert!(rows[0].expires_unix >= unix_now() + 59);

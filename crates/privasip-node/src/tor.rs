@@ -221,7 +221,7 @@ pub async fn onion_service(
         .context("cannot host the onion service")?;
     std::fs::create_dir_all(&key_dir).ok();
     let file = address_file(&key_dir);
-    std::fs::write(&file, format!("{}\n", s.address))
+    std::fs::write(&file, format!("{}\n", s.address.expose()))
         .context("cannot write the onion address file")?;
     // The address is what the service hides behind: it goes to the file
     // the operator hands out, never into a log that may be shipped.
@@ -239,7 +239,7 @@ pub async fn setup(t: &TorSection, config: &Path) -> Result<Tor> {
     let backend = backend(t, config).await?;
     let service = onion_service(t, config, backend.as_ref()).await?;
     let name = match &service {
-        Some(s) => format!("{}:{}", s.address, s.port),
+        Some(s) => format!("{}:{}", s.address.expose(), s.port),
         // No service: a name that says nothing about us.
         None => "anonymous.invalid".to_owned(),
     };

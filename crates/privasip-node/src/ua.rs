@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use privasip_agent::{Agent, CounterFile, ProxyAt, Setup, TorAccess};
 use privasip_digest::{Algorithm, Ha1};
-use privasip_ua::{Answer, Home, Privacy, UaConfig};
+use privasip_ua::{Answer, Home, Privacy, Sensitive, UaConfig};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -177,11 +177,11 @@ pub fn load(path: &Path) -> Result<Loaded> {
     };
     Ok(Loaded {
         cfg: UaConfig {
-            user: cfg.ua.user,
-            display_name: cfg.ua.display_name,
+            user: cfg.ua.user.into(),
+            display_name: cfg.ua.display_name.map(Sensitive::new),
             domain: cfg.ua.domain,
-            password: Zeroizing::new(password),
-            local: cfg.ua.local.to_string(),
+            password: Zeroizing::new(password).into(),
+            local: cfg.ua.local.to_string().into(),
             reliable,
             outbound: false,
             expires: cfg.ua.expires,
@@ -207,8 +207,8 @@ fn warn_if_readable(path: &Path) {
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                eprintln!(
-                    "warning: {} holds a password and others can read it (mode {mode:o}): \
+                tracing::warn!(
+                    "{} holds a password and others can read it (mode {mode:o}): \
                      chmod 600 it, or set PRIVASIP_PASSWORD instead",
                     path.display()
                 );

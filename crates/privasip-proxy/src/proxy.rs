@@ -10,7 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use privasip_digest::Ha1;
 use privasip_identity::{Keyring, RealId, Token};
 use privasip_message::{
-    BRANCH_COOKIE, ContactValue, HasSipStatus, HeaderName, Limits, Message, SipUri, Uri, Via,
+    BRANCH_COOKIE, ContactValue, HasSipStatus, HeaderName, Limits, Message, Sensitive, SipUri, Uri,
+    Via,
 };
 use privasip_registrar::{Registrar, RegistrarConfig};
 use privasip_transaction::{Circuit, ClientTx, Event, Received, ServerTx, Transactions, Transmit};
@@ -90,55 +91,44 @@ impl ProxyConfig {
 }
 
 /// What the driver should persist (the core does no I/O). It carries real
-/// IDs: `Debug` shows only which kind of event it is.
-#[derive(Clone, PartialEq, Eq)]
+/// IDs, each [`Sensitive`]: `Debug` shows which kind of event it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreEvent {
     /// The bindings of an address of record are now these.
     Bindings {
         /// The address of record (real, never a token).
-        aor: String,
+        aor: Sensitive<String>,
         /// Its bindings.
         bindings: Vec<privasip_registrar::Binding>,
         /// The contacts this change is about: a shared store writes just
         /// these (those in `bindings` kept, the others removed) and keeps
         /// the rest, which another instance may have registered. None:
         /// all of them (`Contact: *`).
-        touched: Option<Vec<String>>,
+        touched: Option<Sensitive<Vec<String>>>,
     },
     /// A call this proxy authenticated was answered (accounting).
     CallStarted {
         /// The authenticated caller (real ID).
-        caller: String,
+        caller: Sensitive<String>,
         /// The callee as routed (a token under PrivaSIP-2).
-        callee: String,
+        callee: Sensitive<String>,
         /// The dialog's Call-ID.
-        call_id: String,
+        call_id: Sensitive<String>,
     },
     /// A BYE was answered with 2xx.
     CallEnded {
         /// The dialog's Call-ID.
-        call_id: String,
+        call_id: Sensitive<String>,
     },
     /// A PrivaSIP-AES token of this user opened: tokens below `next` must
     /// never open again, also after a restart.
     AesCounter {
         /// The user (real ID).
-        user: String,
+        user: Sensitive<String>,
         /// The lowest counter still accepted.
         next: u64,
     },
-}
-
-impl std::fmt::Debug for StoreEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            StoreEvent::Bindings { .. } => "StoreEvent::Bindings([redacted])",
-            StoreEvent::CallStarted { .. } => "StoreEvent::CallStarted([redacted])",
-            StoreEvent::CallEnded { .. } => "StoreEvent::CallEnded([redacted])",
-            StoreEvent::AesCounter { .. } => "StoreEvent::AesCounter([redacted])",
-        })
-    }
 }
 
 /// A forwarded request and its branches.
@@ -576,7 +566,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             registrar
                 .lookup(&f.aor, now)
                 .iter()
-                .any(|b| flow_key(&b.contact).as_deref() == Some(key.as_str()))
+                .any(|b| flow_key(b.contact.expose()).as_deref() == Some(key.as_str()))
         });
         self.accepted.retain(|a| a.until > now);
         self.next_sweep = Some(now + SWEEP);
@@ -884,7 +874,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if let Some(ring) = self.keyring.as_mut() {
             for (id, next) in ring.take_aes_counters() {
                 self.store_events.push_back(StoreEvent::AesCounter {
-                    user: id.expose().to_owned(),
+                    user: Sensitive::new(id.expose().to_owned()),
                     next,
                 });
             }
@@ -1263,10 +1253,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 self.bind_flows(&aor, msg, source, &bindings);
                 let extra: Vec<String> = bindings
                     .iter()
-                    .map(|b| format!("Contact: <{}>;expires={}", b.contact, b.remaining(now)))
+                    .map(|b| {
+                        format!(
+                            "Contact: <{}>;expires={}",
+                            b.contact.expose(),
+                            b.remaining(now)
+                        )
+                    })
                     .collect();
                 self.store_events.push_back(StoreEvent::Bindings {
-                    aor,
+                    aor: Sensitive::new(aor),
                     bindings,
                     touched,
                 });
@@ -1337,7 +1333,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // as long as its binding.
         let live: std::collections::HashSet<String> = bindings
             .iter()
-            .filter_map(|b| flow_key(&b.contact))
+            .filter_map(|b| flow_key(b.contact.expose()))
             .collect();
         self.flows
             .retain(|key, f| f.aor != aor || live.contains(key));
@@ -1469,14 +1465,14 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                             .and_then(|r| r.request_uri().map(str::to_owned))
                             .unwrap_or_default();
                         self.store_events.push_back(StoreEvent::CallStarted {
-                            caller,
-                            callee,
-                            call_id: call_id.clone(),
+                            caller: Sensitive::new(caller),
+                            callee: Sensitive::new(callee),
+                            call_id: Sensitive::new(call_id.clone()),
                         });
                     }
                     if call.bye && !call.done {
                         self.store_events.push_back(StoreEvent::CallEnded {
-                            call_id: call_id.clone(),
+                            call_id: Sensitive::new(call_id.clone()),
                         });
                     }
                     call.done = true;

@@ -1,11 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use privasip_message::{
-    ContactValue, HasSipStatus, HeaderName, Message, NameAddr, Rejection, Uri, parse_delta_seconds,
+    ContactValue, HasSipStatus, HeaderName, Message, NameAddr, Rejection, Sensitive, Uri,
+    parse_delta_seconds,
 };
 
 /// Registrar limits.
@@ -38,16 +38,16 @@ impl Default for RegistrarConfig {
 }
 
 /// One contact bound to an address of record.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     /// The contact URI, as the user agent wrote it (without `<>`).
-    pub contact: String,
+    pub contact: Sensitive<String>,
     /// Preference, 0-1000 (q=0.5 is 500); 1000 when not given.
     pub q: u16,
     /// When it lapses.
     pub expires_at: Instant,
     /// The Call-ID of the REGISTER that made or refreshed it.
-    pub call_id: String,
+    pub call_id: Sensitive<String>,
     /// And its CSeq number.
     pub cseq: u32,
 }
@@ -56,17 +56,6 @@ impl Binding {
     /// Seconds left at `now` (for the Contact `expires` of a 200).
     pub fn remaining(&self, now: Instant) -> u32 {
         u32::try_from(self.expires_at.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX)
-    }
-}
-
-// Contacts name users and hosts: Debug shows neither.
-impl fmt::Debug for Binding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Binding")
-            .field("contact", &"[redacted]")
-            .field("q", &self.q)
-            .field("cseq", &self.cseq)
-            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +110,8 @@ impl HasSipStatus for RegisterError {
 }
 
 /// What a REGISTER did ([`Registrar::register_changes`]). Contacts name
-/// users and hosts: `Debug` shows only how many.
+/// users and hosts: `Debug` shows neither.
+#[derive(Debug)]
 pub struct Registered {
     /// The bindings now in force.
     pub bindings: Vec<Binding>,
@@ -129,16 +119,7 @@ pub struct Registered {
     /// the stored spelling of each binding those matched; none for a
     /// query; None when it changed them all (`Contact: *`). A shared store
     /// writes just these and keeps what another instance registered.
-    pub touched: Option<Vec<String>>,
-}
-
-impl fmt::Debug for Registered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registered")
-            .field("bindings", &self.bindings.len())
-            .field("touched", &self.touched.as_ref().map(Vec::len))
-            .finish()
-    }
+    pub touched: Option<Sensitive<Vec<String>>>,
 }
 
 /// The location service: address of record -> bindings.
@@ -208,7 +189,7 @@ impl Registrar {
             None => {
                 return Ok(Registered {
                     bindings: current,
-                    touched: Some(Vec::new()),
+                    touched: Some(Sensitive::new(Vec::new())),
                 });
             }
             // §10.3 step 6: "*" only with Expires: 0 and alone.
@@ -220,7 +201,7 @@ impl Registrar {
                 }
                 if current
                     .iter()
-                    .any(|b| b.call_id == call_id && cseq <= b.cseq)
+                    .any(|b| *b.call_id.expose() == call_id && cseq <= b.cseq)
                 {
                     return Err(RegisterError::OutOfOrder);
                 }
@@ -242,16 +223,16 @@ impl Registrar {
         for w in &wanted {
             let existing = next
                 .iter()
-                .position(|b| same_contact(&b.contact, &w.contact));
+                .position(|b| same_contact(b.contact.expose(), &w.contact));
             touched.push(w.contact.clone());
             // The same contact stored in another spelling (host case).
             if let Some(i) = existing
-                && next[i].contact != w.contact
+                && *next[i].contact.expose() != w.contact
             {
-                touched.push(next[i].contact.clone());
+                touched.push(next[i].contact.expose().clone());
             }
             if let Some(i) = existing
-                && next[i].call_id == call_id
+                && *next[i].call_id.expose() == call_id
                 && cseq <= next[i].cseq
             {
                 return Err(RegisterError::OutOfOrder);
@@ -263,10 +244,10 @@ impl Registrar {
                 (None, 0) => {}
                 (existing, secs) => {
                     let b = Binding {
-                        contact: w.contact.clone(),
+                        contact: Sensitive::new(w.contact.clone()),
                         q: w.q,
                         expires_at: now + Duration::from_secs(u64::from(secs)),
-                        call_id: call_id.clone(),
+                        call_id: Sensitive::new(call_id.clone()),
                         cseq,
                     };
                     match existing {
@@ -298,7 +279,7 @@ impl Registrar {
         }
         Ok(Registered {
             bindings: next,
-            touched: Some(touched),
+            touched: Some(Sensitive::new(touched)),
         })
     }
 

@@ -39,7 +39,7 @@ fn apply(
 fn contacts(reg: &mut Registrar, now: Instant) -> Vec<String> {
     reg.lookup(AOR, now)
         .into_iter()
-        .map(|b| b.contact)
+        .map(|b| b.contact.into_inner())
         .collect()
 }
 
@@ -279,7 +279,10 @@ fn a_register_says_which_contacts_it_touches() {
     .expect("second");
     let mut touched = |bytes: &[u8]| {
         let m = Message::parse_datagram(bytes, &Limits::default()).expect("parses");
-        reg.register_changes(AOR, &m, now).expect("applies").touched
+        reg.register_changes(AOR, &m, now)
+            .expect("applies")
+            .touched
+            .map(privasip_message::Sensitive::into_inner)
     };
     // Same contact with the host in other case: both spellings.
     assert_eq!(

@@ -4,9 +4,10 @@ mod postgres;
 pub mod scratch;
 mod sqlite;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use privasip_sensitive::Sensitive;
 
 use crate::postgres::{PgListener, PgStore};
 use crate::sqlite::SqliteStore;
@@ -36,79 +37,61 @@ pub enum StoreError {
 pub const SCHEMA_VERSION: i64 = 3;
 
 /// A user's stored credentials.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRow {
     /// The realm (one of the proxy's domains).
     pub realm: String,
     /// The real user name.
-    pub user: String,
+    pub user: Sensitive<String>,
     /// MD5 HA1, hex.
-    pub ha1_md5: String,
+    pub ha1_md5: Sensitive<String>,
     /// SHA-256 HA1, hex.
-    pub ha1_sha256: String,
+    pub ha1_sha256: Sensitive<String>,
     /// PrivaSIP-AES: the lowest token counter still accepted. Kept when
     /// the user is put again with the same password, reset to 0 with a
     /// new one (a new key may start its counter afresh).
     pub aes_next: u64,
 }
 
-impl fmt::Debug for UserRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("UserRow([redacted])")
-    }
-}
-
 /// One registered contact.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BindingRow {
     /// The contact URI.
-    pub contact: String,
+    pub contact: Sensitive<String>,
     /// q in thousandths.
     pub q: u16,
     /// Expiry, seconds since the Unix epoch.
     pub expires_unix: i64,
     /// The registering Call-ID.
-    pub call_id: String,
+    pub call_id: Sensitive<String>,
     /// Its CSeq.
     pub cseq: u32,
 }
 
-impl fmt::Debug for BindingRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("BindingRow([redacted])")
-    }
-}
-
 /// One accounted call.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRow {
     /// The authenticated caller (real ID).
-    pub caller: String,
+    pub caller: Sensitive<String>,
     /// The callee as routed (a token under PrivaSIP-2).
-    pub callee: String,
+    pub callee: Sensitive<String>,
     /// The dialog's Call-ID.
-    pub call_id: String,
+    pub call_id: Sensitive<String>,
     /// Answered at, seconds since the Unix epoch.
     pub started_unix: i64,
     /// Ended at (BYE answered), if it has.
     pub ended_unix: Option<i64>,
 }
 
-impl fmt::Debug for CallRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CallRow([redacted])")
-    }
-}
-
 /// One write of a batch given to [`Store::apply`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Write {
     /// The bindings of an address of record are now these (none: it has
     /// none left).
     Bindings {
         /// The address of record.
-        aor: String,
+        aor: Sensitive<String>,
         /// Its bindings.
         rows: Vec<BindingRow>,
     },
@@ -118,74 +101,52 @@ pub enum Write {
     /// have registered them meanwhile).
     Contacts {
         /// The address of record.
-        aor: String,
+        aor: Sensitive<String>,
         /// The touched contacts that remain.
         rows: Vec<BindingRow>,
         /// Every contact the change is about.
-        touched: Vec<String>,
+        touched: Sensitive<Vec<String>>,
     },
     /// A call was answered.
     CallStarted {
         /// The authenticated caller (real ID).
-        caller: String,
+        caller: Sensitive<String>,
         /// The callee as routed.
-        callee: String,
+        callee: Sensitive<String>,
         /// The dialog's Call-ID.
-        call_id: String,
+        call_id: Sensitive<String>,
         /// When, seconds since the Unix epoch.
         at_unix: i64,
     },
     /// A call ended.
     CallEnded {
         /// The dialog's Call-ID.
-        call_id: String,
+        call_id: Sensitive<String>,
         /// When, seconds since the Unix epoch.
         at_unix: i64,
     },
     /// A user's AES counter rose to `next` (it never goes down).
     AesNext {
         /// The user (every realm).
-        user: String,
+        user: Sensitive<String>,
         /// The lowest counter still accepted.
         next: u64,
     },
 }
 
-impl fmt::Debug for Write {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Write::Bindings { .. } => "Write::Bindings([redacted])",
-            Write::Contacts { .. } => "Write::Contacts([redacted])",
-            Write::CallStarted { .. } => "Write::CallStarted([redacted])",
-            Write::CallEnded { .. } => "Write::CallEnded([redacted])",
-            Write::AesNext { .. } => "Write::AesNext([redacted])",
-        })
-    }
-}
-
 /// Where the store lives.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     /// A SQLite file (created if missing, mode 0600): one proxy.
     Sqlite(PathBuf),
     /// A PostgreSQL database, by connection URL
     /// (`postgresql://user@host/db` or `host=/run/postgresql dbname=..`):
     /// shared by several proxies.
-    Postgres(String),
-}
-
-impl fmt::Debug for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
-            // A URL may hold a password.
-            Location::Postgres(_) => f.write_str("Postgres([redacted])"),
-        }
-    }
+    Postgres(Sensitive<String>),
 }
 
 /// A change another instance made to a shared store.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
     /// Users were added, changed or removed: read them again.
@@ -193,25 +154,15 @@ pub enum Change {
     /// The bindings of this address of record changed.
     Bindings {
         /// The address of record.
-        aor: String,
+        aor: Sensitive<String>,
     },
     /// A user's AES counter rose.
     AesCounter {
         /// The user.
-        user: String,
+        user: Sensitive<String>,
         /// The lowest counter still accepted.
         next: u64,
     },
-}
-
-impl fmt::Debug for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Change::Users => "Change::Users",
-            Change::Bindings { .. } => "Change::Bindings([redacted])",
-            Change::AesCounter { .. } => "Change::AesCounter([redacted])",
-        })
-    }
 }
 
 impl Change {
@@ -219,8 +170,8 @@ impl Change {
     fn encode(&self, instance: &str) -> String {
         match self {
             Change::Users => format!("u {instance}"),
-            Change::Bindings { aor } => format!("b {instance} {aor}"),
-            Change::AesCounter { user, next } => format!("a {instance} {next} {user}"),
+            Change::Bindings { aor } => format!("b {instance} {}", aor.expose()),
+            Change::AesCounter { user, next } => format!("a {instance} {next} {}", user.expose()),
         }
     }
 
@@ -234,12 +185,12 @@ impl Change {
         match (kind, parts.next()) {
             ("u", _) => Some(Change::Users),
             ("b", Some(aor)) => Some(Change::Bindings {
-                aor: aor.to_owned(),
+                aor: Sensitive::new(aor.to_owned()),
             }),
             ("a", Some(rest)) => {
                 let (next, user) = rest.split_once(' ')?;
                 Some(Change::AesCounter {
-                    user: user.to_owned(),
+                    user: Sensitive::new(user.to_owned()),
                     next: next.parse().ok()?,
                 })
             }
@@ -276,7 +227,9 @@ impl Store {
     pub fn open_at(location: &Location, instance: &str) -> Result<Store, StoreError> {
         Ok(Store(match location {
             Location::Sqlite(p) => Backend::Sqlite(SqliteStore::open(p)?),
-            Location::Postgres(url) => Backend::Postgres(Box::new(PgStore::open(url, instance)?)),
+            Location::Postgres(url) => {
+                Backend::Postgres(Box::new(PgStore::open(url.expose(), instance)?))
+            }
         }))
     }
 
@@ -297,7 +250,7 @@ impl Store {
     /// never goes down. False if no such user.
     pub fn set_aes_next(&mut self, user: &str, next: u64) -> Result<bool, StoreError> {
         let w = Write::AesNext {
-            user: user.to_owned(),
+            user: Sensitive::new(user.to_owned()),
             next,
         };
         Ok(each!(self, s => s.write_one(&w))? > 0)
@@ -321,7 +274,7 @@ impl Store {
     /// Replaces the bindings of `aor` (none: removes them).
     pub fn put_bindings(&mut self, aor: &str, bindings: &[BindingRow]) -> Result<(), StoreError> {
         self.apply(&[Write::Bindings {
-            aor: aor.to_owned(),
+            aor: Sensitive::new(aor.to_owned()),
             rows: bindings.to_vec(),
         }])
     }
@@ -334,7 +287,10 @@ impl Store {
     }
 
     /// Every binding that has not expired at `now_unix`, by AOR.
-    pub fn bindings(&mut self, now_unix: i64) -> Result<Vec<(String, BindingRow)>, StoreError> {
+    pub fn bindings(
+        &mut self,
+        now_unix: i64,
+    ) -> Result<Vec<(Sensitive<String>, BindingRow)>, StoreError> {
         each!(self, s => s.bindings(now_unix))
     }
 
@@ -352,9 +308,9 @@ impl Store {
         at_unix: i64,
     ) -> Result<(), StoreError> {
         let w = Write::CallStarted {
-            caller: caller.to_owned(),
-            callee: callee.to_owned(),
-            call_id: call_id.to_owned(),
+            caller: Sensitive::new(caller.to_owned()),
+            callee: Sensitive::new(callee.to_owned()),
+            call_id: Sensitive::new(call_id.to_owned()),
             at_unix,
         };
         each!(self, s => s.write_one(&w)).map(drop)
@@ -363,7 +319,7 @@ impl Store {
     /// Records the end of a call; false if no open call has that Call-ID.
     pub fn call_ended(&mut self, call_id: &str, at_unix: i64) -> Result<bool, StoreError> {
         let w = Write::CallEnded {
-            call_id: call_id.to_owned(),
+            call_id: Sensitive::new(call_id.to_owned()),
             at_unix,
         };
         Ok(each!(self, s => s.write_one(&w))? > 0)
@@ -384,7 +340,9 @@ impl Listener {
     pub fn open(location: &Location, instance: &str) -> Result<Option<Listener>, StoreError> {
         match location {
             Location::Sqlite(_) => Ok(None),
-            Location::Postgres(url) => Ok(Some(Listener(PgListener::open(url, instance)?))),
+            Location::Postgres(url) => {
+                Ok(Some(Listener(PgListener::open(url.expose(), instance)?)))
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, GenericClient, NoTls};
 
-use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, StoreError, UserRow, Write};
+use crate::{BindingRow, CallRow, Change, SCHEMA_VERSION, Sensitive, StoreError, UserRow, Write};
 
 /// The NOTIFY channel.
 pub(crate) const CHANNEL: &str = "privasip_store";
@@ -128,7 +128,12 @@ impl PgStore {
                 "INSERT INTO users (realm, name, ha1_md5, ha1_sha256) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (realm, name) DO UPDATE SET ha1_md5 = $3, ha1_sha256 = $4,
                      aes_next = CASE WHEN users.ha1_sha256 = $4 THEN users.aes_next ELSE 0 END",
-                &[&u.realm, &u.user, &u.ha1_md5, &u.ha1_sha256],
+                &[
+                    &u.realm,
+                    u.user.expose(),
+                    u.ha1_md5.expose(),
+                    u.ha1_sha256.expose(),
+                ],
             )
             .map_err(pg)?;
         self.notify(&Change::Users)
@@ -159,9 +164,9 @@ impl PgStore {
             .iter()
             .map(|r| UserRow {
                 realm: r.get(0),
-                user: r.get(1),
-                ha1_md5: r.get(2),
-                ha1_sha256: r.get(3),
+                user: Sensitive::new(r.get(1)),
+                ha1_md5: Sensitive::new(r.get(2)),
+                ha1_sha256: Sensitive::new(r.get(3)),
                 aes_next: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
             })
             .collect())
@@ -195,10 +200,10 @@ impl PgStore {
 
     fn binding(r: &postgres::Row, at: usize) -> BindingRow {
         BindingRow {
-            contact: r.get(at),
+            contact: Sensitive::new(r.get(at)),
             q: u16::try_from(r.get::<_, i32>(at + 1)).unwrap_or(1000),
             expires_unix: r.get(at + 2),
-            call_id: r.get(at + 3),
+            call_id: Sensitive::new(r.get(at + 3)),
             cseq: u32::try_from(r.get::<_, i64>(at + 4)).unwrap_or(0),
         }
     }
@@ -206,7 +211,7 @@ impl PgStore {
     pub(crate) fn bindings(
         &mut self,
         now_unix: i64,
-    ) -> Result<Vec<(String, BindingRow)>, StoreError> {
+    ) -> Result<Vec<(Sensitive<String>, BindingRow)>, StoreError> {
         let rows = self
             .client
             .query(
@@ -217,7 +222,7 @@ impl PgStore {
             .map_err(pg)?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), Self::binding(r, 1)))
+            .map(|r| (Sensitive::new(r.get(0)), Self::binding(r, 1)))
             .collect())
     }
 
@@ -248,9 +253,9 @@ impl PgStore {
         Ok(rows
             .iter()
             .map(|r| CallRow {
-                caller: r.get(0),
-                callee: r.get(1),
-                call_id: r.get(2),
+                caller: Sensitive::new(r.get(0)),
+                callee: Sensitive::new(r.get(1)),
+                call_id: Sensitive::new(r.get(2)),
                 started_unix: r.get(3),
                 ended_unix: r.get(4),
             })
@@ -283,10 +288,10 @@ fn insert_bindings(
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     aor,
-                    &b.contact,
+                    b.contact.expose(),
                     &i32::from(b.q),
                     &b.expires_unix,
-                    &b.call_id,
+                    b.call_id.expose(),
                     &i64::from(b.cseq),
                 ],
             )
@@ -299,23 +304,23 @@ fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize,
     let n = match w {
         Write::Bindings { aor, rows } => {
             let mut n = c
-                .execute("DELETE FROM bindings WHERE aor = $1", &[aor])
+                .execute("DELETE FROM bindings WHERE aor = $1", &[aor.expose()])
                 .map_err(pg)?;
-            n += insert_bindings(c, aor, rows)?;
+            n += insert_bindings(c, aor.expose(), rows)?;
             notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
             n
         }
         Write::Contacts { aor, rows, touched } => {
             let mut n = 0;
-            for contact in touched {
+            for contact in touched.expose() {
                 n += c
                     .execute(
                         "DELETE FROM bindings WHERE aor = $1 AND contact = $2",
-                        &[aor, contact],
+                        &[aor.expose(), contact],
                     )
                     .map_err(pg)?;
             }
-            n += insert_bindings(c, aor, rows)?;
+            n += insert_bindings(c, aor.expose(), rows)?;
             notify(c, instance, &Change::Bindings { aor: aor.clone() })?;
             n
         }
@@ -328,13 +333,13 @@ fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize,
             .execute(
                 "INSERT INTO calls (caller, callee, call_id, started_unix)
                  VALUES ($1, $2, $3, $4)",
-                &[caller, callee, call_id, at_unix],
+                &[caller.expose(), callee.expose(), call_id.expose(), at_unix],
             )
             .map_err(pg)?,
         Write::CallEnded { call_id, at_unix } => c
             .execute(
                 "UPDATE calls SET ended_unix = $2 WHERE call_id = $1 AND ended_unix IS NULL",
-                &[call_id, at_unix],
+                &[call_id.expose(), at_unix],
             )
             .map_err(pg)?,
         Write::AesNext { user, next } => {
@@ -342,7 +347,7 @@ fn write(c: &mut impl GenericClient, instance: &str, w: &Write) -> Result<usize,
             let n = c
                 .execute(
                     "UPDATE users SET aes_next = GREATEST(aes_next, $2) WHERE name = $1",
-                    &[user, &next],
+                    &[user.expose(), &next],
                 )
                 .map_err(pg)?;
             if n > 0 {

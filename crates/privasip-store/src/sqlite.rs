@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{BindingRow, CallRow, SCHEMA_VERSION, StoreError, UserRow, Write};
+use crate::{BindingRow, CallRow, SCHEMA_VERSION, Sensitive, StoreError, UserRow, Write};
 
 /// The SQLite store: one file, one proxy.
 pub(crate) struct SqliteStore {
@@ -97,7 +97,12 @@ impl SqliteStore {
             "INSERT INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (realm, user) DO UPDATE SET ha1_md5 = ?3, ha1_sha256 = ?4,
                  aes_next = CASE WHEN ha1_sha256 = ?4 THEN aes_next ELSE 0 END",
-            params![u.realm, u.user, u.ha1_md5, u.ha1_sha256],
+            params![
+                u.realm,
+                u.user.expose(),
+                u.ha1_md5.expose(),
+                u.ha1_sha256.expose()
+            ],
         )?;
         Ok(())
     }
@@ -118,9 +123,9 @@ impl SqliteStore {
         let rows = st.query_map([], |r| {
             Ok(UserRow {
                 realm: r.get(0)?,
-                user: r.get(1)?,
-                ha1_md5: r.get(2)?,
-                ha1_sha256: r.get(3)?,
+                user: Sensitive::new(r.get(1)?),
+                ha1_md5: Sensitive::new(r.get(2)?),
+                ha1_sha256: Sensitive::new(r.get(3)?),
                 aes_next: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
             })
         })?;
@@ -146,19 +151,19 @@ impl SqliteStore {
     pub(crate) fn bindings(
         &mut self,
         now_unix: i64,
-    ) -> Result<Vec<(String, BindingRow)>, StoreError> {
+    ) -> Result<Vec<(Sensitive<String>, BindingRow)>, StoreError> {
         let mut st = self.conn.prepare(
             "SELECT aor, contact, q, expires_unix, call_id, cseq FROM bindings
              WHERE expires_unix > ?1 ORDER BY aor",
         )?;
         let rows = st.query_map(params![now_unix], |r| {
             Ok((
-                r.get(0)?,
+                Sensitive::new(r.get(0)?),
                 BindingRow {
-                    contact: r.get(1)?,
+                    contact: Sensitive::new(r.get(1)?),
                     q: r.get(2)?,
                     expires_unix: r.get(3)?,
-                    call_id: r.get(4)?,
+                    call_id: Sensitive::new(r.get(4)?),
                     cseq: r.get(5)?,
                 },
             ))
@@ -178,10 +183,10 @@ impl SqliteStore {
         )?;
         let rows = st.query_map(params![aor, now_unix], |r| {
             Ok(BindingRow {
-                contact: r.get(0)?,
+                contact: Sensitive::new(r.get(0)?),
                 q: r.get(1)?,
                 expires_unix: r.get(2)?,
-                call_id: r.get(3)?,
+                call_id: Sensitive::new(r.get(3)?),
                 cseq: r.get(4)?,
             })
         })?;
@@ -195,9 +200,9 @@ impl SqliteStore {
         )?;
         let rows = st.query_map([], |r| {
             Ok(CallRow {
-                caller: r.get(0)?,
-                callee: r.get(1)?,
-                call_id: r.get(2)?,
+                caller: Sensitive::new(r.get(0)?),
+                callee: Sensitive::new(r.get(1)?),
+                call_id: Sensitive::new(r.get(2)?),
                 started_unix: r.get(3)?,
                 ended_unix: r.get(4)?,
             })
@@ -229,10 +234,10 @@ fn insert_bindings(conn: &Connection, aor: &str, rows: &[BindingRow]) -> Result<
     for b in rows {
         n += insert.execute(params![
             aor,
-            b.contact,
+            b.contact.expose(),
             b.q,
             b.expires_unix,
-            b.call_id,
+            b.call_id.expose(),
             b.cseq
         ])?;
     }
@@ -246,17 +251,17 @@ fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
         Write::Bindings { aor, rows } => {
             let n = conn
                 .prepare_cached("DELETE FROM bindings WHERE aor = ?1")?
-                .execute(params![aor])?;
-            n + insert_bindings(conn, aor, rows)?
+                .execute(params![aor.expose()])?;
+            n + insert_bindings(conn, aor.expose(), rows)?
         }
         Write::Contacts { aor, rows, touched } => {
             let mut n = 0;
             let mut delete =
                 conn.prepare_cached("DELETE FROM bindings WHERE aor = ?1 AND contact = ?2")?;
-            for c in touched {
-                n += delete.execute(params![aor, c])?;
+            for c in touched.expose() {
+                n += delete.execute(params![aor.expose(), c])?;
             }
-            n + insert_bindings(conn, aor, rows)?
+            n + insert_bindings(conn, aor.expose(), rows)?
         }
         Write::CallStarted {
             caller,
@@ -267,14 +272,22 @@ fn write(conn: &Connection, w: &Write) -> Result<usize, StoreError> {
             .prepare_cached(
                 "INSERT INTO calls (caller, callee, call_id, started_unix) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![caller, callee, call_id, at_unix])?,
+            .execute(params![
+                caller.expose(),
+                callee.expose(),
+                call_id.expose(),
+                at_unix
+            ])?,
         Write::CallEnded { call_id, at_unix } => conn
             .prepare_cached(
                 "UPDATE calls SET ended_unix = ?2 WHERE call_id = ?1 AND ended_unix IS NULL",
             )?
-            .execute(params![call_id, at_unix])?,
+            .execute(params![call_id.expose(), at_unix])?,
         Write::AesNext { user, next } => conn
             .prepare_cached("UPDATE users SET aes_next = MAX(aes_next, ?2) WHERE user = ?1")?
-            .execute(params![user, i64::try_from(*next).unwrap_or(i64::MAX)])?,
+            .execute(params![
+                user.expose(),
+                i64::try_from(*next).unwrap_or(i64::MAX)
+            ])?,
     })
 }

@@ -502,7 +502,7 @@ async fn onion_round_trip(
                 client_warnings(dir)
             ))
         })?;
-    let onion = service.address.clone();
+    let onion = service.address.expose().clone();
     tokio::spawn(async move {
         while let Some(mut s) = service.incoming.recv().await {
             tokio::spawn(async move {

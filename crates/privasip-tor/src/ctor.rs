@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use crate::control::ControlConn;
-use crate::{BoxFuture, Isolation, OnionService, OnionSpec, TorBackend, TorError, TorStream};
+use crate::{
+    BoxFuture, Isolation, OnionService, OnionSpec, Sensitive, TorBackend, TorError, TorStream,
+};
 
 /// How long a new onion service may take to publish its descriptor.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -158,7 +160,7 @@ impl CTor {
             }
         });
         Ok(OnionService {
-            address: format!("{id}.onion"),
+            address: Sensitive::new(format!("{id}.onion")),
             port: spec.port,
             incoming,
         })

@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use privasip_sensitive::Sensitive;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
@@ -166,22 +167,15 @@ pub enum TorError {
 }
 
 /// An onion service we host.
+#[derive(Debug)]
 pub struct OnionService {
-    /// Its address, `<56 base32 characters>.onion`.
-    pub address: String,
+    /// Its address, `<56 base32 characters>.onion` (it names us: never
+    /// logged).
+    pub address: Sensitive<String>,
     /// The virtual port clients connect to.
     pub port: u16,
     /// Incoming streams, as clients open them.
     pub incoming: mpsc::Receiver<TorStream>,
-}
-
-impl fmt::Debug for OnionService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OnionService")
-            .field("address", &self.address)
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What an onion service needs.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use privasip_identity::PublicKey;
+pub use privasip_message::Sensitive;
 use zeroize::Zeroizing;
 
 pub use privasip_transaction::Circuit;
@@ -66,18 +67,19 @@ pub enum Answer {
 }
 
 /// The user agent's settings.
+#[derive(Debug)]
 pub struct UaConfig {
     /// The user (real ID; never sent under PrivaSIP).
-    pub user: String,
+    pub user: Sensitive<String>,
     /// A display name for From (sent in plain SIP only: PrivaSIP removes
     /// display names).
-    pub display_name: Option<String>,
+    pub display_name: Option<Sensitive<String>>,
     /// The home domain (registrar, Digest realm).
     pub domain: String,
     /// The Digest password.
-    pub password: Zeroizing<String>,
+    pub password: Sensitive<Zeroizing<String>>,
     /// `host:port` for Via and Contact (an onion name behind Tor).
-    pub local: String,
+    pub local: Sensitive<String>,
     /// Whether the transport to the proxy is reliable (TCP, Tor).
     pub reliable: bool,
     /// Ask to be reached over the connection we register on (RFC 5626
@@ -110,11 +112,11 @@ impl UaConfig {
         local: impl Into<String>,
     ) -> UaConfig {
         UaConfig {
-            user: user.into(),
+            user: Sensitive::new(user.into()),
             display_name: None,
             domain: domain.into(),
-            password,
-            local: local.into(),
+            password: Sensitive::new(password),
+            local: Sensitive::new(local.into()),
             reliable: false,
             outbound: false,
             expires: 3600,
@@ -123,18 +125,6 @@ impl UaConfig {
             ring_time: Duration::ZERO,
             call_circuits: false,
         }
-    }
-}
-
-impl std::fmt::Debug for UaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UaConfig")
-            .field("user", &"[redacted]")
-            .field("domain", &self.domain)
-            .field("reliable", &self.reliable)
-            .field("privacy", &self.privacy)
-            .field("call_circuits", &self.call_circuits)
-            .finish_non_exhaustive()
     }
 }
 
@@ -166,4 +156,28 @@ pub enum UaError {
     /// No such call.
     #[error("no such call")]
     NoCall,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_in_a_log_names_no_user_password_or_address() {
+        let mut cfg = UaConfig::new(
+            "alice",
+            "a.example",
+            Zeroizing::new("wonderland".into()),
+            "abcdefghijklmnop.onion:5060",
+        );
+        cfg.display_name = Some(Sensitive::new("Alice Liddell".into()));
+        let shown = format!("{cfg:?} {cfg:#?}");
+        for secret in ["alice", "Alice", "wonderland", "abcdefghijklmnop"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("a.example"),
+            "the domain is routing, not a secret"
+        );
+    }
 }

@@ -200,9 +200,9 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                     Home::Aes { next_counter } => {
                         let secret = Ha1::from_password(
                             Algorithm::Sha256,
-                            &cfg.user,
+                            cfg.user.expose(),
                             &cfg.domain,
-                            &cfg.password,
+                            cfg.password.expose(),
                         );
                         Box::new(AesSender::new(
                             secret.expose_hex().as_bytes(),
@@ -239,13 +239,13 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     }
 
     fn aor(&self) -> String {
-        format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
+        format!("sip:{}@{}", self.cfg.user.expose(), self.cfg.domain)
     }
 
     /// The display name for From: plain SIP only, PrivaSIP removes it.
     fn display_name(&self) -> Option<&str> {
         match self.cfg.privacy {
-            Privacy::Plain => self.cfg.display_name.as_deref(),
+            Privacy::Plain => self.cfg.display_name.as_ref().map(|n| n.expose().as_str()),
             _ => None,
         }
     }
@@ -259,7 +259,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             ""
         };
         let ob = if self.cfg.outbound { ";ob" } else { "" };
-        format!("sip:{at}{}{tcp}{ob}", self.cfg.local)
+        format!("sip:{at}{}{tcp}{ob}", self.cfg.local.expose())
     }
 
     /// Our Contact in responses: under PrivaSIP without a user part (a
@@ -268,7 +268,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         if self.home.is_some() {
             self.contact(None)
         } else {
-            self.contact(Some(&self.cfg.user))
+            self.contact(Some(self.cfg.user.expose()))
         }
     }
 
@@ -372,7 +372,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             && enc.next_counter().is_some()
         {
             reg.tokens = Some(DialogTokens {
-                caller: Self::seal(enc, &self.cfg.user, &reg.call_id, rng)?,
+                caller: Self::seal(enc, self.cfg.user.expose(), &reg.call_id, rng)?,
                 callee: None,
             });
         }
@@ -386,7 +386,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             let call_id = self.new_call_id(rng);
             let tokens = match self.home.as_deref_mut() {
                 Some(enc) => Some(DialogTokens {
-                    caller: Self::seal(enc, &self.cfg.user, &call_id, rng)?,
+                    caller: Self::seal(enc, self.cfg.user.expose(), &call_id, rng)?,
                     callee: None,
                 }),
                 None => None,
@@ -413,7 +413,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     ) -> Result<(), UaError> {
         let aor = self.aor();
         let from_name = self.display_name().map(str::to_owned);
-        let contact = self.contact(Some(&self.cfg.user));
+        let contact = self.contact(Some(self.cfg.user.expose()));
         let ruri = format!("sip:{}", self.cfg.domain);
         let Some(reg) = self.reg.as_mut() else {
             return Err(UaError::NoCall);
@@ -426,7 +426,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let bytes = build::request(&Req {
             method: "REGISTER",
             ruri: &ruri,
-            local: &self.cfg.local,
+            local: self.cfg.local.expose(),
             transport: transport(self.cfg.reliable),
             branch: &format!("z9hG4bK{}", hex(rng, 8)),
             from: &aor,
@@ -465,7 +465,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         let call_id = self.new_call_id(rng);
         let tokens = match self.home.as_deref_mut() {
             Some(enc) => {
-                let caller = Self::seal(enc, &self.cfg.user, &call_id, rng)?;
+                let caller = Self::seal(enc, self.cfg.user.expose(), &call_id, rng)?;
                 let callee = match (self.callee_keys.get_mut(&callee_host), &callee_user) {
                     (Some(enc), Some(user)) => Some(Self::seal(enc.as_mut(), user, &call_id, rng)?),
                     _ => None,
@@ -517,13 +517,13 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         rng: &mut dyn CryptoRngCore,
         auth: Option<String>,
     ) -> Result<Vec<u8>, UaError> {
-        let contact = self.contact(Some(&self.cfg.user));
+        let contact = self.contact(Some(self.cfg.user.expose()));
         let sdp = build::sdp(rng.next_u64() >> 1);
         let extra: Vec<String> = auth.into_iter().collect();
         let bytes = build::request(&Req {
             method: "INVITE",
             ruri: &call.target,
-            local: &self.cfg.local,
+            local: self.cfg.local.expose(),
             transport: self.transport(),
             branch: &format!("z9hG4bK{}", hex(rng, 8)),
             from: &self.aor(),
@@ -582,7 +582,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             &c.dialog,
             "BYE",
             c.dialog.cseq,
-            &self.cfg.local,
+            self.cfg.local.expose(),
             transport(self.cfg.reliable),
             rng,
         );
@@ -690,7 +690,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             let user = reg
                 .tokens
                 .as_ref()
-                .map_or_else(|| self.cfg.user.clone(), |t| t.caller.clone());
+                .map_or_else(|| self.cfg.user.expose().clone(), |t| t.caller.clone());
             let uri = format!("sip:{}", self.cfg.domain);
             if let Some(auth) = self.credentials(msg, status, &user, "REGISTER", &uri, rng) {
                 let _ = self.send_register(now, rng, Some(auth));
@@ -782,7 +782,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 .calls
                 .get(&id)
                 .and_then(|c| c.tokens.as_ref().map(|t| t.caller.clone()))
-                .unwrap_or_else(|| self.cfg.user.clone());
+                .unwrap_or_else(|| self.cfg.user.expose().clone());
             let target = self.calls.get(&id).map(|c| c.sent_ruri.clone());
             if let Some(target) = target
                 && let Some(auth) = self.credentials(msg, status, &user, "INVITE", &target, rng)
@@ -814,7 +814,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             &c.dialog,
             "ACK",
             c.invite_cseq,
-            &self.cfg.local,
+            self.cfg.local.expose(),
             self.transport(),
             rng,
         );
@@ -882,7 +882,12 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             qop,
             opaque,
         } = best?;
-        let ha1 = Ha1::from_password(alg, &self.cfg.user, &realm, &self.cfg.password);
+        let ha1 = Ha1::from_password(
+            alg,
+            self.cfg.user.expose(),
+            &realm,
+            self.cfg.password.expose(),
+        );
         let cnonce = hex(rng, 8);
         let nc = "00000001";
         let c = Challenge {

@@ -88,7 +88,7 @@ fn paper_call(scheme: SchemeId) {
         .stored
         .iter()
         .filter_map(|(p, e)| match e {
-            StoreEvent::CallStarted { caller, .. } => Some((*p, caller.as_str())),
+            StoreEvent::CallStarted { caller, .. } => Some((*p, caller.expose().as_str())),
             _ => None,
         })
         .collect();
@@ -100,7 +100,7 @@ fn paper_call(scheme: SchemeId) {
             .iter()
             .filter_map(|(p, e)| match e {
                 StoreEvent::AesCounter { user, next } if *p == "pa" => {
-                    assert_eq!(user, "alice");
+                    assert_eq!(*user, "alice");
                     Some((*p, *next))
                 }
                 _ => None,

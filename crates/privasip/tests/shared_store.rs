@@ -137,7 +137,7 @@ fn two_proxies_share_users_registrations_and_accounting() {
     drop(running);
 
     // Accounting: proxy 2 authenticated Alice, both calls in one table.
-    let mut store = Store::open_at(&Location::Postgres(pg.url()), "test").expect("store");
+    let mut store = Store::open_at(&Location::Postgres(pg.url().into()), "test").expect("store");
     let rows = store.calls().expect("calls");
     assert_eq!(
         rows.len(),

@@ -272,7 +272,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .registrar
             .lookup(&aor, now)
             .into_iter()
-            .map(|b| b.contact)
+            .map(|b| b.contact.into_inner())
             .collect();
         if found.is_empty() {
             self.reply(now, stx, msg, 480, "Temporarily Unavailable", &[]);

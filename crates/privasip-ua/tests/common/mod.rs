@@ -100,7 +100,7 @@ pub fn ua(
         .map_or("unknown.host", |(_, _, h)| h);
     Ua::new(
         UaConfig {
-            display_name: (user == "alice").then(|| "Alice Liddell".to_owned()),
+            display_name: (user == "alice").then(|| "Alice Liddell".into()),
             expires: 600,
             privacy,
             answer,

@@ -82,8 +82,8 @@ fn seconds(s: &str) -> Result<f64, String> {
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
-    let loaded = privasip_node::ua::load(&args.config)?;
     privasip_node::init_logs();
+    let loaded = privasip_node::ua::load(&args.config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

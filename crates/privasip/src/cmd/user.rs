@@ -95,13 +95,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             let mut store = proxy_store::open(&a.config, &cfg, &proxy_store::instance_name())?;
             store.put_user(&UserRow {
                 realm: realm.clone(),
-                user: a.user.clone(),
+                user: a.user.clone().into(),
                 ha1_md5: Ha1::from_password(Algorithm::Md5, &a.user, &realm, password)
                     .expose_hex()
-                    .to_owned(),
+                    .into(),
                 ha1_sha256: Ha1::from_password(Algorithm::Sha256, &a.user, &realm, password)
                     .expose_hex()
-                    .to_owned(),
+                    .into(),
                 aes_next: 0,
             })?;
             println!("{}@{realm}: saved", a.user);
@@ -119,7 +119,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             let cfg = load(&a.config)?;
             let mut store = proxy_store::open(&a.config, &cfg, &proxy_store::instance_name())?;
             for u in store.users()? {
-                println!("{}@{}", u.user, u.realm);
+                println!("{}@{}", u.user.expose(), u.realm);
             }
         }
     }

@@ -1,11 +1,11 @@
-//! A value that must not reach a log: user IDs, contacts, addresses,
-//! onion names. Its `Debug` and `Display` say only that something is
-//! there; reading it takes a call that says so.
+#![doc = include_str!("../README.md")]
 
 use std::fmt;
 
-/// A value kept out of `Debug` and `Display` (logs, panics, error
-/// messages): they show `[redacted]`. [`Sensitive::expose`] reads it
+/// A value kept out of `Debug` (logs, panics, error messages): it shows
+/// `[redacted]`. It has no `Display`, so `to_string()` or `{}` cannot
+/// quietly turn it into the word `[redacted]` where the value was meant
+/// (a store row, a header). [`Sensitive::expose`] reads it
 /// where it is meant to be used (on the wire, in the store, on screen
 /// for the user it belongs to).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,13 +34,21 @@ impl<T> From<T> for Sensitive<T> {
     }
 }
 
-impl<T> fmt::Debug for Sensitive<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+impl From<&str> for Sensitive<String> {
+    fn from(value: &str) -> Self {
+        Sensitive(value.to_owned())
     }
 }
 
-impl<T> fmt::Display for Sensitive<T> {
+/// Comparing tells nothing to a log; it saves `expose()` in tests and
+/// lookups.
+impl PartialEq<&str> for Sensitive<String> {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<T> fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
@@ -63,7 +71,7 @@ mod tests {
             call: 7,
             caller: Sensitive::new("sip:alice@a.example".into()),
         };
-        let shown = format!("{e:?} {} {:#?}", e.caller, e);
+        let shown = format!("{e:?} {:?} {:#?}", e.caller, e);
         assert!(!shown.contains("alice"), "{shown}");
         assert!(shown.contains("call: 7"), "{shown}");
         assert_eq!(e.caller.expose(), "sip:alice@a.example");
