@@ -3,11 +3,15 @@
 //! child processes of this binary. Used by `privasip demo` and
 //! `privasip bench paper`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use privasip_node::proxy::{Config as ProxyFile, PeerSection};
+use privasip_node::tor::TorSection;
+use privasip_node::ua::Config as UaFile;
 
 /// Each party on a loopback address of its own, so that an audit can tell
 /// whose address leaked where (Tor's nodes are on 127.0.0.1).
@@ -256,14 +260,36 @@ fn make_keys(d: &Path, scheme: &str) -> Result<()> {
     Ok(())
 }
 
-/// A `[tor]` section. Proxy B and Bob embed arti; Proxy A drives the C
-/// tor daemon of the network's client a: both backends meet in every
-/// call.
-fn tor_section(backend: &str, client: &str, keys: &str, onion: u16, isolation: &str) -> String {
-    format!(
-        "[tor]\nbackend = \"{backend}\"\ntestnet = \"net\"\ntestnet_client = \"{client}\"\n\
-         onion_port = {onion}\nkey_dir = \"{keys}\"\nisolation = \"{isolation}\"\n"
-    )
+/// A `[tor]` section on the staged network. Proxy B and Bob embed arti;
+/// Proxy A drives the C tor daemon of the network's client a: both
+/// backends meet in every call.
+fn tor_section(backend: &str, client: &str, keys: &str, onion: u16, isolation: &str) -> TorSection {
+    TorSection {
+        onion_port: onion,
+        key_dir: keys.into(),
+        isolation: isolation.to_owned(),
+        ..TorSection::testnet(backend, "net", client)
+    }
+}
+
+/// A proxy of the staged set-up: authenticating its users, hiding
+/// topology as `hiding` says, its store and address named after it.
+fn staged_proxy(domain: &str, ip: &str, port: u16, name: &str, hiding: &str) -> ProxyFile {
+    let mut cfg = ProxyFile::new(&[domain], format!("{ip}:{port}"));
+    cfg.proxy.authenticate = true;
+    cfg.proxy.topology_hiding = hiding.to_owned();
+    cfg.listen.udp = Some(SocketAddr::new(ip.parse().expect("a staged IP"), port));
+    cfg.store.path = format!("{name}.db").into();
+    cfg
+}
+
+/// The peer key both proxies hold; Proxy A signs what it sends to
+/// `sends_to`.
+fn federation(sends_to: &[&str]) -> PeerSection {
+    PeerSection {
+        key_file: "keys-peer/peer.key".into(),
+        sends_to: sends_to.iter().map(|d| (*d).to_owned()).collect(),
+    }
 }
 
 /// Proxy B, Bob's home proxy, an onion service only; its onion address.
@@ -275,17 +301,11 @@ fn start_proxy_b(set: &Setting<'_>, cleanup: &mut Cleanup) -> Result<String> {
         b_port,
         ..
     } = *set;
-    std::fs::write(
-        d.join("proxy-b.toml"),
-        format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"{PROXY_B_IP}:{b_port}\"\nauthenticate = true\n\
-             topology_hiding = \"{hiding}\"\n\
-             [listen]\nudp = \"{PROXY_B_IP}:{b_port}\"\n[store]\npath = \"proxy-b.db\"\n\
-             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\n\
-             [privasip]\nkeys = [\"keys-b/{scheme}.key\"]\n{}",
-            tor_section("arti", "b", "keys-b", 5060, "per-call")
-        ),
-    )?;
+    let mut cfg = staged_proxy("b.example", PROXY_B_IP, b_port, "proxy-b", hiding);
+    cfg.peers.insert("federation".into(), federation(&[]));
+    cfg.privasip.keys = vec![format!("keys-b/{scheme}.key").into()];
+    cfg.tor = Some(tor_section("arti", "b", "keys-b", 5060, "per-call"));
+    std::fs::write(d.join("proxy-b.toml"), cfg.to_toml())?;
     add_user(d, "proxy-b.toml", "bob", "zanzibar")?;
     cleanup
         .children
@@ -310,15 +330,17 @@ fn start_bob(
         ..
     } = *set;
     let onion_port = if reach == CalleeReach::Onion { 5060 } else { 0 };
-    std::fs::write(
-        d.join("bob.toml"),
-        format!(
-            "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
-             local = \"{BOB_IP}:{bob_port}\"\nproxy = \"tor:{b_onion}:5060\"\n\
-             [privasip]\nmode = \"privasip-1\"\nhome_key = \"keys-b/{scheme}.pub\"\n{}",
-            tor_section("arti", "b", "keys-bob", onion_port, "shared")
-        ),
-    )?;
+    let mut cfg = UaFile::new(
+        "bob",
+        "b.example",
+        "zanzibar",
+        SocketAddr::new(BOB_IP.parse().expect("a staged IP"), bob_port),
+        format!("tor:{b_onion}:5060"),
+    );
+    cfg.privasip.mode = Some("privasip-1".into());
+    cfg.privasip.home_key = Some(format!("keys-b/{scheme}.pub").into());
+    cfg.tor = Some(tor_section("arti", "b", "keys-bob", onion_port, "shared"));
+    std::fs::write(d.join("bob.toml"), cfg.to_toml())?;
     cleanup.children.push(spawn(
         &[
             "ua",
@@ -350,19 +372,16 @@ fn start_proxy_a(
         d, scheme, hiding, ..
     } = *set;
     let name = format!("proxy-a{suffix}");
-    std::fs::write(
-        d.join(format!("{name}.toml")),
-        format!(
-            "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"{PROXY_A_IP}:{port}\"\nauthenticate = true\n\
-             topology_hiding = \"{hiding}\"\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
-             [listen]\nudp = \"{PROXY_A_IP}:{port}\"\n[store]\npath = \"{name}.db\"\n\
-             [peers.federation]\nkey_file = \"keys-peer/peer.key\"\nsends_to = [\"b.example\"]\n\
-             [privasip]\nkeys = [\"keys-a/{scheme}.key\"]\n{}\
-             [tor.routes]\n\"b.example\" = \"{b_onion}:5060\"\n",
-            tor_section("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation)
-        ),
-    )?;
+    let mut cfg = staged_proxy("a.example", PROXY_A_IP, port, &name, hiding);
+    cfg.relay.allow_networks = vec!["127.0.0.0/8".into()];
+    cfg.peers
+        .insert("federation".into(), federation(&["b.example"]));
+    cfg.privasip.keys = vec![format!("keys-a/{scheme}.key").into()];
+    let mut tor = tor_section("c-tor", "a", &format!("keys-a{suffix}"), 5060, isolation);
+    tor.routes
+        .insert("b.example".into(), format!("{b_onion}:5060"));
+    cfg.tor = Some(tor);
+    std::fs::write(d.join(format!("{name}.toml")), cfg.to_toml())?;
     add_user(d, &format!("{name}.toml"), "alice", "wonderland")?;
     cleanup.children.push(spawn(
         &["proxy", "--config", &format!("{name}.toml")],
@@ -398,24 +417,32 @@ pub fn write_alice(
     hop: AliceHop,
 ) -> Result<()> {
     let (proxy, tor) = match hop {
-        AliceHop::Lan => (format!("udp:{PROXY_A_IP}:{proxy_port}"), String::new()),
+        AliceHop::Lan => (format!("udp:{PROXY_A_IP}:{proxy_port}"), None),
         AliceHop::Tor => (
             format!("tor:{}:5060", read(d, "keys-a/sip.onion").trim()),
-            format!(
-                "[tor]\nbackend = \"arti\"\ntestnet = \"net\"\ntestnet_client = \"a\"\n\
-                 onion_port = 0\nkey_dir = \"keys-{name}\"\nisolation = \"per-call\"\n"
-            ),
+            Some(tor_section(
+                "arti",
+                "a",
+                &format!("keys-{name}"),
+                0,
+                "per-call",
+            )),
         ),
     };
-    std::fs::write(
-        d.join(format!("{name}.toml")),
-        format!(
-            "[ua]\nuser = \"alice\"\ndisplay_name = \"Alice Liddell\"\ndomain = \"a.example\"\n\
-             password = \"wonderland\"\n\
-             local = \"{ALICE_IP}:{local_port}\"\nproxy = \"{proxy}\"\n\
-             [privasip]\nmode = \"{mode}\"\nhome_key = \"keys-a/{scheme}.pub\"\n\
-             [privasip.callee_keys]\n\"b.example\" = \"keys-b/{scheme}.pub\"\n{tor}"
-        ),
-    )?;
+    let mut cfg = UaFile::new(
+        "alice",
+        "a.example",
+        "wonderland",
+        SocketAddr::new(ALICE_IP.parse().expect("a staged IP"), local_port),
+        proxy,
+    );
+    cfg.ua.display_name = Some("Alice Liddell".into());
+    cfg.privasip.mode = Some(mode.to_owned());
+    cfg.privasip.home_key = Some(format!("keys-a/{scheme}.pub").into());
+    cfg.privasip
+        .callee_keys
+        .insert("b.example".into(), format!("keys-b/{scheme}.pub").into());
+    cfg.tor = tor;
+    std::fs::write(d.join(format!("{name}.toml")), cfg.to_toml())?;
     Ok(())
 }

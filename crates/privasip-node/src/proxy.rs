@@ -10,64 +10,114 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use privasip_proxy::{Network, Next, Origin, Proxy, ProxyConfig, RelayPolicy, Resolver};
 use privasip_registrar::RegistrarConfig;
+use privasip_sensitive::Sensitive;
 use privasip_server::{Listen, Peer, Stats, TcpLimits};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A proxy's configuration file (examples/proxy-*.toml say what each
 /// section means).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[proxy]`.
     pub proxy: ProxySection,
-    listen: ListenSection,
+    /// `[listen]`.
+    pub listen: ListenSection,
+    /// `[tcp]`.
     #[serde(default)]
-    tcp: TcpSection,
+    pub tcp: TcpSection,
+    /// `[registrar]`.
     #[serde(default)]
-    registrar: RegistrarSection,
-    #[serde(default)]
-    routes: HashMap<String, String>,
+    pub registrar: RegistrarSection,
+    /// `[routes]`: domain -> `udp:IP:PORT` or `tcp:IP:PORT`.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub routes: HashMap<String, String>,
     /// `[store]`.
     #[serde(default)]
     pub store: StoreSection,
-    tor: Option<crate::tor::TorSection>,
+    /// `[tor]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tor: Option<crate::tor::TorSection>,
+    /// `[privasip]`.
     #[serde(default)]
-    privasip: PrivaSipSection,
+    pub privasip: PrivaSipSection,
+    /// `[relay]`.
     #[serde(default)]
-    relay: RelaySection,
+    pub relay: RelaySection,
+    /// `[limits]`.
     #[serde(default)]
-    limits: LimitsSection,
-    #[serde(default)]
-    peers: HashMap<String, PeerSection>,
+    pub limits: LimitsSection,
+    /// `[peers.NAME]`.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub peers: HashMap<String, PeerSection>,
+}
+
+impl Config {
+    /// A proxy for `domains`, naming itself `sent_by` (`host:port`) in
+    /// its Via, listening nowhere yet: every other setting at its
+    /// default, as an empty section in a file would have it.
+    pub fn new(domains: &[&str], sent_by: impl Into<String>) -> Config {
+        Config {
+            proxy: ProxySection {
+                domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+                sent_by: sent_by.into(),
+                record_route: yes(),
+                default_transport: udp(),
+                authenticate: false,
+                digest: both_digests(),
+                timer_c_secs: timer_c(),
+                topology_hiding: hide_tor(),
+            },
+            listen: ListenSection {
+                udp: None,
+                tcp: None,
+            },
+            tcp: TcpSection::default(),
+            registrar: RegistrarSection::default(),
+            routes: HashMap::new(),
+            store: StoreSection::default(),
+            tor: None,
+            privasip: PrivaSipSection::default(),
+            relay: RelaySection::default(),
+            limits: LimitsSection::default(),
+            peers: HashMap::new(),
+        }
+    }
+
+    /// The file that says all of this: what the lab and the tests write
+    /// instead of templates, so a renamed setting cannot go unnoticed.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a proxy configuration is plain TOML")
+    }
 }
 
 /// `[peers.NAME]`: a key shared with a peer proxy, or with a federation
 /// of them (`privasip keygen --scheme peer`). Requests signed with it are
 /// a peer's: they have a budget of their own, apart from Tor's strangers.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct PeerSection {
+pub struct PeerSection {
     /// The key file (relative to the configuration file; mode 0600).
-    key_file: PathBuf,
+    pub key_file: PathBuf,
     /// Domains whose proxies we sign requests to with this key (their
     /// [tor.routes] onions too). Empty: a key we only check.
     #[serde(default)]
-    sends_to: Vec<String>,
+    pub sends_to: Vec<String>,
 }
 
 /// `[relay]`: whom the proxy relays for and where it may send
 /// (doc/relay.md). Our authenticated users, our domains, our own
 /// Record-Route and the domains in `[routes]`/`[tor.routes]` need nothing
 /// here.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-struct RelaySection {
+pub struct RelaySection {
     /// Sources relayed for without authentication (CIDR), e.g. a load
     /// generator or a peer proxy on a private link. Empty by default.
-    trusted: Vec<String>,
+    pub trusted: Vec<String>,
     /// Internal networks (loopback, private, link-local) that may be
     /// dialled: a LAN proxy names its LAN. None by default.
-    allow_networks: Vec<String>,
+    pub allow_networks: Vec<String>,
 }
 
 fn networks(key: &str, list: &[String]) -> Result<Vec<Network>> {
@@ -77,18 +127,18 @@ fn networks(key: &str, list: &[String]) -> Result<Vec<Network>> {
 }
 
 /// `[limits]`: what one source may cost (trusted sources excepted).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-struct LimitsSection {
+pub struct LimitsSection {
     /// Requests one source (an IPv4 address, an IPv6 /64) may send a
     /// second; past it they are dropped. All of Tor gets ten times this.
-    requests_per_second: u32,
+    pub requests_per_second: u32,
     /// ...and at once.
-    requests_burst: u32,
+    pub requests_burst: u32,
     /// PrivaSIP tokens one source may open a second (public-key work).
-    token_opens_per_second: u32,
+    pub token_opens_per_second: u32,
     /// ...and at once.
-    token_opens_burst: u32,
+    pub token_opens_burst: u32,
 }
 
 impl Default for LimitsSection {
@@ -103,28 +153,29 @@ impl Default for LimitsSection {
 }
 
 /// `[privasip]`: the domain's private keys, to open PrivaSIP tokens.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct PrivaSipSection {
+pub struct PrivaSipSection {
     /// Private key files (`privasip keygen`), relative to the
     /// configuration file; mode 0600.
     #[serde(default)]
-    keys: Vec<PathBuf>,
+    pub keys: Vec<PathBuf>,
     /// Accept PrivaSIP-AES caller tokens from our users, keyed by their
     /// stored SHA-256 HA1 (no key files needed).
     #[serde(default)]
-    aes: bool,
+    pub aes: bool,
 }
 
 /// `[store]`: where users and registrations are kept.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// The SQLite file, relative to the configuration file.
     pub path: PathBuf,
     /// A PostgreSQL database shared with other proxy instances, instead
     /// of the file (e.g. "host=/run/postgresql dbname=privasip").
-    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Sensitive<String>>,
 }
 
 impl Default for StoreSection {
@@ -137,32 +188,35 @@ impl Default for StoreSection {
 }
 
 /// `[proxy]`: what the proxy serves and how it forwards.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     /// The domains it is registrar and home proxy for.
     pub domains: Vec<String>,
-    sent_by: String,
+    /// `host:port` for its Via (sent-by) and Record-Route.
+    pub sent_by: String,
+    /// Record-Route on dialog-creating requests.
     #[serde(default = "yes")]
-    record_route: bool,
+    pub record_route: bool,
+    /// `udp` or `tcp`: how to reach a target URI without `;transport`.
     #[serde(default = "udp")]
-    default_transport: String,
+    pub default_transport: String,
     /// Require Digest credentials from our domains' users.
     #[serde(default)]
-    authenticate: bool,
+    pub authenticate: bool,
     /// Digest algorithms offered, most preferred first.
     #[serde(default = "both_digests")]
-    digest: Vec<String>,
+    pub digest: Vec<String>,
     /// Timer C: seconds an INVITE branch may ring unanswered before the
     /// proxy cancels it (RFC 3261: more than 180).
     #[serde(default = "timer_c")]
-    timer_c_secs: u64,
+    pub timer_c_secs: u64,
     /// Topology hiding: "tor" (the default) takes the Vias, Record-Routes,
     /// Contacts and our users' domain out of what crosses Tor links (sealed
     /// in our own headers, put back on the way back); "all" does so on
     /// every link; "off" forwards as RFC 3261 proxies do.
     #[serde(default = "hide_tor")]
-    topology_hiding: String,
+    pub topology_hiding: String,
 }
 
 fn hide_tor() -> String {
@@ -195,21 +249,30 @@ fn udp() -> String {
     "udp".into()
 }
 
-#[derive(Debug, Deserialize)]
+/// `[listen]`: where the proxy takes SIP.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct ListenSection {
-    udp: Option<SocketAddr>,
-    tcp: Option<SocketAddr>,
+pub struct ListenSection {
+    /// A UDP socket's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<SocketAddr>,
+    /// A TCP listener's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketAddr>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[tcp]`: limits on TCP connections.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-struct TcpSection {
-    max_connections: usize,
-    max_per_source: usize,
-    idle_timeout_secs: u64,
+pub struct TcpSection {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// ...from one source.
+    pub max_per_source: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout_secs: u64,
     /// A message begun must arrive whole within this many seconds.
-    message_timeout_secs: u64,
+    pub message_timeout_secs: u64,
 }
 
 impl Default for TcpSection {
@@ -224,15 +287,20 @@ impl Default for TcpSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `[registrar]`: how long bindings last, and how many.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-struct RegistrarSection {
-    min_expires: u32,
-    max_expires: u32,
-    default_expires: u32,
-    max_contacts: usize,
+pub struct RegistrarSection {
+    /// Shortest registration accepted, seconds (below: 423).
+    pub min_expires: u32,
+    /// Longest granted, seconds.
+    pub max_expires: u32,
+    /// Granted when the REGISTER names none.
+    pub default_expires: u32,
+    /// Contacts per address of record.
+    pub max_contacts: usize,
     /// Most addresses of record with bindings at once.
-    max_aors: usize,
+    pub max_aors: usize,
 }
 
 impl Default for RegistrarSection {
@@ -708,5 +776,29 @@ mod examples {
         for path in found {
             super::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         }
+    }
+
+    /// What the lab and the tests write is what `load` reads: every
+    /// example, written out from the types, reads back to the same file.
+    #[test]
+    fn a_written_configuration_reads_back_the_same() {
+        for path in crate::examples("proxy") {
+            let cfg = super::load(&path).expect("loads");
+            let written = cfg.to_toml();
+            let again: super::Config = toml::from_str(&written)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{written}", path.display()));
+            assert_eq!(again.to_toml(), written, "{}", path.display());
+        }
+        let mut cfg = super::Config::new(&["b.example"], "127.0.0.1:5060");
+        cfg.listen.udp = Some("127.0.0.1:5060".parse().expect("an address"));
+        cfg.store.url = Some("host=/run/postgresql dbname=x".into());
+        let written = cfg.to_toml();
+        assert!(
+            written.contains("dbname=x"),
+            "a file holds the value:\n{written}"
+        );
+        assert!(!format!("{cfg:?}").contains("dbname"), "a log does not");
+        let again: super::Config = toml::from_str(&written).expect("reads back");
+        assert_eq!(again.proxy.domains, ["b.example"]);
     }
 }

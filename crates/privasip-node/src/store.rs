@@ -20,7 +20,7 @@ use crate::proxy::Config;
 /// `path` (SQLite, relative to the configuration file).
 pub fn location(config: &Path, cfg: &Config) -> Location {
     if let Some(url) = &cfg.store.url {
-        return Location::Postgres(url.clone().into());
+        return Location::Postgres(url.clone());
     }
     Location::Sqlite(match config.parent() {
         Some(dir) if cfg.store.path.is_relative() => dir.join(&cfg.store.path),

@@ -10,44 +10,47 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use privasip_server::{TorRoute, TorRoutes, TorSetup};
 use privasip_tor::{CTor, CTorConfig, OnionSpec, TorBackend};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[tor]`: how this proxy reaches Tor and which domains are behind it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TorSection {
     /// `arti`: Tor embedded in this process (default); `c-tor`: an
     /// external tor daemon (SOCKS and control port).
     #[serde(default = "arti")]
-    backend: String,
+    pub backend: String,
     /// A `privasip testnet` directory to take the daemon's ports from
     /// (relative to the configuration file).
-    testnet: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub testnet: Option<PathBuf>,
     /// Which of the testnet's client daemons (`a` or `b`), for `c-tor`.
     #[serde(default = "client_a")]
-    testnet_client: String,
+    pub testnet_client: String,
     /// The daemon's SOCKS port (with IsolateSOCKSAuth), without a testnet.
-    socks: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socks: Option<SocketAddr>,
     /// The daemon's control port (cookie authentication), without a testnet.
-    control: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<SocketAddr>,
     /// Host an onion service for SIP on this port (0: none).
     #[serde(default)]
-    onion_port: u16,
+    pub onion_port: u16,
     /// Tor's proof-of-work defence for our onion service (C tor: clients
     /// are asked for effort only while introductions flood in). On by
     /// default; arti's service side has none yet.
     #[serde(default = "yes")]
-    onion_pow: bool,
+    pub onion_pow: bool,
     /// Where onion keys (and arti's state) persist, relative to the
     /// configuration file.
     #[serde(default = "keys_dir")]
-    key_dir: PathBuf,
+    pub key_dir: PathBuf,
     /// `per-call`: a fresh circuit for every call; `shared`: one circuit.
     #[serde(default = "per_call")]
-    isolation: String,
+    pub isolation: String,
     /// SIP domain (or onion host) -> `ONION:PORT`.
-    #[serde(default)]
-    routes: HashMap<String, String>,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub routes: HashMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -94,6 +97,33 @@ fn parse_target(s: &str) -> Result<(String, u16)> {
 }
 
 impl TorSection {
+    /// Tor through `backend` (`arti` or `c-tor`), every other setting at
+    /// its default: no onion service, a fresh circuit per call.
+    pub fn new(backend: &str) -> TorSection {
+        TorSection {
+            backend: backend.to_owned(),
+            testnet: None,
+            testnet_client: client_a(),
+            socks: None,
+            control: None,
+            onion_port: 0,
+            onion_pow: yes(),
+            key_dir: keys_dir(),
+            isolation: per_call(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Tor from the `privasip testnet` directory `net` (relative to the
+    /// configuration file), as its client `client` (`a` or `b`).
+    pub fn testnet(backend: &str, net: impl Into<PathBuf>, client: &str) -> TorSection {
+        TorSection {
+            testnet: Some(net.into()),
+            testnet_client: client.to_owned(),
+            ..TorSection::new(backend)
+        }
+    }
+
     /// The onion service's virtual port (0: none).
     pub fn onion_port(&self) -> u16 {
         self.onion_port

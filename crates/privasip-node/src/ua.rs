@@ -9,48 +9,93 @@ use anyhow::{Context, Result, bail};
 use privasip_agent::{Agent, CounterFile, ProxyAt, Setup, TorAccess};
 use privasip_digest::{Algorithm, Ha1};
 use privasip_ua::{Answer, Home, Privacy, Sensitive, UaConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::config_relative;
 use crate::keyfile::read_public;
 
-#[derive(Debug, Deserialize)]
+/// A user agent's configuration file (examples/ua-*.toml say what each
+/// setting means).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
-    ua: UaSection,
+pub struct Config {
+    /// `[ua]`.
+    pub ua: UaSection,
+    /// `[privasip]`.
     #[serde(default)]
-    privasip: PrivaSipSection,
+    pub privasip: PrivaSipSection,
     /// Reach the proxy through Tor (`proxy = "tor:ONION:PORT"`), and host
     /// our own onion service for incoming calls (`onion_port`).
-    tor: Option<crate::tor::TorSection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tor: Option<crate::tor::TorSection>,
 }
 
-#[derive(Debug, Deserialize)]
+impl Config {
+    /// `user` at `domain` with `password`, bound to `local`, registering
+    /// with `proxy` (`udp:IP:PORT`, `tcp:IP:PORT`, `tor:ONION:PORT`):
+    /// plain SIP, every other setting at its default.
+    pub fn new(
+        user: &str,
+        domain: &str,
+        password: &str,
+        local: SocketAddr,
+        proxy: impl Into<String>,
+    ) -> Config {
+        Config {
+            ua: UaSection {
+                user: user.to_owned(),
+                display_name: None,
+                domain: domain.to_owned(),
+                password: Some(Sensitive::new(password.to_owned())),
+                local,
+                proxy: proxy.into(),
+                expires: default_expires(),
+                answer: accept(),
+                ring_ms: 0,
+            },
+            privasip: PrivaSipSection::default(),
+            tor: None,
+        }
+    }
+
+    /// The file that says all of this (see `proxy::Config::to_toml`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a user agent configuration is plain TOML")
+    }
+}
+
+/// `[ua]`: who we are and where our proxy is.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct UaSection {
-    user: String,
+pub struct UaSection {
+    /// The user name (real ID).
+    pub user: String,
     /// A display name for From; sent in plain mode only (PrivaSIP removes
     /// display names).
-    display_name: Option<String>,
-    domain: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The home domain.
+    pub domain: String,
     /// The Digest password (keep the file private), or use the
     /// PRIVASIP_PASSWORD environment variable.
-    password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Sensitive<String>>,
     /// Local address to bind (also our Via/Contact host:port; behind
     /// Tor our onion address replaces it).
-    local: SocketAddr,
+    pub local: SocketAddr,
     /// The home proxy: "udp:IP:PORT", "tcp:IP:PORT" or, with [tor],
     /// "tor:ONION:PORT".
-    proxy: String,
+    pub proxy: String,
+    /// Registration lifetime asked for, seconds.
     #[serde(default = "default_expires")]
-    expires: u32,
+    pub expires: u32,
     /// Incoming calls: "accept", "busy" or "decline".
     #[serde(default = "accept")]
-    answer: String,
+    pub answer: String,
     /// Incoming calls: ring this long before answering.
     #[serde(default)]
-    ring_ms: u64,
+    pub ring_ms: u64,
 }
 
 fn default_expires() -> u32 {
@@ -60,24 +105,27 @@ fn accept() -> String {
     "accept".into()
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[privasip]`: which IDs to hide, with which keys.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct PrivaSipSection {
+pub struct PrivaSipSection {
     /// "plain", "privasip-1" or "privasip-2".
-    #[serde(default)]
-    mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// The home proxy's public key file (relative to this file).
-    home_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_key: Option<PathBuf>,
     /// PrivaSIP-AES instead of `home_key`: our token under a key from our
     /// password, which the home proxy (`[privasip] aes = true`) shares.
     #[serde(default)]
-    aes: bool,
+    pub aes: bool,
     /// Where the AES token counter is kept (relative to this file;
     /// default: this file's name + `.aes-counter`).
-    aes_counter: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aes_counter: Option<PathBuf>,
     /// PrivaSIP-2: callee domain -> its public key file.
     #[serde(default)]
-    callee_keys: HashMap<String, PathBuf>,
+    pub callee_keys: HashMap<String, PathBuf>,
 }
 
 /// A user agent's configuration, read: what [`start`] needs.
@@ -106,7 +154,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     }
     let password = match (&cfg.ua.password, std::env::var("PRIVASIP_PASSWORD")) {
         (_, Ok(p)) => p,
-        (Some(p), Err(_)) => p.clone(),
+        (Some(p), Err(_)) => p.expose().clone(),
         (None, Err(_)) => bail!("[ua] password is missing (or set PRIVASIP_PASSWORD)"),
     };
     let proxy = match cfg.ua.proxy.split_once(':') {
@@ -257,6 +305,29 @@ mod tests {
                 t.check()
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
             }
+            let written = cfg.to_toml();
+            let again: Config = toml::from_str(&written)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{written}", path.display()));
+            assert_eq!(again.to_toml(), written, "{}", path.display());
         }
+    }
+
+    #[test]
+    fn a_written_configuration_loads_and_its_log_holds_no_password() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let mut cfg = Config::new(
+            "alice",
+            "a.example",
+            "wonderland",
+            "127.0.0.1:5070".parse().expect("an address"),
+            "udp:127.0.0.1:5060",
+        );
+        cfg.ua.expires = 600;
+        assert!(!format!("{cfg:?}").contains("wonderland"));
+        let path = dir.path().join("ua.toml");
+        std::fs::write(&path, cfg.to_toml()).expect("written");
+        let loaded = load(&path).expect("loads");
+        assert_eq!(loaded.cfg.expires, 600);
+        assert_eq!(*loaded.cfg.password.expose().as_str(), *"wonderland");
     }
 }

@@ -9,6 +9,11 @@ use std::fmt;
 /// where it is meant to be used (on the wire, in the store, on screen
 /// for the user it belongs to).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
 pub struct Sensitive<T>(T);
 
 impl<T> Sensitive<T> {
