@@ -14,21 +14,19 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{proxy, register_all, write_config};
+use common::{local_proxy, proxy, register_all, write_config};
+use privasip_node::proxy::StoreSection;
 use privasip_store::scratch::ScratchPostgres;
 
 const USERS: usize = 300;
 
-fn config(dir: &Path, port: u16, store: &str) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
-             [limits]\nrequests_per_second = 100000\nrequests_burst = 100000\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\n[store]\n{store}\n"
-        ),
-    )
+/// A proxy for b.example whose store is `store`.
+fn config(dir: &Path, port: u16, store: StoreSection) -> std::path::PathBuf {
+    let mut cfg = local_proxy("b.example", port);
+    cfg.limits.requests_per_second = 100_000;
+    cfg.limits.requests_burst = 100_000;
+    cfg.store = store;
+    write_config(dir, &cfg)
 }
 
 fn client() -> UdpSocket {
@@ -53,7 +51,11 @@ fn missing(sock: &UdpSocket, port: u16, users: std::ops::Range<usize>) -> Vec<us
 fn every_registration_answered_200_survives_a_kill_9() {
     let port = 27360;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path(), port, "path = \"bindings.db\"");
+    let store = StoreSection {
+        path: "bindings.db".into(),
+        url: None,
+    };
+    let config = config(dir.path(), port, store);
     let mut running = common::Running(vec![proxy(&config, port)]);
     let sock = client();
 
@@ -114,7 +116,11 @@ fn a_postgresql_restart_loses_no_acknowledged_registration() {
     let port = 27362;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut pg = ScratchPostgres::start(&dir.path().join("pg"), 27363).expect("postgres starts");
-    let config = config(dir.path(), port, &format!("url = \"{}\"", pg.url()));
+    let store = StoreSection {
+        url: Some(pg.url().into()),
+        ..StoreSection::default()
+    };
+    let config = config(dir.path(), port, store);
     let log = dir.path().join("proxy.log");
     let _show = ShowLog(log.clone());
     let running = common::Running(vec![logged_proxy(&config, port, &log)]);

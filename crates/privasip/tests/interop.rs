@@ -19,14 +19,9 @@ fn privasip() -> Command {
 
 /// A plain-SIP user agent configuration `name.toml`.
 fn ua_config(dir: &Path, name: &str, user: &str, password: &str, local: u16, proxy: &str) {
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!(
-            "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-             local = \"127.0.0.1:{local}\"\nproxy = \"{proxy}\"\nexpires = 300\nring_ms = 200\n"
-        ),
-    )
-    .expect("ua config");
+    let mut cfg = common::local_ua(user, "example.com", password, local, proxy);
+    cfg.ua.ring_ms = 200;
+    common::write_file(dir, &format!("{name}.toml"), &cfg.to_toml());
 }
 
 /// Waits until `file` says `what`.
@@ -53,14 +48,12 @@ fn text(o: &Output) -> String {
 /// every link; baresip 1.0's Digest stops at the first challenge that is
 /// not MD5 (RFC 8760 puts SHA-256 first): it is offered MD5 alone.
 fn hiding_proxy(d: &Path, port: u16) -> Running {
-    let config = common::write_config(
-        d,
-        &format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\ndigest = [\"MD5\"]\ntopology_hiding = \"all\"\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("example.com", port);
+    cfg.proxy.authenticate = true;
+    cfg.proxy.digest = vec!["MD5".into()];
+    cfg.proxy.topology_hiding = "all".into();
+    cfg.listen.tcp = Some(common::loopback(port));
+    let config = common::write_config(d, &cfg);
     common::add_user(&config, "alice", "alicepw");
     common::add_user(&config, "bob", "bobpw");
     Running(vec![common::proxy(&config, port)])

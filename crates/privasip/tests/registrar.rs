@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use common::{Running, add_user, proxy, scenario, stop, wait_for_port, write_config};
+use common::{Running, add_user, local_proxy, proxy, scenario, stop, wait_for_port, write_config};
 
 fn sipp(dir: &std::path::Path, args: &[&str]) -> Output {
     common::require("sipp", "sip-tester");
@@ -22,14 +22,12 @@ fn sipp(dir: &std::path::Path, args: &[&str]) -> Output {
 fn sipp_registers_with_digest_and_calls_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, uas_port) = (27060u16, 27070u16);
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n# SIPp answers only the first challenge, and only MD5.\n\
-             digest = [\"MD5\"]\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[store]\npath = \"test.db\"\n"
-        ),
-    );
+    let mut cfg = local_proxy("b.example", port);
+    cfg.proxy.authenticate = true;
+    // SIPp answers only the first challenge, and only MD5.
+    cfg.proxy.digest = vec!["MD5".into()];
+    cfg.store.path = "test.db".into();
+    let config = write_config(dir.path(), &cfg);
     add_user(&config, "alice", "wonderland");
     add_user(&config, "bob", "zanzibar");
     let target = format!("127.0.0.1:{port}");
@@ -160,13 +158,11 @@ fn sipsak_registers_and_pings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = 28060u16;
     // sipsak needs a resolvable domain and registers for 15 s.
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[proxy]\ndomains = [\"127.0.0.1\"]\nsent_by = \"127.0.0.1:{port}\"\nauthenticate = true\n\
-             digest = [\"MD5\"]\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n[registrar]\nmin_expires = 1\n"
-        ),
-    );
+    let mut cfg = local_proxy("127.0.0.1", port);
+    cfg.proxy.authenticate = true;
+    cfg.proxy.digest = vec!["MD5".into()];
+    cfg.registrar.min_expires = 1;
+    let config = write_config(dir.path(), &cfg);
     add_user(&config, "bob", "zanzibar");
     let _running = Running(vec![proxy(&config, port)]);
     let uri = format!("sip:bob@127.0.0.1:{port}");

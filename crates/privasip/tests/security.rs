@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
-use common::{Running, add_user, proxy, write_config};
+use common::{ProxyFile, Running, add_user, local_proxy, loopback, proxy, write_config};
 use privasip_digest::{Algorithm, Challenge, Ha1};
 use privasip_message::{HeaderName, Limits, Message};
 
@@ -55,13 +55,11 @@ fn request(method: &str, ruri: &str, from_sock: &UdpSocket, branch: &str, extra:
 fn hostile_datagrams_do_not_crash_or_relay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = 24700u16;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[proxy]\ndomains = [\"{REALM}\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
-        ),
-    );
+    // The default relay policy: nothing internal may be dialled.
+    let mut cfg = ProxyFile::new(&[REALM], format!("127.0.0.1:{port}"));
+    cfg.listen.udp = Some(loopback(port));
+    cfg.listen.tcp = Some(loopback(port));
+    let config = write_config(dir.path(), &cfg);
     let mut running = Running(vec![proxy(&config, port)]);
     // The services an attacker would reach through the proxy.
     let victim_udp = UdpSocket::bind("127.0.0.1:24701").expect("victim udp");
@@ -183,15 +181,10 @@ fn login(s: &UdpSocket, port: u16, cseq: u32, password: &str) -> u16 {
 fn a_password_guesser_cannot_lock_the_real_user_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = 24705u16;
-    let config = write_config(
-        dir.path(),
-        &format!(
-            "[proxy]\ndomains = [\"{REALM}\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\ndigest = [\"MD5\"]\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\n"
-        ),
-    );
+    let mut cfg = local_proxy(REALM, port);
+    cfg.proxy.authenticate = true;
+    cfg.proxy.digest = vec!["MD5".into()];
+    let config = write_config(dir.path(), &cfg);
     add_user(&config, "bob", "zanzibar");
     let _running = Running(vec![proxy(&config, port)]);
     // 60 wrong passwords for bob from 127.0.0.1: locked out there.

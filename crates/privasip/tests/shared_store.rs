@@ -20,28 +20,16 @@ fn privasip() -> Command {
 }
 
 fn proxy_config(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n\
-             [store]\nurl = \"{url}\"\n"
-        ),
-    )
-    .expect("proxy config");
-    path
+    let mut cfg = common::local_proxy("example.com", port);
+    cfg.proxy.authenticate = true;
+    cfg.store.url = Some(url.into());
+    common::write_file(dir, &format!("{name}.toml"), &cfg.to_toml())
 }
 
 fn ua_config(dir: &Path, user: &str, password: &str, local: u16, proxy: u16) {
-    std::fs::write(
-        dir.join(format!("{user}.toml")),
-        format!(
-            "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-             local = \"127.0.0.1:{local}\"\nproxy = \"udp:127.0.0.1:{proxy}\"\nexpires = 300\n"
-        ),
-    )
-    .expect("ua config");
+    let proxy = format!("udp:127.0.0.1:{proxy}");
+    let cfg = common::local_ua(user, "example.com", password, local, &proxy);
+    common::write_file(dir, &format!("{user}.toml"), &cfg.to_toml());
 }
 
 fn start_proxy(config: &Path, port: u16, log: &Path) -> std::process::Child {

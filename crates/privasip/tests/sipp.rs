@@ -16,18 +16,13 @@ fn sipp() -> &'static str {
     "sipp"
 }
 
+/// A proxy for b.example relaying for SIPp (trusted) over UDP and TCP.
 fn config(dir: &Path, proxy_port: u16, transport: &str) -> PathBuf {
-    let path = dir.join("proxy.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
-             default_transport = \"{transport}\"\n\
-             [relay]\ntrusted = [\"127.0.0.1\"]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{proxy_port}\"\ntcp = \"127.0.0.1:{proxy_port}\"\n"
-        ),
-    )
-    .expect("write config");
-    path
+    let mut cfg = common::local_proxy("b.example", proxy_port);
+    cfg.proxy.default_transport = transport.into();
+    cfg.relay.trusted = vec!["127.0.0.1".into()];
+    cfg.listen.tcp = Some(common::loopback(proxy_port));
+    common::write_config(dir, &cfg)
 }
 
 fn calls_through_the_proxy(transport: &str, base: u16, calls: u32, rate: u32) {
@@ -128,16 +123,12 @@ fn kamailio_as_the_next_hop() {
             .replace("@NEXT@", &format!("sip:127.0.0.1:{uas_port}")),
     )
     .expect("write kamailio.cfg");
-    let config = common::write_config(
-        dir.path(),
-        &format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
-             topology_hiding = \"all\"\n\
-             [relay]\ntrusted = [\"127.0.0.1\"]\nallow_networks = [\"127.0.0.0/8\"]\n\
-             [listen]\nudp = \"127.0.0.1:{proxy_port}\"\n\
-             [routes]\n\"c.example\" = \"udp:127.0.0.1:{kam_port}\"\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("b.example", proxy_port);
+    cfg.proxy.topology_hiding = "all".into();
+    cfg.relay.trusted = vec!["127.0.0.1".into()];
+    cfg.routes
+        .insert("c.example".into(), format!("udp:127.0.0.1:{kam_port}"));
+    let config = common::write_config(dir.path(), &cfg);
     // Kamailio forks: its children go by their command line.
     let _kamailio = common::KillMatching(kam_cfg.display().to_string());
     let mut running = Running(Vec::new());

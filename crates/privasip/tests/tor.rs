@@ -98,19 +98,16 @@ fn calls_over_tor(
     base: u16,
 ) {
     let (a_port, b_port, uas_port, uac_port) = (base + 60, base + 62, base + 70, base + 90);
-    let b_cfg = d.join("b.toml");
-    std::fs::write(
-        &b_cfg,
-        format!(
-            "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{b_port}\"\n\
-             digest = [\"MD5\"]\n\
-             [listen]\nudp = \"127.0.0.1:{b_port}\"\n\
-             [store]\npath = \"b.db\"\n\
-             [tor]\nbackend = \"{b_backend}\"\ntestnet = \"net\"\ntestnet_client = \"b\"\n\
-             onion_port = 5060\nkey_dir = \"keys-b\"\n"
-        ),
-    )
-    .unwrap();
+    let mut b = common::ProxyFile::new(&["b.example"], format!("127.0.0.1:{b_port}"));
+    b.proxy.digest = vec!["MD5".into()];
+    b.listen.udp = Some(common::loopback(b_port));
+    b.store.path = "b.db".into();
+    b.tor = Some(common::TorSection {
+        onion_port: 5060,
+        key_dir: "keys-b".into(),
+        ..common::TorSection::testnet(b_backend, "net", "b")
+    });
+    let b_cfg = common::write_file(d, "b.toml", &b.to_toml());
     common::add_user(&b_cfg, "bob", "zanzibar");
     let mut running = Running(Vec::new());
     running.0.push(proxy(&b_cfg, b_port, &d.join("b.log")));
@@ -135,20 +132,17 @@ fn calls_over_tor(
         }
     });
 
-    let a_cfg = d.join("a.toml");
-    std::fs::write(
-        &a_cfg,
-        format!(
-            "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{a_port}\"\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{a_port}\"\n\
-             [store]\npath = \"a.db\"\n\
-             [tor]\nbackend = \"{a_backend}\"\ntestnet = \"net\"\ntestnet_client = \"a\"\n\
-             key_dir = \"keys-a\"\n\
-             isolation = \"per-call\"\n\
-             [tor.routes]\n\"b.example\" = \"{onion}:5060\"\n"
-        ),
-    )
-    .unwrap();
+    let mut a = common::local_proxy("a.example", a_port);
+    a.store.path = "a.db".into();
+    let mut tor = common::TorSection {
+        key_dir: "keys-a".into(),
+        isolation: "per-call".into(),
+        ..common::TorSection::testnet(a_backend, "net", "a")
+    };
+    tor.routes
+        .insert("b.example".into(), format!("{onion}:5060"));
+    a.tor = Some(tor);
+    let a_cfg = common::write_file(d, "a.toml", &a.to_toml());
     running.0.push(proxy(&a_cfg, a_port, &d.join("a.log")));
     let a_pid = running.0.last().unwrap().id();
     let context = format!("A ({a_backend}) -> B ({b_backend})");

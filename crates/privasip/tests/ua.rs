@@ -19,10 +19,10 @@ fn privasip() -> Command {
 }
 
 fn ua_config(dir: &Path, name: &str, user: &str, password: &str, port: u16, proxy: &str) {
-    ua_config_with(dir, name, user, password, port, proxy, "");
+    ua_config_with(dir, name, user, password, port, proxy, |_| {});
 }
 
-/// `extra` goes into the `[ua]` section (answer, ring_ms).
+/// `tune` sets what differs in the `[ua]` section (answer, ring_ms).
 fn ua_config_with(
     dir: &Path,
     name: &str,
@@ -30,18 +30,16 @@ fn ua_config_with(
     password: &str,
     port: u16,
     proxy: &str,
-    extra: &str,
+    tune: impl FnOnce(&mut common::UaFile),
 ) {
-    std::fs::write(
-        dir.join(format!("{name}.toml")),
-        format!(
-            "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-             local = \"127.0.0.1:{port}\"\nproxy = \"{proxy}\"\nexpires = 300\n{extra}\
-             [privasip]\nmode = \"privasip-2\"\nhome_key = \"keys/hpke.pub\"\n\
-             [privasip.callee_keys]\n\"example.com\" = \"keys/hpke.pub\"\n"
-        ),
-    )
-    .expect("write ua config");
+    let mut cfg = common::local_ua(user, "example.com", password, port, proxy);
+    cfg.privasip.mode = Some("privasip-2".into());
+    cfg.privasip.home_key = Some("keys/hpke.pub".into());
+    cfg.privasip
+        .callee_keys
+        .insert("example.com".into(), "keys/hpke.pub".into());
+    tune(&mut cfg);
+    common::write_file(dir, &format!("{name}.toml"), &cfg.to_toml());
 }
 
 #[test]
@@ -59,15 +57,11 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let config = common::write_config(
-        d,
-        &format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{proxy_port}\"\n\
-             authenticate = true\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{proxy_port}\"\ntcp = \"127.0.0.1:{proxy_port}\"\n\
-             [privasip]\nkeys = [\"keys/hpke.key\"]\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("example.com", proxy_port);
+    cfg.proxy.authenticate = true;
+    cfg.listen.tcp = Some(common::loopback(proxy_port));
+    cfg.privasip.keys = vec!["keys/hpke.key".into()];
+    let config = common::write_config(d, &cfg);
     common::add_user(&config, "alice", "wonderland");
     common::add_user(&config, "bob", "zanzibar");
     common::add_user(&config, "carol", "sesame");
@@ -92,24 +86,12 @@ fn two_user_agents_call_through_the_proxy_with_privasip2() {
     ua_config(d, "alice-tcp", "alice", "wonderland", 23081, &tcp);
     ua_config(d, "mallory", "alice", "guess", 23082, &udp);
     // Carol lets it ring for 5 s; Dave is busy.
-    ua_config_with(
-        d,
-        "carol",
-        "carol",
-        "sesame",
-        23071,
-        &udp,
-        "ring_ms = 5000\n",
-    );
-    ua_config_with(
-        d,
-        "dave",
-        "dave",
-        "hunter2",
-        23072,
-        &udp,
-        "answer = \"busy\"\n",
-    );
+    ua_config_with(d, "carol", "carol", "sesame", 23071, &udp, |c| {
+        c.ua.ring_ms = 5000
+    });
+    ua_config_with(d, "dave", "dave", "hunter2", 23072, &udp, |c| {
+        c.ua.answer = "busy".into()
+    });
 
     let bob_out = d.join("bob.out");
     for callee in ["bob", "carol", "dave"] {
@@ -202,15 +184,10 @@ fn aes_calls_keep_working_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let port = 23090u16;
-    let config = common::write_config(
-        d,
-        &format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n\
-             [privasip]\naes = true\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("example.com", port);
+    cfg.proxy.authenticate = true;
+    cfg.privasip.aes = true;
+    let config = common::write_config(d, &cfg);
     common::add_user(&config, "alice", "wonderland");
     common::add_user(&config, "bob", "zanzibar");
     let proxy_log = d.join("proxy.log");
@@ -235,15 +212,11 @@ fn aes_calls_keep_working_across_restarts() {
         ("alice", "alice", "wonderland", 23091),
         ("bob", "bob", "zanzibar", 23092),
     ] {
-        std::fs::write(
-            d.join(format!("{name}.toml")),
-            format!(
-                "[ua]\nuser = \"{user}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-                 local = \"127.0.0.1:{local}\"\nproxy = \"udp:127.0.0.1:{port}\"\nexpires = 300\n\
-                 [privasip]\nmode = \"privasip-1\"\naes = true\n"
-            ),
-        )
-        .expect("ua config");
+        let proxy = format!("udp:127.0.0.1:{port}");
+        let mut cfg = common::local_ua(user, "example.com", password, local, &proxy);
+        cfg.privasip.mode = Some("privasip-1".into());
+        cfg.privasip.aes = true;
+        common::write_file(d, &format!("{name}.toml"), &cfg.to_toml());
     }
     running.0.push(common::ua_listen(d, "bob", 60).0);
     let call = |count: &str| {
@@ -303,14 +276,10 @@ fn a_tcp_callee_registers_again_after_losing_its_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let port = 23100u16;
-    let config = common::write_config(
-        d,
-        &format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n\
-             [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("example.com", port);
+    cfg.proxy.authenticate = true;
+    cfg.listen.tcp = Some(common::loopback(port));
+    let config = common::write_config(d, &cfg);
     common::add_user(&config, "alice", "wonderland");
     common::add_user(&config, "bob", "zanzibar");
     let mut running = Running(vec![common::proxy(&config, port)]);
@@ -318,15 +287,9 @@ fn a_tcp_callee_registers_again_after_losing_its_connection() {
         ("alice", "wonderland", 23101, "udp"),
         ("bob", "zanzibar", 23102, "tcp"),
     ] {
-        std::fs::write(
-            d.join(format!("{name}.toml")),
-            format!(
-                "[ua]\nuser = \"{name}\"\ndomain = \"example.com\"\npassword = \"{password}\"\n\
-                 local = \"127.0.0.1:{local}\"\nproxy = \"{transport}:127.0.0.1:{port}\"\n\
-                 expires = 300\n"
-            ),
-        )
-        .expect("ua config");
+        let proxy = format!("{transport}:127.0.0.1:{port}");
+        let cfg = common::local_ua(name, "example.com", password, local, &proxy);
+        common::write_file(d, &format!("{name}.toml"), &cfg.to_toml());
     }
     let bob_err = d.join("bob.err");
     running.0.push(
@@ -400,64 +363,51 @@ fn privasip2_across_two_proxies_with_every_scheme() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let home = |side: &str| {
-            if scheme == "aes" {
-                "aes = true\n".to_owned()
+        let aes = scheme == "aes";
+        let home = |cfg: &mut common::UaFile, side: &str| {
+            if aes {
+                cfg.privasip.aes = true;
             } else {
-                format!("home_key = \"keys-{side}/{key_scheme}.pub\"\n")
+                cfg.privasip.home_key = Some(format!("keys-{side}/{key_scheme}.pub").into());
             }
         };
-        let proxy_keys = |side: &str| {
-            if scheme == "aes" {
-                format!("keys = [\"keys-{side}/{key_scheme}.key\"]\naes = true\n")
-            } else {
-                format!("keys = [\"keys-{side}/{key_scheme}.key\"]\n")
-            }
+        let proxy_for = |domain: &str, side: &str, port: u16| {
+            let mut cfg = common::local_proxy(domain, port);
+            cfg.proxy.authenticate = true;
+            cfg.store.path = format!("{side}.db").into();
+            cfg.privasip.keys = vec![format!("keys-{side}/{key_scheme}.key").into()];
+            cfg.privasip.aes = aes;
+            cfg
         };
-        let write = |name: &str, text: String| {
-            let p = d.join(name);
-            std::fs::write(&p, text).expect("config");
-            p
-        };
-        let ca = write(
-            "a.toml",
-            format!(
-                "[proxy]\ndomains = [\"a.example\"]\nsent_by = \"127.0.0.1:{pa}\"\nauthenticate = true\n\
-                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{pa}\"\n[store]\npath = \"a.db\"\n\
-                 [routes]\n\"b.example\" = \"udp:127.0.0.1:{pb}\"\n[privasip]\n{}",
-                proxy_keys("a")
-            ),
-        );
-        let cb = write(
-            "b.toml",
-            format!(
-                "[proxy]\ndomains = [\"b.example\"]\nsent_by = \"127.0.0.1:{pb}\"\nauthenticate = true\n\
-                 [relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{pb}\"\n[store]\npath = \"b.db\"\n[privasip]\n{}",
-                proxy_keys("b")
-            ),
-        );
+        let mut a = proxy_for("a.example", "a", pa);
+        a.routes
+            .insert("b.example".into(), format!("udp:127.0.0.1:{pb}"));
+        let ca = common::write_file(d, "a.toml", &a.to_toml());
+        let cb = common::write_file(d, "b.toml", &proxy_for("b.example", "b", pb).to_toml());
         common::add_user(&ca, "alice", "wonderland");
         common::add_user(&cb, "bob", "zanzibar");
         let mut running = Running(vec![common::proxy(&ca, pa), common::proxy(&cb, pb)]);
-        write(
-            "bob.toml",
-            format!(
-                "[ua]\nuser = \"bob\"\ndomain = \"b.example\"\npassword = \"zanzibar\"\n\
-                 local = \"127.0.0.1:{bob_port}\"\nproxy = \"udp:127.0.0.1:{pb}\"\n\
-                 [privasip]\nmode = \"privasip-1\"\n{}",
-                home("b")
-            ),
+        let to = |port: u16| format!("udp:127.0.0.1:{port}");
+        let loopback = common::loopback;
+        let mut bob =
+            common::UaFile::new("bob", "b.example", "zanzibar", loopback(bob_port), to(pb));
+        bob.privasip.mode = Some("privasip-1".into());
+        home(&mut bob, "b");
+        common::write_file(d, "bob.toml", &bob.to_toml());
+        let mut alice = common::UaFile::new(
+            "alice",
+            "a.example",
+            "wonderland",
+            loopback(alice_port),
+            to(pa),
         );
-        write(
-            "alice.toml",
-            format!(
-                "[ua]\nuser = \"alice\"\ndomain = \"a.example\"\npassword = \"wonderland\"\n\
-                 local = \"127.0.0.1:{alice_port}\"\nproxy = \"udp:127.0.0.1:{pa}\"\n\
-                 [privasip]\nmode = \"privasip-2\"\n{}\
-                 [privasip.callee_keys]\n\"b.example\" = \"keys-b/{key_scheme}.pub\"\n",
-                home("a")
-            ),
+        alice.privasip.mode = Some("privasip-2".into());
+        home(&mut alice, "a");
+        alice.privasip.callee_keys.insert(
+            "b.example".into(),
+            format!("keys-b/{key_scheme}.pub").into(),
         );
+        common::write_file(d, "alice.toml", &alice.to_toml());
         let (bob, bob_out) = common::ua_listen(d, "bob", 30);
         running.0.push(bob);
         let out = privasip()
@@ -484,24 +434,19 @@ fn an_unknown_user_cannot_register() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let port = 23590u16;
-    let config = common::write_config(
-        d,
-        &format!(
-            "[proxy]\ndomains = [\"example.com\"]\nsent_by = \"127.0.0.1:{port}\"\n\
-             authenticate = true\n[relay]\nallow_networks = [\"127.0.0.0/8\"]\n[listen]\nudp = \"127.0.0.1:{port}\"\n"
-        ),
-    );
+    let mut cfg = common::local_proxy("example.com", port);
+    cfg.proxy.authenticate = true;
+    let config = common::write_config(d, &cfg);
     common::add_user(&config, "alice", "wonderland");
     let _running = Running(vec![common::proxy(&config, port)]);
-    std::fs::write(
-        d.join("zed.toml"),
-        format!(
-            "[ua]\nuser = \"zed\"\ndomain = \"example.com\"\npassword = \"whatever\"\n\
-             local = \"127.0.0.1:{}\"\nproxy = \"udp:127.0.0.1:{port}\"\n",
-            port + 1
-        ),
-    )
-    .expect("config");
+    let zed = common::UaFile::new(
+        "zed",
+        "example.com",
+        "whatever",
+        common::loopback(port + 1),
+        format!("udp:127.0.0.1:{port}"),
+    );
+    common::write_file(d, "zed.toml", &zed.to_toml());
     let out = privasip()
         .args(["ua", "--config"])
         .arg(d.join("zed.toml"))

@@ -1,7 +1,12 @@
 //! Helpers for tests that run privasip next to foreign SIP software.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unused_imports, unreachable_pub, missing_docs)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+pub use privasip_node::proxy::Config as ProxyFile;
+pub use privasip_node::tor::TorSection;
+pub use privasip_node::ua::Config as UaFile;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,10 +104,37 @@ pub fn proxy(config: &Path, port: u16) -> Child {
 }
 
 /// Writes a proxy configuration.
-pub fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("proxy.toml");
+pub fn write_config(dir: &Path, cfg: &ProxyFile) -> PathBuf {
+    write_file(dir, "proxy.toml", &cfg.to_toml())
+}
+
+/// Writes `text` to `dir/name`; its path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// `127.0.0.1:port`.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// `user` of `domain` on 127.0.0.1:`port`, registering with `proxy`
+/// (`udp:IP:PORT`...) for 300 s: plain SIP, the rest at its defaults.
+pub fn local_ua(user: &str, domain: &str, password: &str, port: u16, proxy: &str) -> UaFile {
+    let mut cfg = UaFile::new(user, domain, password, loopback(port), proxy);
+    cfg.ua.expires = 300;
+    cfg
+}
+
+/// A proxy for `domain` on 127.0.0.1:`port` (UDP), that may send to
+/// loopback (where every test's peers are): the rest at its defaults.
+pub fn local_proxy(domain: &str, port: u16) -> ProxyFile {
+    let mut cfg = ProxyFile::new(&[domain], format!("127.0.0.1:{port}"));
+    cfg.listen.udp = Some(loopback(port));
+    cfg.relay.allow_networks = vec!["127.0.0.0/8".into()];
+    cfg
 }
 
 /// `privasip user add`, the password on stdin.
