@@ -240,38 +240,10 @@ proxy_mem() { # "RSS PSS" in kB, summed over the proxy's processes
   echo "$rss $pss"
 }
 
-# The users: a SIPp -inf file, and privasip's store holding their HA1
-# (one `privasip user add` makes the store with the binary's own schema;
-# the rest go in with one SQLite transaction, as 10 000 processes would
-# take minutes). Kamailio checks every password against "secret".
+# The users: a SIPp -inf file and privasip's store (scripts/lib.sh).
 make_users() {
   step "$users users"
-  mkdir -p "$work/users"
-  python3 - "$work/users/users.csv" "$users" "$domain" <<'PY'
-import sys
-path, n, _ = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open(path, "w") as f:
-    f.write("SEQUENTIAL\n")
-    for i in range(n):
-        f.write(f"u{i:05d};[authentication username=u{i:05d} password=secret];\n")
-PY
-  printf '[proxy]\ndomains = ["%s"]\nsent_by = "127.0.0.1:%s"\n[listen]\nudp = "127.0.0.1:%s"\n[store]\npath = "users.db"\n' \
-    "$domain" $PROXY $PROXY > "$work/users/users.toml"
-  echo secret | "$privasip" user add --config "$work/users/users.toml" u00000 >/dev/null
-  python3 - "$work/users/users.db" "$users" "$domain" <<'PY'
-import hashlib, sqlite3, sys
-path, n, realm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-ha1 = lambda u: [h(f"{u}:{realm}:secret".encode()).hexdigest() for h in (hashlib.md5, hashlib.sha256)]
-db = sqlite3.connect(path)
-stored = db.execute("SELECT ha1_md5, ha1_sha256 FROM users WHERE user = 'u00000'").fetchone()
-if list(stored) != ha1("u00000"):
-    sys.exit("users.db: privasip stores HA1 differently from md5/sha256(user:realm:password)")
-with db:
-    db.executemany(
-        "INSERT OR REPLACE INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?, ?, ?, ?)",
-        ((realm, f"u{i:05d}", *ha1(f"u{i:05d}")) for i in range(1, n)))
-print(db.execute("SELECT count(*) FROM users").fetchone()[0], "users in privasip's store")
-PY
+  make_sipp_users "$work/users" "$users" "$domain" "$privasip" "$PROXY"
 }
 
 # start_proxy NAME MODE DIR : MODE is calls-udp, calls-tcp, reg or auth.

@@ -14,6 +14,8 @@ count and time.
           names, Call-IDs, branches, onion names, TCP connections) from
           many loopback sources, twice; prints the proxy's RSS before,
           after each pass, and after transactions time out.
+  steady  the same mixed requests, never repeated, at --rate for --secs
+          (background junk for scripts/soak.sh); prints how many went.
 """
 
 import argparse
@@ -266,6 +268,59 @@ def junk(args):
     print(json.dumps(report))
 
 
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+def steady(args):
+    import signal
+
+    # Stopped early (the soak ends): still say how many went.
+    signal.signal(signal.SIGTERM, _interrupt)
+    proxy = ("127.0.0.1", args.port)
+    t0 = time.monotonic()
+    end = t0 + args.secs
+    socks = {}
+    try:
+        steady_batches(args, proxy, socks, t0, end)
+    except KeyboardInterrupt:
+        pass
+    for s in socks.values():
+        s.close()
+    print(json.dumps({"junk_sent": STEADY_SENT[0], "seconds": round(time.monotonic() - t0, 1)}), flush=True)
+
+
+STEADY_SENT = [0]
+
+
+def steady_batches(args, proxy, socks, t0, end):
+    """One batch of args.rate junk requests a second until end."""
+    seed = 1000
+    while time.monotonic() < end:
+        seed += 1
+        for src, msg in junk_messages(args.rate, seed):
+            s = socks.get(src)
+            if s is None:
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind((src, 0))
+                s.setblocking(False)
+                socks[src] = s
+            try:
+                s.sendto(msg, proxy)
+                STEADY_SENT[0] += 1
+            except (BlockingIOError, OSError):
+                pass
+            # Drop what the proxy answered: only the load matters here.
+            try:
+                while s.recv(65536):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+        # One batch a second, whatever it cost to send.
+        next_batch = t0 + (seed - 1000)
+        time.sleep(max(0.0, min(next_batch, end) - time.monotonic()))
+
+
 def main():
     # Thousands of TCP connections at once need more than 1024 descriptors.
     import resource
@@ -290,8 +345,12 @@ def main():
     j.add_argument("--count", type=int, default=100000)
     j.add_argument("--tcp", type=int, default=2000)
     j.add_argument("--settle", type=float, default=40)
+    st = sub.add_parser("steady", help="junk at a steady rate, for a soak")
+    st.add_argument("--port", type=int, required=True)
+    st.add_argument("--rate", type=int, default=200)
+    st.add_argument("--secs", type=float, default=60)
     args = p.parse_args()
-    {"flood": flood, "junk": junk}[args.cmd](args)
+    {"flood": flood, "junk": junk, "steady": steady}[args.cmd](args)
 
 
 if __name__ == "__main__":

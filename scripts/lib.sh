@@ -24,3 +24,39 @@ ensure_cargo_tool() {
     cargo install --locked --quiet "$2"
   fi
 }
+
+# make_sipp_users DIR N DOMAIN PRIVASIP PORT : N users u00000.. with
+# password "secret": DIR/users.csv for SIPp's -inf, and DIR/users.db, a
+# privasip store holding their HA1 (one `privasip user add` makes the
+# store with the binary's own schema; the rest go in with one SQLite
+# transaction, as N processes would take minutes). PORT only fills the
+# throwaway configuration that names the store.
+make_sipp_users() {
+  local dir=$1 n=$2 domain=$3 privasip=$4 port=$5
+  mkdir -p "$dir"
+  python3 - "$dir/users.csv" "$n" <<'PY'
+import sys
+path, n = sys.argv[1], int(sys.argv[2])
+with open(path, "w") as f:
+    f.write("SEQUENTIAL\n")
+    for i in range(n):
+        f.write(f"u{i:05d};[authentication username=u{i:05d} password=secret];\n")
+PY
+  printf '[proxy]\ndomains = ["%s"]\nsent_by = "127.0.0.1:%s"\n[listen]\nudp = "127.0.0.1:%s"\n[store]\npath = "users.db"\n' \
+    "$domain" "$port" "$port" > "$dir/users.toml"
+  echo secret | "$privasip" user add --config "$dir/users.toml" u00000 >/dev/null
+  python3 - "$dir/users.db" "$n" "$domain" <<'PY'
+import hashlib, sqlite3, sys
+path, n, realm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ha1 = lambda u: [h(f"{u}:{realm}:secret".encode()).hexdigest() for h in (hashlib.md5, hashlib.sha256)]
+db = sqlite3.connect(path)
+stored = db.execute("SELECT ha1_md5, ha1_sha256 FROM users WHERE user = 'u00000'").fetchone()
+if list(stored) != ha1("u00000"):
+    sys.exit("users.db: privasip stores HA1 differently from md5/sha256(user:realm:password)")
+with db:
+    db.executemany(
+        "INSERT OR REPLACE INTO users (realm, user, ha1_md5, ha1_sha256) VALUES (?, ?, ?, ?)",
+        ((realm, f"u{i:05d}", *ha1(f"u{i:05d}")) for i in range(1, n)))
+print(db.execute("SELECT count(*) FROM users").fetchone()[0], "users in privasip's store")
+PY
+}
