@@ -165,20 +165,25 @@ struct Accepted<P> {
     until: Instant,
 }
 
-/// A REGISTER's 200, held until the store has committed its bindings.
+/// A response held until the store has committed what it promises: a
+/// REGISTER's 200 (its bindings), a 2xx the home proxy accounts (the
+/// call's start or end).
 struct Held {
     /// The ordinal of the store event that must be committed first.
     needs: u64,
     stx: ServerTx,
-    /// The 200.
+    /// The response.
     ok: Vec<u8>,
-    /// What is sent instead if the store has not committed in time.
+    /// What is sent instead if the store has not committed in time: a 503
+    /// for a REGISTER; the 2xx itself for a call (the callee answered; the
+    /// record waits in the queue and is lost only if the proxy dies).
     refusal: Vec<u8>,
     until: Instant,
 }
 
-/// How long a REGISTER's 200 may wait for the store; then it is refused
-/// with 503 (the user agent tries again; nothing it believes is lost).
+/// How long a held response may wait for the store; then a REGISTER is
+/// refused with 503 (the user agent tries again; nothing it believes is
+/// lost) and a call's 2xx goes up anyway.
 const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// REGISTERs waiting for the store at once; beyond, 503 at once.
@@ -884,8 +889,10 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// A 200 to a REGISTER promises the binding exists: with this on, it
     /// waits until the driver says the store committed the bindings
     /// ([`Proxy::store_committed`]), and becomes a 503 with Retry-After if
-    /// that takes longer than 5 s or too many wait. Off (no store, or
-    /// tests), the 200 leaves at once.
+    /// that takes longer than 5 s or too many wait. A 2xx the home proxy
+    /// accounts (a call answered, a BYE answered) waits the same way for
+    /// its record, and goes up anyway after 5 s. Off (no store, or
+    /// tests), everything leaves at once.
     pub fn set_store_commits(&mut self, on: bool) {
         self.store_commits = on;
     }
@@ -1309,6 +1316,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // its bindings: a token answered 200 never opens again, even
         // after a crash.
         self.queue_aes_counters();
+        self.hold_response(now, stx, ok, refusal);
+    }
+
+    /// Keeps `ok` (for `stx`) until every store event queued so far is
+    /// committed; `refusal` goes instead after [`STORE_PATIENCE`].
+    fn hold_response(&mut self, now: Instant, stx: ServerTx, ok: Vec<u8>, refusal: Vec<u8>) {
         let needs = self.store_polled + self.store_events.len() as u64;
         self.held.push_back(Held {
             needs,
@@ -1435,9 +1448,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         }
         self.timer_c.stop(ctx);
         if (200..300).contains(&status) {
-            // Every 2xx goes up at once (§16.7 step 5); other branches of
-            // an INVITE are cancelled (§16.7 step 10).
-            let _ = self.tx.respond(now, stx, bytes);
+            // Every 2xx goes up at once (§16.7 step 5), unless the home
+            // proxy accounts it: then once the record is committed.
+            let queued = self.store_events.len();
             let call_id = msg.call_id().unwrap_or_default().to_owned();
             let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
                 Some(call) => {
@@ -1485,6 +1498,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 }
                 None => Vec::new(),
             };
+            if self.store_commits && self.store_events.len() > queued && self.held.len() < MAX_HELD
+            {
+                // With the counter the caller's AES token raised: a token
+                // whose call was answered never opens again.
+                self.queue_aes_counters();
+                self.hold_response(now, stx, bytes.clone(), bytes);
+            } else {
+                let _ = self.tx.respond(now, stx, bytes);
+            }
+            // Other branches of an INVITE are cancelled (§16.7 step 10).
             for sent in others {
                 self.send_cancel(now, &sent);
             }
@@ -1520,6 +1543,11 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             return;
         };
         let (stx, from) = (a.stx, a.from.clone());
+        // The first 2xx still waits for its accounting record: it goes
+        // up with it, and the callee retransmits until it is ACKed.
+        if self.held.iter().any(|h| h.stx == stx) {
+            return;
+        }
         let up = self.upstream(msg, stx, Some(&from));
         if !up.vias().is_empty() {
             let _ = self.tx.respond(now, stx, up.to_bytes());
