@@ -24,9 +24,11 @@ Runs one privasip proxy (release build) under steady load for N minutes
                  behind an onion service, Bob behind Tor): Alice places
                  a PrivaSIP-2 call to Bob every 15 s (--no-tor: none)
 
-R is half the highest call rate that passes with the junk and the Tor
-load already running (a ramp of 10-s points before the soak: no failed
-call, the uac exits 0), unless --rate gives it.
+R is half the highest rate that passes under the soak's own conditions:
+a ramp of 10-s points before the soak, each running calls and
+registrations together at the same rate with the junk and the Tor load
+already going; a point passes when neither SIPp fails a call or exits
+non-zero. --rate skips the ramp.
 
 Every 10 s it samples each proxy's RSS, open file descriptors and CPU
 time. At the end it prints, and writes to DIR/summary.md:
@@ -256,13 +258,18 @@ python3 scripts/hostile.py steady --port $PROXY --rate "$junk" --secs $((secs + 
 junk_pid=$!; started+=("$junk_pid")
 
 if [ -z "$rate" ]; then
-  step "ramp: the highest call rate that passes with the junk and Tor running"
+  step "ramp: the highest rate of calls + registrations that passes with the junk and Tor running"
   best=0
-  for r in 250 500 1000 1500 2000 3000 4000 5000 6000; do
-    if calls "$work/ramp/$r" "$r" 10; then
-      best=$r; echo "  $r calls/s: passed"
+  for r in 250 500 750 1000 1500 2000 2500 3000 4000 5000; do
+    calls "$work/ramp/$r" "$r" 10 & c=$!
+    registrations "$work/ramp/$r/regs" "$r" 10 & g=$!
+    ok=1
+    wait "$c" || ok=0
+    wait "$g" || ok=0
+    if [ $ok = 1 ]; then
+      best=$r; echo "  $r calls/s + $r registrations/s: passed"
     else
-      echo "  $r calls/s: failed"; break
+      echo "  $r calls/s + $r registrations/s: failed"; break
     fi
   done
   [ "$best" -gt 0 ] || { echo "not even 250 calls/s passed; see $work/ramp" >&2; exit 1; }
