@@ -148,18 +148,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${PRIVASIP_BIN:-}" ]; then
-  step "privasip: $PRIVASIP_BIN (no build)"
-  src_bin=$PRIVASIP_BIN
-else
-  step "build privasip (release)"
-  cargo build --release --locked -p privasip
-  src_bin=target/release/privasip
-fi
-# A copy, so that a rebuild during the run does not change what we measure.
-mkdir -p "$work/bin"
-cp "$src_bin" "$work/bin/privasip"
-privasip=$work/bin/privasip
+release_copy "$work"
 privasip_version=$("$privasip" --version | awk '{print $2}')
 kamailio_version=$(kamailio -v 2>/dev/null | awk 'NR==1{print $3}')
 tick=$(getconf CLK_TCK)
@@ -183,17 +172,7 @@ record() {
   echo "$out}" >> "$work/results.jsonl"
 }
 
-# alive PID : running (a zombie that was not reaped yet is not)
-alive() { [ -e "/proc/$1" ] && ! awk '{sub(/.*\) /, ""); exit $1 == "Z" ? 0 : 1}' "/proc/$1/stat" 2>/dev/null; }
 
-# wait_until SECONDS COMMAND... : poll until COMMAND succeeds; false at the deadline.
-wait_until() {
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || return 1
-    sleep 0.1
-  done
-}
 
 bound() { # PROTO PORT : something listens there
   local flag=-Hlnu; [ "$1" = tcp ] && flag=-Hlnt

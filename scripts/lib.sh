@@ -60,3 +60,33 @@ with db:
 print(db.execute("SELECT count(*) FROM users").fetchone()[0], "users in privasip's store")
 PY
 }
+
+# release_copy WORK : the privasip to measure, as WORK/bin/privasip: the
+# release build (or $PRIVASIP_BIN, not built), copied so that a rebuild
+# during the run does not change what is measured. Sets $privasip.
+release_copy() {
+  local src
+  if [ -n "${PRIVASIP_BIN:-}" ]; then
+    step "privasip: $PRIVASIP_BIN (no build)"
+    src=$PRIVASIP_BIN
+  else
+    step "build privasip (release)"
+    cargo build --release --locked -p privasip
+    src=target/release/privasip
+  fi
+  mkdir -p "$1/bin"
+  cp "$src" "$1/bin/privasip"
+  privasip=$1/bin/privasip
+}
+
+# alive PID : running (a zombie that was not reaped yet is not)
+alive() { [ -e "/proc/$1" ] && ! awk '{sub(/.*\) /, ""); exit $1 == "Z" ? 0 : 1}' "/proc/$1/stat" 2>/dev/null; }
+
+# wait_until SECONDS COMMAND... : poll until COMMAND succeeds; false at the deadline.
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.1
+  done
+}

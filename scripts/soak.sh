@@ -93,30 +93,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -n "${PRIVASIP_BIN:-}" ]; then
-  step "privasip: $PRIVASIP_BIN (no build)"
-  src_bin=$PRIVASIP_BIN
-else
-  step "build privasip (release)"
-  cargo build --release --locked -p privasip
-  src_bin=target/release/privasip
-fi
-mkdir -p "$work/bin"
-cp "$src_bin" "$work/bin/privasip"
-privasip=$work/bin/privasip
+release_copy "$work"
 scen=$repo/testdata/sipp
 
-# alive PID : running and not a zombie
-alive() { [ -e "/proc/$1" ] && ! awk '{sub(/.*\) /, ""); exit $1 == "Z" ? 0 : 1}' "/proc/$1/stat" 2>/dev/null; }
 
-# wait_until SECONDS COMMAND... : poll until COMMAND succeeds
-wait_until() {
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || return 1
-    sleep 0.2
-  done
-}
 
 udp_bound() { [ -n "$(ss -Hlnu "sport = :$1" 2>/dev/null)" ]; }
 
