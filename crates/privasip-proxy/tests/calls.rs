@@ -350,6 +350,44 @@ fn a_silent_branch_times_out_as_408() {
     assert_eq!(status(&up.1), Some(408));
 }
 
+/// A next hop the driver cannot reach (a Tor stream that never opened,
+/// a connection that closed) ends the branch at once, not 32 s later
+/// with 408; a branch elsewhere is untouched.
+#[test]
+fn an_unreachable_next_hop_is_a_503_at_once() {
+    let mut p = proxy();
+    let t0 = Instant::now();
+    register(&mut p, t0, "bob.host", "bob");
+    p.receive(
+        t0,
+        &invite("sip:bob@b.example", "z9hG4bKu1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain(&mut p);
+    assert!(out.iter().any(|(to, _)| *to == "bob"), "forwarded");
+    p.transport_failed(t0, &"elsewhere", None);
+    assert!(
+        drain(&mut p).is_empty(),
+        "another peer's failure changes nothing"
+    );
+    p.transport_failed(t0 + Duration::from_millis(5), &"bob", None);
+    let out = drain(&mut p);
+    let up = out
+        .iter()
+        .find(|(to, _)| *to == "alice")
+        .expect("an answer up");
+    // The branch ended as 503; a proxy sends that up as 500 (§16.7
+    // step 6: a 503 would say the proxy itself is out of service).
+    assert_eq!(status(&up.1), Some(500));
+    // Nothing more later: the branch is over.
+    assert!(
+        run_timers(&mut p, t0 + Duration::from_secs(40))
+            .iter()
+            .all(|(to, b)| *to != "alice" || status(b) != Some(408))
+    );
+}
+
 #[test]
 fn a_flow_bound_contact_is_reached_over_the_connection_it_registered_on() {
     let mut p = proxy();

@@ -187,8 +187,12 @@ pub async fn run(
                     conns.remove(&addr);
                     waiting.remove(&addr);
                     proxy.flow_closed(&addr);
-                    if let Some(t) = tor.as_mut() {
-                        t.closed(addr);
+                    // What went out on it unanswered will not be answered:
+                    // 503 now rather than Timer B's 408 in 32 s.
+                    let now = Instant::now();
+                    proxy.transport_failed(now, &addr, None);
+                    if let Some((route, circuit)) = tor.as_mut().and_then(|t| t.closed(addr)) {
+                        proxy.transport_failed(now, &Peer::Onion(route), Some(circuit));
                     }
                 }
             },

@@ -177,16 +177,27 @@ impl Driver {
     }
 
     /// A stream closed: forget it wherever a route held it.
-    pub(crate) fn closed(&mut self, peer: Peer) {
-        for r in &mut self.routes {
+    /// Forgets the stream `peer`; the route and circuit it carried, if it
+    /// carried one (a spare carried nothing yet).
+    pub(crate) fn closed(&mut self, peer: Peer) -> Option<(u16, Circuit)> {
+        let mut carried = None;
+        for (i, r) in self.routes.iter_mut().enumerate() {
+            let route = u16::try_from(i).ok();
             if r.current == Some(peer) {
                 r.current = None;
+                carried = route.map(|n| (n, Circuit::Shared));
             }
             if r.spare == Some(peer) {
                 r.spare = None;
             }
-            r.calls.retain(|_, p| *p != peer);
+            r.calls.retain(|call, p| {
+                if *p == peer {
+                    carried = route.map(|n| (n, Circuit::Call(*call)));
+                }
+                *p != peer
+            });
         }
+        carried
     }
 
     /// The stream a message to `route` on `circuit` takes, opening one

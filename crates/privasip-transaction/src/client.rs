@@ -39,6 +39,14 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    /// Whether no final response has come yet.
+    pub(crate) fn awaits_final(&self) -> bool {
+        matches!(
+            self.state,
+            State::Calling | State::Trying | State::Proceeding
+        )
+    }
+
     /// Sends the request and arms the timers (§17.1.1.2, §17.1.2.2).
     pub(crate) fn start(
         now: Instant,

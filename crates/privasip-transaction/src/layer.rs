@@ -56,6 +56,10 @@ pub enum Circuit {
 pub enum Event {
     /// Timer B or F: no final response came (the TU acts as on a 408).
     Timeout(ClientTx),
+    /// The driver could not deliver the request, or lost the connection
+    /// its answer would have come back on, before a final response
+    /// (§17.1.4: the TU acts as on a 503). The transaction is gone.
+    TransportError(ClientTx),
     /// Timer H: a non-2xx final response to INVITE was never ACKed.
     NoAck(ServerTx),
 }
@@ -258,6 +262,32 @@ impl<P: Clone> Transactions<P> {
         if let Some(e) = self.clients.remove(&tx.0) {
             self.client_keys.remove(&e.key);
         }
+    }
+
+    /// The driver could not reach `peer` on `circuit` (None: on any), a
+    /// stream that did not open or that closed: every client transaction
+    /// sent there that has no final response yet ends with
+    /// [`Event::TransportError`], as §17.1.4 asks, rather than waiting for
+    /// Timer B or F. Returns how many.
+    pub fn transport_failed(&mut self, peer: &P, circuit: Option<Circuit>) -> usize
+    where
+        P: PartialEq,
+    {
+        let failed: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| {
+                e.peer == *peer && circuit.is_none_or(|c| c == e.circuit) && e.tx.awaits_final()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &failed {
+            if let Some(e) = self.clients.remove(id) {
+                self.client_keys.remove(&e.key);
+            }
+            self.events.push_back(Event::TransportError(ClientTx(*id)));
+        }
+        failed.len()
     }
 
     /// How many transactions are alive.

@@ -518,3 +518,54 @@ fn many_transactions_keep_their_own_timers() {
     assert_eq!(events.len(), 1000);
     assert!(layer.is_empty());
 }
+
+/// §17.1.4: a request whose stream died ends at once with a transport
+/// error (the TU answers 503), not 32 s later with Timer B; only the
+/// transactions on that peer and circuit, and only before a final
+/// response.
+#[test]
+fn a_transport_failure_ends_the_transactions_sent_that_way() {
+    let t0 = Instant::now();
+    let mut layer: Transactions<&'static str> = Transactions::new(TimerConfig::default());
+    let call = |n: u64| Circuit::Call(n);
+    let on_one = layer
+        .send_request(t0, request("INVITE", "z9hG4bK1"), PEER, true, call(1))
+        .expect("sent");
+    let on_two = layer
+        .send_request(t0, request("INVITE", "z9hG4bK2"), PEER, true, call(2))
+        .expect("sent");
+    let elsewhere = layer
+        .send_request(t0, request("INVITE", "z9hG4bK3"), "other", true, call(1))
+        .expect("sent");
+    let answered = layer
+        .send_request(t0, request("OPTIONS", "z9hG4bK4"), PEER, true, call(1))
+        .expect("sent");
+    feed(&mut layer, t0, &response(200, "OPTIONS", "z9hG4bK4"), true);
+    while layer.poll_event().is_some() {}
+
+    assert_eq!(layer.transport_failed(&PEER, Some(call(1))), 1);
+    assert_eq!(layer.poll_event(), Some(Event::TransportError(on_one)));
+    assert_eq!(layer.poll_event(), None);
+    // A late response to it is a stray now; the others live on.
+    assert_eq!(
+        feed(&mut layer, t0, &response(180, "INVITE", "z9hG4bK1"), true),
+        Received::Stray
+    );
+    assert!(matches!(
+        feed(&mut layer, t0, &response(180, "INVITE", "z9hG4bK2"), true),
+        Received::Response(tx, 180) if tx == on_two
+    ));
+    assert!(matches!(
+        feed(&mut layer, t0, &response(180, "INVITE", "z9hG4bK3"), true),
+        Received::Response(tx, 180) if tx == elsewhere
+    ));
+    let _ = answered;
+    assert_eq!(
+        layer.transport_failed(&PEER, Some(call(1))),
+        0,
+        "nothing left there"
+    );
+    // A connection lost whole: every circuit to the peer.
+    assert_eq!(layer.transport_failed(&PEER, None), 1);
+    assert_eq!(layer.poll_event(), Some(Event::TransportError(on_two)));
+}

@@ -1126,26 +1126,31 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) {
         self.tx.handle_timeout(now);
         while let Some(ev) = self.tx.poll_event() {
-            if let Event::Timeout(ctx) = ev
-                && let Some(owner) = self.by_client.remove(&ctx)
-            {
+            // No answer (Timer B or F) counts as 408; a request the
+            // driver could not deliver as 503 (§8.1.3.1).
+            let (ctx, status) = match ev {
+                Event::Timeout(ctx) => (ctx, 408),
+                Event::TransportError(ctx) => (ctx, 503),
+                Event::NoAck(_) => continue,
+            };
+            if let Some(owner) = self.by_client.remove(&ctx) {
                 match owner {
                     Owner::Register => {
                         if let Some(r) = self.reg.as_mut() {
                             r.retried = false;
                         }
                         self.events
-                            .push_back(UaEvent::RegistrationFailed { status: 408 });
+                            .push_back(UaEvent::RegistrationFailed { status });
                     }
                     Owner::Invite(id) => {
-                        self.fail(id, 408);
+                        self.fail(id, status);
                     }
                     Owner::Bye(id) => self.end(id),
                     // §9.1: no final response to the INVITE within 64*T1
                     // of our CANCEL: the call is over.
                     Owner::Cancel(id) => {
                         if self.calls.contains_key(&id) {
-                            self.fail(id, 408);
+                            self.fail(id, status);
                         }
                     }
                 }
