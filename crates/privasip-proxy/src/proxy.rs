@@ -1,7 +1,7 @@
 //! The proxy: RFC 3261 §16 on top of the transaction layer.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
@@ -175,9 +175,10 @@ struct Held {
     /// The response.
     ok: Vec<u8>,
     /// What is sent instead if the store has not committed in time: a 503
-    /// for a REGISTER; the 2xx itself for a call (the callee answered; the
-    /// record waits in the queue and is lost only if the proxy dies).
-    refusal: Vec<u8>,
+    /// for a REGISTER; None for a call, whose 2xx goes up anyway (the
+    /// callee answered; the record waits in the queue and is lost only if
+    /// the proxy dies).
+    refusal: Option<Vec<u8>>,
     until: Instant,
 }
 
@@ -213,6 +214,10 @@ pub struct Proxy<P> {
     /// ([`Proxy::set_store_commits`]), and the 200s that wait.
     store_commits: bool,
     held: VecDeque<Held>,
+    /// The server transactions of the calls among `held` (so a 2xx
+    /// retransmission does not overtake the first 2xx): no larger than
+    /// `held`.
+    held_calls: HashSet<ServerTx>,
     /// Store events handed to the driver so far, and the most it said
     /// are committed.
     store_polled: u64,
@@ -431,6 +436,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             accepted: Bounded::new(ACCEPTED_BRANCHES),
             store_commits: false,
             held: VecDeque::new(),
+            held_calls: HashSet::new(),
             store_polled: 0,
             store_committed: 0,
             outbox: VecDeque::new(),
@@ -928,6 +934,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             .is_some_and(|h| h.needs <= self.store_committed)
         {
             if let Some(h) = self.held.pop_front() {
+                self.held_calls.remove(&h.stx);
                 let _ = self.tx.respond(now, h.stx, h.ok);
             }
         }
@@ -937,7 +944,8 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     fn expire_held(&mut self, now: Instant) {
         while self.held.front().is_some_and(|h| now >= h.until) {
             if let Some(h) = self.held.pop_front() {
-                let _ = self.tx.respond(now, h.stx, h.refusal);
+                self.held_calls.remove(&h.stx);
+                let _ = self.tx.respond(now, h.stx, h.refusal.unwrap_or(h.ok));
             }
         }
     }
@@ -1337,12 +1345,19 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         // its bindings: a token answered 200 never opens again, even
         // after a crash.
         self.queue_aes_counters();
-        self.hold_response(now, stx, ok, refusal);
+        self.hold_response(now, stx, ok, Some(refusal));
     }
 
     /// Keeps `ok` (for `stx`) until every store event queued so far is
-    /// committed; `refusal` goes instead after [`STORE_PATIENCE`].
-    fn hold_response(&mut self, now: Instant, stx: ServerTx, ok: Vec<u8>, refusal: Vec<u8>) {
+    /// committed; `refusal` (or, without one, `ok`) goes after
+    /// [`STORE_PATIENCE`].
+    fn hold_response(
+        &mut self,
+        now: Instant,
+        stx: ServerTx,
+        ok: Vec<u8>,
+        refusal: Option<Vec<u8>>,
+    ) {
         let needs = self.store_polled + self.store_events.len() as u64;
         self.held.push_back(Held {
             needs,
@@ -1471,7 +1486,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         if (200..300).contains(&status) {
             // Every 2xx goes up at once (§16.7 step 5), unless the home
             // proxy accounts it: then once the record is committed.
-            let queued = self.store_events.len();
+            let mut accounted = false;
             let call_id = msg.call_id().unwrap_or_default().to_owned();
             let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
                 Some(call) => {
@@ -1503,11 +1518,13 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                             callee: Sensitive::new(callee),
                             call_id: Sensitive::new(call_id.clone()),
                         });
+                        accounted = true;
                     }
                     if call.bye && !call.done {
                         self.store_events.push_back(StoreEvent::CallEnded {
                             call_id: Sensitive::new(call_id.clone()),
                         });
+                        accounted = true;
                     }
                     call.done = true;
                     call.pending.retain(|(c, _)| *c != ctx);
@@ -1519,12 +1536,12 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 }
                 None => Vec::new(),
             };
-            if self.store_commits && self.store_events.len() > queued && self.held.len() < MAX_HELD
-            {
+            if self.store_commits && accounted && self.held.len() < MAX_HELD {
                 // With the counter the caller's AES token raised: a token
                 // whose call was answered never opens again.
                 self.queue_aes_counters();
-                self.hold_response(now, stx, bytes.clone(), bytes);
+                self.hold_response(now, stx, bytes, None);
+                self.held_calls.insert(stx);
             } else {
                 let _ = self.tx.respond(now, stx, bytes);
             }
@@ -1566,7 +1583,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
         let (stx, from) = (a.stx, a.from.clone());
         // The first 2xx still waits for its accounting record: it goes
         // up with it, and the callee retransmits until it is ACKed.
-        if self.held.iter().any(|h| h.stx == stx) {
+        if self.held_calls.contains(&stx) {
             return;
         }
         let up = self.upstream(msg, stx, Some(&from));
