@@ -3,7 +3,7 @@
 mod tcp;
 mod tor;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -113,6 +113,10 @@ pub async fn run(
     // Messages waiting for an outgoing connection to open (an entry, even
     // empty, means the connection is being opened).
     let mut waiting: HashMap<Peer, Vec<Vec<u8>>> = HashMap::new();
+    // Connections and streams a request went out on: only their closing
+    // can leave a transaction unanswered, so only theirs costs the core a
+    // look (no larger than `conns` and `waiting`; each goes when it closes).
+    let mut asked: HashSet<Peer> = HashSet::new();
     let mut tor = listen
         .tor
         .take()
@@ -187,12 +191,15 @@ pub async fn run(
                     conns.remove(&addr);
                     waiting.remove(&addr);
                     proxy.flow_closed(&addr);
+                    let carried = tor.as_mut().and_then(|t| t.closed(addr));
                     // What went out on it unanswered will not be answered:
                     // 503 now rather than Timer B's 408 in 32 s.
-                    let now = Instant::now();
-                    proxy.transport_failed(now, &addr, None);
-                    if let Some((route, circuit)) = tor.as_mut().and_then(|t| t.closed(addr)) {
-                        proxy.transport_failed(now, &Peer::Onion(route), Some(circuit));
+                    if asked.remove(&addr) {
+                        let now = Instant::now();
+                        proxy.transport_failed(now, &addr, None);
+                        if let Some((route, circuit)) = carried {
+                            proxy.transport_failed(now, &Peer::Onion(route), Some(circuit));
+                        }
                     }
                 }
             },
@@ -200,15 +207,22 @@ pub async fn run(
             () = sleep => proxy.handle_timeout(Instant::now()),
         }
         while let Some(t) = proxy.poll_transmit() {
+            let request = !t.bytes.starts_with(b"SIP/2.0 ");
+            // The connection or stream it goes out on.
+            let mut carrier = None;
             let ok = match t.to {
                 Peer::Udp(addr) => match &udp {
                     Some(sock) => sock.try_send_to(&t.bytes, addr).is_ok(),
                     None => false,
                 },
                 Peer::Stream { .. } => match conns.get(&t.to) {
-                    Some(w) => w.try_send(t.bytes).is_ok(),
+                    Some(w) => {
+                        carrier = Some(t.to);
+                        w.try_send(t.bytes).is_ok()
+                    }
                     None => match waiting.get_mut(&t.to) {
                         Some(q) if q.len() < MAX_WAITING => {
+                            carrier = Some(t.to);
                             q.push(t.bytes);
                             true
                         }
@@ -226,6 +240,7 @@ pub async fn run(
                             &listen.tcp_limits,
                         )
                     });
+                    carrier = stream;
                     match stream {
                         Some(s) => match conns.get(&s) {
                             Some(w) => w.try_send(t.bytes).is_ok(),
@@ -243,8 +258,12 @@ pub async fn run(
                     }
                 }
                 Peer::Tcp(addr) => match conns.get(&t.to) {
-                    Some(w) => w.try_send(t.bytes).is_ok(),
+                    Some(w) => {
+                        carrier = Some(t.to);
+                        w.try_send(t.bytes).is_ok()
+                    }
                     None => {
+                        carrier = Some(t.to);
                         let first = !waiting.contains_key(&t.to);
                         let q = waiting.entry(t.to).or_default();
                         if q.len() >= MAX_WAITING {
@@ -264,6 +283,9 @@ pub async fn run(
                     }
                 },
             };
+            if let Some(c) = carrier.filter(|_| ok && request) {
+                asked.insert(c);
+            }
             let counter = if ok {
                 &stats.sent
             } else {
