@@ -44,7 +44,7 @@ impl Config {
     ) -> Config {
         Config {
             ua: UaSection {
-                user: user.to_owned(),
+                user: Sensitive::new(user.to_owned()),
                 display_name: None,
                 domain: domain.to_owned(),
                 password: Some(Sensitive::new(password.to_owned())),
@@ -70,11 +70,11 @@ impl Config {
 #[serde(deny_unknown_fields)]
 pub struct UaSection {
     /// The user name (real ID).
-    pub user: String,
+    pub user: Sensitive<String>,
     /// A display name for From; sent in plain mode only (PrivaSIP removes
     /// display names).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    pub display_name: Option<Sensitive<String>>,
     /// The home domain.
     pub domain: String,
     /// The Digest password (keep the file private), or use the
@@ -194,7 +194,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
                     };
                     let secret = Ha1::from_password(
                         Algorithm::Sha256,
-                        &cfg.ua.user,
+                        cfg.ua.user.expose(),
                         &cfg.ua.domain,
                         &password,
                     );
@@ -225,8 +225,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
     };
     Ok(Loaded {
         cfg: UaConfig {
-            user: cfg.ua.user.into(),
-            display_name: cfg.ua.display_name.map(Sensitive::new),
+            user: cfg.ua.user,
+            display_name: cfg.ua.display_name,
             domain: cfg.ua.domain,
             password: Zeroizing::new(password).into(),
             local: cfg.ua.local.to_string().into(),
@@ -323,7 +323,11 @@ mod tests {
             "udp:127.0.0.1:5060",
         );
         cfg.ua.expires = 600;
-        assert!(!format!("{cfg:?}").contains("wonderland"));
+        cfg.ua.display_name = Some("Alice Liddell".into());
+        let shown = format!("{cfg:?}");
+        for secret in ["wonderland", "alice", "Alice"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
         let path = dir.path().join("ua.toml");
         std::fs::write(&path, cfg.to_toml()).expect("written");
         let loaded = load(&path).expect("loads");
