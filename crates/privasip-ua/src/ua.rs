@@ -117,6 +117,8 @@ struct Call {
     /// Outgoing: hung up before an answer; CANCEL sent or waiting for the
     /// first provisional response.
     cancelling: bool,
+    /// Our BYE is out.
+    ending: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,6 +503,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             invite: Vec::new(),
             early: false,
             cancelling: false,
+            ending: false,
         };
         let bytes = self.invite_bytes(&mut call, rng, None)?;
         call.invite = bytes.clone();
@@ -577,6 +580,23 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
         if !matches!(c.state, State::Established) {
             return Err(UaError::NotEstablished);
         }
+        self.bye(now, call.0, &[], rng)
+    }
+
+    /// Sends the BYE of established call `id` (once), with `extra`
+    /// headers.
+    fn bye(
+        &mut self,
+        now: Instant,
+        id: u64,
+        extra: &[String],
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&id).ok_or(UaError::NoCall)?;
+        if c.ending {
+            return Ok(());
+        }
+        c.ending = true;
         c.dialog.cseq += 1;
         let bytes = in_dialog(
             &c.dialog,
@@ -584,11 +604,51 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             c.dialog.cseq,
             self.cfg.local.expose(),
             transport(self.cfg.reliable),
+            extra,
             rng,
         );
         let circuit = c.circuit;
-        self.send(now, bytes, circuit, Owner::Bye(call.0))?;
+        self.send(now, bytes, circuit, Owner::Bye(id))?;
         Ok(())
+    }
+
+    /// The driver lost its way to `peer` on `circuit` (`None`: on every
+    /// circuit): a stream that closed under us, or one that would not
+    /// open. Requests sent that way and still unanswered end now
+    /// (RFC 3261 §17.1.4: a call being set up fails with 503, a REGISTER
+    /// is refused with 503), rather than at Timer B's 32 s. A call that
+    /// rode a circuit of its own ([`UaConfig::call_circuits`]) has lost
+    /// its only path: it is ended with a BYE carrying a Reason header
+    /// (RFC 3326), which the driver sends on a new circuit, so the far
+    /// end and the proxies that account the call learn it is over.
+    pub fn transport_failed(
+        &mut self,
+        now: Instant,
+        peer: &P,
+        circuit: Option<Circuit>,
+        rng: &mut dyn CryptoRngCore,
+    ) {
+        self.tx.transport_failed(peer, circuit);
+        self.transaction_events();
+        let orphaned: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.circuit, Circuit::Call(_))
+                    && circuit.is_none_or(|lost| lost == c.circuit)
+                    && matches!(c.state, State::Established)
+                    && !c.ending
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let reason = [String::from(
+            "Reason: SIP ;cause=503 ;text=\"Tor circuit lost\"",
+        )];
+        for id in orphaned {
+            if self.bye(now, id, &reason, rng).is_err() {
+                self.end(id);
+            }
+        }
     }
 
     /// Feeds a message from `from`.
@@ -816,6 +876,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
             c.invite_cseq,
             self.cfg.local.expose(),
             self.transport(),
+            &[],
             rng,
         );
         self.outbox.push_back(Transmit {
@@ -1084,6 +1145,7 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                 invite: Vec::new(),
                 early: false,
                 cancelling: false,
+                ending: false,
             },
         );
         self.by_call_id.insert(call_id, id);
@@ -1125,6 +1187,31 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
     /// ringing calls, refreshing the registration.
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn CryptoRngCore) {
         self.tx.handle_timeout(now);
+        self.transaction_events();
+        let due: Vec<u64> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| match &c.state {
+                State::Ringing { answer_at, .. } if *answer_at <= now => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in due {
+            self.answer(now, id, rng);
+        }
+        if self
+            .reg
+            .as_ref()
+            .and_then(|r| r.refresh_at)
+            .is_some_and(|t| t <= now)
+        {
+            let _ = self.register(now, rng);
+        }
+    }
+
+    /// Acts on what the transaction layer reports: timeouts and transport
+    /// errors end the requests they hit.
+    fn transaction_events(&mut self) {
         while let Some(ev) = self.tx.poll_event() {
             // No answer (Timer B or F) counts as 408; a request the
             // driver could not deliver as 503 (§8.1.3.1).
@@ -1155,25 +1242,6 @@ impl<P: Clone + Eq + std::hash::Hash> Ua<P> {
                     }
                 }
             }
-        }
-        let due: Vec<u64> = self
-            .calls
-            .iter()
-            .filter_map(|(id, c)| match &c.state {
-                State::Ringing { answer_at, .. } if *answer_at <= now => Some(*id),
-                _ => None,
-            })
-            .collect();
-        for id in due {
-            self.answer(now, id, rng);
-        }
-        if self
-            .reg
-            .as_ref()
-            .and_then(|r| r.refresh_at)
-            .is_some_and(|t| t <= now)
-        {
-            let _ = self.register(now, rng);
         }
     }
 
@@ -1224,6 +1292,7 @@ fn in_dialog(
     cseq: u32,
     local: &str,
     transport: &str,
+    extra: &[String],
     rng: &mut dyn CryptoRngCore,
 ) -> Vec<u8> {
     build::request(&Req {
@@ -1241,7 +1310,7 @@ fn in_dialog(
         cseq,
         contact: None,
         routes: &d.route_set,
-        extra: &[],
+        extra,
         sdp: None,
     })
 }
