@@ -104,7 +104,11 @@ impl Agent {
                 let incoming = listen_tcp(local).await?;
                 let proxy = connect(Isolation::Shared).await?;
                 (
-                    Wire::Streams(Streams::new(proxy, Some(incoming), Some(Box::new(connect)))),
+                    Wire::Streams(Streams::new(
+                        proxy,
+                        Some(incoming),
+                        Some(std::sync::Arc::new(connect)),
+                    )),
                     PROXY_STREAM,
                 )
             }
@@ -147,7 +151,11 @@ impl Agent {
                 let proxy = connect_patiently(&connect, TOR_FIRST_PATIENCE).await?;
                 let incoming = service.map(|s| s.incoming);
                 (
-                    Wire::Streams(Streams::new(proxy, incoming, Some(Box::new(connect)))),
+                    Wire::Streams(Streams::new(
+                        proxy,
+                        incoming,
+                        Some(std::sync::Arc::new(connect)),
+                    )),
                     PROXY_STREAM,
                 )
             }
@@ -194,9 +202,19 @@ impl Agent {
             }
             self.ua.aes_persisted(next);
         }
+        let mut undelivered = Vec::new();
         while let Some(t) = self.ua.poll_transmit() {
             self.trace("sent", &t.bytes);
-            self.wire.send(t.to, t.circuit, t.bytes).await?;
+            if !self.wire.send(t.to, t.circuit, t.bytes).await? && !undelivered.contains(&t.circuit)
+            {
+                undelivered.push(t.circuit);
+            }
+        }
+        // What could not go fails now, not at Timer B (the next flush
+        // sends what the core does about it).
+        for circuit in undelivered {
+            self.ua
+                .transport_failed(Instant::now(), &PROXY_STREAM, Some(circuit), &mut OsRng);
         }
         Ok(())
     }
@@ -239,6 +257,9 @@ impl Agent {
                         self.ua.register(Instant::now(), &mut OsRng)?;
                     }
                     Incoming::Reconnected => {}
+                    Incoming::Lost(circuit) => {
+                        self.ua.transport_failed(Instant::now(), &PROXY_STREAM, Some(circuit), &mut OsRng);
+                    }
                 } }
                 () = sleep => {
                     let now = Instant::now();
@@ -418,8 +439,15 @@ async fn follow_call(
     }
     if rec.answered_ms.is_some() {
         if hold > 0.0 {
+            // The call can end while held: the far end hangs up, or its
+            // circuit dies (the core then sends a BYE saying so).
             let until = Some(Instant::now() + Duration::from_secs_f64(hold));
-            agent.run_until(until, |_, _| false).await?;
+            rec.ended = agent
+                .run_until(until, |_, ev| ev == (UaEvent::Ended { call }))
+                .await?;
+            if rec.ended {
+                return Ok(rec);
+            }
         }
         agent.ua.hangup(Instant::now(), call, &mut OsRng)?;
         let until = Some(Instant::now() + Duration::from_secs(35));

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use privasip_message::Limits;
 use privasip_stream::{Backoff, Timeouts, read_messages};
 use privasip_tor::{Isolation, TorStream};
@@ -16,6 +17,7 @@ use privasip_ua::Circuit;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Our streams are never idle-closed (the proxy's side decides that, and
 /// our registration must outlive quiet hours); a message begun must be
@@ -46,7 +48,13 @@ pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 pub(crate) type Opening = Pin<Box<dyn Future<Output = Result<(Reader, Writer)>> + Send>>;
 /// Opens a new stream to the proxy: after the last one closed (shared
 /// circuit), or for one call (fresh circuit).
-pub(crate) type Connect = Box<dyn Fn(Isolation) -> Opening + Send>;
+pub(crate) type Connect = Arc<dyn Fn(Isolation) -> Opening + Send + Sync>;
+
+/// How often a stream we opened carries an RFC 5626 keep-alive (CRLFCRLF,
+/// which the proxy answers with CRLF): well inside the proxy's idle
+/// timeout (600 s by default), so a quiet registration flow or a long
+/// call's circuit is not closed for being idle.
+const KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// How long to keep trying to reopen the stream to the proxy.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
@@ -55,7 +63,7 @@ const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
 /// backoff (250 ms doubling to 8 s) until `patience` is spent; then the
 /// last attempt's error.
 pub(crate) async fn connect_patiently(
-    connect: &dyn Fn(Isolation) -> Opening,
+    connect: &(dyn Fn(Isolation) -> Opening + Send + Sync),
     patience: Duration,
 ) -> Result<(Reader, Writer)> {
     let mut backoff = Backoff::new(
@@ -85,6 +93,10 @@ pub(crate) enum Incoming {
     /// The stream to the proxy closed and a new one is open: whatever
     /// the proxy knew about the old one (our registration's flow) is gone.
     Reconnected,
+    /// The stream of this circuit to the proxy closed under us (the
+    /// shared one is being reopened meanwhile): requests sent on it will
+    /// get no answer.
+    Lost(Circuit),
 }
 
 pub(crate) enum Wire {
@@ -103,6 +115,11 @@ pub(crate) struct Streams {
     /// The streams opened for the calls the core gave circuits of their
     /// own; an entry goes when its call ends or its stream closes.
     circuits: HashMap<Circuit, u64>,
+    /// The stream to the proxy being reopened, in a task of its own: the
+    /// agent's loop drops [`Wire::recv`] whenever a timer fires, and a
+    /// reopening that lived inside it was dropped with it (the agent then
+    /// never reconnected).
+    reopening: Option<JoinHandle<Result<(Reader, Writer)>>>,
 }
 
 impl Streams {
@@ -129,33 +146,36 @@ impl Streams {
             next: 1,
             connect,
             circuits: HashMap::new(),
+            reopening: None,
         };
-        s.add(0, proxy.0, proxy.1);
+        s.add(0, proxy.0, proxy.1, true);
         s
     }
 
-    /// Reopens the stream to the proxy, with backoff, for up to
+    /// Starts reopening the stream to the proxy, with backoff, for up to
     /// [`RECONNECT_PATIENCE`].
-    async fn reopen(&mut self) -> Result<()> {
-        let Some(connect) = self.connect.as_ref() else {
+    fn reopen(&mut self) -> Result<()> {
+        let Some(connect) = self.connect.clone() else {
             bail!("the connection to the proxy closed");
         };
         self.writers.remove(&0);
         tracing::warn!("the connection to the proxy closed; reconnecting");
-        let (r, w) = connect_patiently(connect.as_ref(), RECONNECT_PATIENCE)
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "the connection to the proxy closed and did not reopen in {} s",
-                    RECONNECT_PATIENCE.as_secs()
-                ))
-            })?;
-        self.add(0, r, w);
-        tracing::info!("reconnected to the proxy");
+        self.reopening = Some(tokio::spawn(async move {
+            connect_patiently(connect.as_ref(), RECONNECT_PATIENCE)
+                .await
+                .map_err(|e| {
+                    e.context(format!(
+                        "the connection to the proxy closed and did not reopen in {} s",
+                        RECONNECT_PATIENCE.as_secs()
+                    ))
+                })
+        }));
         Ok(())
     }
 
-    fn add<R, W>(&mut self, id: u64, mut rd: R, mut wr: W)
+    /// Reads and writes stream `id`; `ours`: we opened it, so it carries
+    /// keep-alives.
+    fn add<R, W>(&mut self, id: u64, mut rd: R, mut wr: W, ours: bool)
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
@@ -163,7 +183,16 @@ impl Streams {
         let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
         self.writers.insert(id, out_tx);
         tokio::spawn(async move {
-            while let Some(b) = out_rx.recv().await {
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.reset();
+            loop {
+                let b = tokio::select! {
+                    b = out_rx.recv() => match b {
+                        Some(b) => b,
+                        None => break,
+                    },
+                    _ = keepalive.tick(), if ours => b"\r\n\r\n".to_vec(),
+                };
                 if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
@@ -220,7 +249,7 @@ impl Streams {
         let (r, w) = connect(Isolation::Fresh).await?;
         let id = self.next;
         self.next += 1;
-        self.add(id, r, w);
+        self.add(id, r, w, true);
         self.circuits.insert(circuit, id);
         Ok(id)
     }
@@ -241,30 +270,42 @@ impl Wire {
         }
     }
 
-    pub(crate) async fn send(&mut self, to: Link, circuit: Circuit, bytes: Vec<u8>) -> Result<()> {
+    /// Sends `bytes`; false when a message for the proxy found no stream
+    /// (the shared one is being reopened, or the call's would not open):
+    /// the core must hear of it ([`privasip_ua::Ua::transport_failed`]).
+    /// A message to a caller whose stream went away only loses its
+    /// answer.
+    pub(crate) async fn send(
+        &mut self,
+        to: Link,
+        circuit: Circuit,
+        bytes: Vec<u8>,
+    ) -> Result<bool> {
         match (self, to) {
             (Wire::Udp(s), Link::Addr(a)) => {
                 s.send_to(&bytes, a).await?;
             }
-            (Wire::Streams(s), Link::Stream(id)) => {
-                let id = if id == 0 {
-                    s.proxy_stream(circuit).await?
-                } else {
-                    id
+            (Wire::Streams(s), Link::Stream(0)) => {
+                let id = match s.proxy_stream(circuit).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!("no stream to the proxy for a call: {e:#}");
+                        return Ok(false);
+                    }
                 };
-                let sent = match s.writers.get(&id) {
+                return Ok(match s.writers.get(&id) {
                     Some(w) => w.send(bytes).await.is_ok(),
                     None => false,
-                };
-                // A caller's stream that went away only loses its answer;
-                // the proxy's is our lifeline.
-                if !sent && id == 0 {
-                    bail!("the connection to the proxy is gone");
+                });
+            }
+            (Wire::Streams(s), Link::Stream(id)) => {
+                if let Some(w) = s.writers.get(&id) {
+                    let _ = w.send(bytes).await;
                 }
             }
             _ => {}
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The next message and where it came from; or news that the
@@ -284,26 +325,43 @@ impl Wire {
                         None => std::future::pending().await,
                     }
                 };
+                let reopened = async {
+                    match s.reopening.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     st = incoming => match st {
                         Some(st) => {
                             let id = s.next;
                             s.next += 1;
                             let (r, w) = st.into_split();
-                            s.add(id, r, w);
+                            s.add(id, r, w, false);
                         }
                         None => s.incoming = None,
                     },
+                    r = reopened => {
+                        s.reopening = None;
+                        let (r, w) = r.context("reconnecting to the proxy")??;
+                        s.add(0, r, w, true);
+                        tracing::info!("reconnected to the proxy");
+                        return Ok(Incoming::Reconnected);
+                    }
                     m = s.rx.recv() => match m {
                         Some((id, Some(bytes))) => return Ok(Incoming::Message(bytes, Link::Stream(id))),
                         Some((0, None)) => {
-                            s.reopen().await?;
-                            return Ok(Incoming::Reconnected);
+                            s.reopen()?;
+                            return Ok(Incoming::Lost(Circuit::Shared));
                         }
                         None => bail!("the connection to the proxy closed"),
                         Some((id, None)) => {
                             s.writers.remove(&id);
-                            s.circuits.retain(|_, v| *v != id);
+                            let lost = s.circuits.iter().find(|&(_, v)| *v == id).map(|(c, _)| *c);
+                            if let Some(c) = lost {
+                                s.circuits.remove(&c);
+                                return Ok(Incoming::Lost(c));
+                            }
                         }
                     },
                 }

@@ -187,10 +187,29 @@ async fn reconnects_and_registers_again_after_the_proxy_restarts() {
 }
 
 /// A Tor backend that reaches everything over loopback TCP to one port
-/// and records the isolation each stream asked for.
+/// and records the isolation each stream asked for. Each stream is
+/// bridged by a task the test can end, as a dying circuit ends a stream.
 struct StubTor {
     port: u16,
     isolations: Mutex<Vec<Isolation>>,
+    cuts: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+impl StubTor {
+    fn new(port: u16) -> Arc<StubTor> {
+        Arc::new(StubTor {
+            port,
+            isolations: Mutex::new(Vec::new()),
+            cuts: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Ends the `i`th stream opened (its circuit "died").
+    fn cut(&self, i: usize) {
+        let mut cuts = self.cuts.lock().expect("lock");
+        let (tx, _) = oneshot::channel();
+        let _ = std::mem::replace(&mut cuts[i], tx).send(());
+    }
 }
 
 impl TorBackend for StubTor {
@@ -206,8 +225,18 @@ impl TorBackend for StubTor {
     ) -> BoxFuture<'a, Result<TorStream, TorError>> {
         self.isolations.lock().expect("lock").push(isolation);
         Box::pin(async move {
-            let s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
-            Ok(TorStream::from_tcp(s))
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
+            let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+            let (cut, cut_rx) = oneshot::channel::<()>();
+            self.cuts.lock().expect("lock").push(cut);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut s, &mut theirs) => {}
+                    _ = cut_rx => {}
+                }
+            });
+            let (r, w) = tokio::io::split(ours);
+            Ok(TorStream::new(r, w))
         })
     }
 
@@ -219,10 +248,7 @@ impl TorBackend for StubTor {
 #[tokio::test]
 async fn every_call_gets_a_stream_of_its_own_over_tor() {
     let (port, _proxy, at) = proxy_on_loopback().await;
-    let stub = Arc::new(StubTor {
-        port,
-        isolations: Mutex::new(Vec::new()),
-    });
+    let stub = StubTor::new(port);
     let onion = || ProxyAt::Tor("proxyb.onion".into(), 5060);
     let mut bob = agent("bob", at, None).await;
     bob.register().await.expect("bob registers");
@@ -290,4 +316,97 @@ async fn a_keepalive_ping_from_the_proxy_gets_a_pong() {
         proxy_side
     );
     assert_eq!(pong, b"\r\n");
+}
+
+/// A call whose own circuit dies while it is up is ended by the agent:
+/// a BYE saying why (RFC 3326 Reason) goes on a new circuit, and the far
+/// end hangs up too, instead of holding a call nobody hears.
+#[tokio::test]
+async fn a_call_whose_circuit_dies_is_ended_with_a_bye_that_says_why() {
+    let (port, _proxy, at) = proxy_on_loopback().await;
+    let stub = StubTor::new(port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut bob = Agent::start(Setup {
+        ua: ua("bob", local),
+        local,
+        proxy: at,
+        tor: None,
+        aes: None,
+        trace: Some(std::fs::File::create(dir.path().join("bob.trace")).expect("trace file")),
+    })
+    .await
+    .expect("bob starts");
+    bob.register().await.expect("bob registers");
+    let mut alice = agent(
+        "alice",
+        ProxyAt::Tor("proxyb.onion".into(), 5060),
+        Some(TorAccess {
+            backend: stub.clone(),
+            service: None,
+        }),
+    )
+    .await;
+    let cut_when_answered = async {
+        // Streams: 0 the shared one, 1 the call's.
+        while stub.cuts.lock().expect("lock").len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stub.cut(1);
+    };
+    let (call, ended, ()) = tokio::join!(
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            alice.call("sip:bob@b.example", 30.0, None)
+        ),
+        answer_one(&mut bob),
+        cut_when_answered,
+    );
+    let call = call
+        .expect("ended long before the hold")
+        .expect("the call runs");
+    assert!(call.answered_ms.is_some(), "answered: {call:?}");
+    assert!(call.ended, "Alice's side ended: {call:?}");
+    assert!(ended, "Bob's side ended");
+    let trace = std::fs::read_to_string(dir.path().join("bob.trace")).expect("bob's trace");
+    assert!(
+        trace.contains("BYE sip:") && trace.contains("Reason: SIP ;cause=503"),
+        "Bob got a BYE with its reason:\n{trace}"
+    );
+    assert_eq!(
+        stub.isolations.lock().expect("lock").clone(),
+        [Isolation::Shared, Isolation::Fresh, Isolation::Fresh],
+        "the BYE took a new circuit"
+    );
+}
+
+/// The agent's loop drops its wait for the wire whenever a timer fires
+/// or a caller's deadline passes; a reconnection begun meanwhile must go
+/// on regardless (it once went with the dropped wait, and the agent never
+/// reconnected).
+#[tokio::test]
+async fn a_reconnection_outlives_the_loop_that_started_it() {
+    let (port, stop, at) = proxy_on_loopback().await;
+    let mut bob = agent("bob", at, None).await;
+    bob.register().await.expect("bob registers");
+    let _ = stop.send(());
+    // While the proxy is away, the agent is run in short slices, each
+    // ending with the wait for the wire dropped.
+    let away = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < away {
+        bob.run_until(Some(Instant::now() + Duration::from_millis(100)), |_, _| {
+            false
+        })
+        .await
+        .expect("bob runs");
+    }
+    let _proxy = start_proxy(port);
+    let reregistered = bob
+        .run_until(Some(Instant::now() + Duration::from_secs(20)), |_, ev| {
+            matches!(ev, UaEvent::Registered { .. })
+        })
+        .await
+        .expect("bob runs");
+    assert!(reregistered, "Bob reconnected and registered again");
 }
