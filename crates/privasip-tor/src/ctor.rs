@@ -82,128 +82,189 @@ impl CTor {
     }
 
     async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {
-        let key = self.onion_key(&spec.nickname)?;
         let local = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let local_port = local.local_addr()?.port();
-        let mut ctl = self.control().await?;
-        let err = |e: crate::ControlError| TorError::Onion(e.to_string());
-        ctl.command("SETEVENTS HS_DESC").await.map_err(err)?;
-        // The command and the reply carry the private key: both are wiped
-        // when done with.
-        // Proof-of-work at the introduction point (proposal 327): costs
-        // clients nothing until an introduction flood makes tor ask for
-        // effort, then puts real clients ahead of the flood.
-        // A circuit that asks for more than MAX_STREAMS_PER_CIRCUIT
-        // streams is closed: tor does not tell us which circuit a stream
-        // rides, so the proxy budgets each stream, and this bounds how
-        // many budgets one circuit can hold.
-        let command = Zeroizing::new(format!(
-            "ADD_ONION {} Flags=MaxStreamsCloseCircuit MaxStreams={} \
-             Port={},127.0.0.1:{local_port}{}",
-            key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
-            crate::MAX_STREAMS_PER_CIRCUIT,
-            spec.port,
-            if spec.pow {
-                " PoWDefensesEnabled=1"
-            } else {
-                ""
-            }
-        ));
-        let mut reply = ctl.command(&command).await.map_err(err)?;
-        drop(command);
-        let id = reply
-            .value("ServiceID")
-            .ok_or_else(|| TorError::Onion("ADD_ONION gave no ServiceID".into()))?
-            .to_owned();
-        if key.is_none() {
-            let pk = reply
-                .value("PrivateKey")
-                .ok_or_else(|| TorError::Onion("ADD_ONION gave no private key".into()))?;
-            self.save_key(&spec.nickname, pk)?;
-        }
-        for line in &mut reply.lines {
-            zeroize::Zeroize::zeroize(line);
-        }
-        // Reachable once one HSDir holds the descriptor.
-        let published = async {
-            loop {
-                let ev = ctl.next_event().await.map_err(err)?;
-                let text = ev.lines.join(" ");
-                if text.starts_with("HS_DESC UPLOADED ") && text.contains(&id) {
-                    return Ok::<(), TorError>(());
-                }
-            }
-        };
-        tokio::time::timeout(PUBLISH_TIMEOUT, published)
-            .await
-            .map_err(|_| TorError::Timeout("publishing the onion service descriptor"))??;
-        let _ = ctl.command("SETEVENTS").await;
+        let (ctl, id) = add_onion(&self.cfg, &spec, local_port).await?;
         let (tx, incoming) = mpsc::channel::<TorStream>(64);
-        tokio::spawn(async move {
-            // The onion service lives as long as this control connection
-            // (ADD_ONION without Detach): it goes when the receiver goes.
-            let _ctl = ctl;
-            loop {
-                tokio::select! {
-                    () = tx.closed() => break,
-                    r = local.accept() => {
-                        let Ok((s, from)) = r else { continue };
-                        // Only tor, from loopback, may hand us streams.
-                        if !from.ip().is_loopback() {
-                            continue;
-                        }
-                        if tx.send(TorStream::from_tcp(s)).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        let port = spec.port;
+        tokio::spawn(serve(self.cfg.clone(), spec, ctl, local, tx));
         Ok(OnionService {
             address: Sensitive::new(format!("{id}.onion")),
-            port: spec.port,
+            port,
             incoming,
         })
     }
+}
 
-    fn key_path(&self, nickname: &str) -> Result<PathBuf, TorError> {
-        if nickname.is_empty()
-            || !nickname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(TorError::Onion(format!(
-                "nickname {nickname:?}: use letters, digits, - and _"
-            )));
+/// Adds our onion service to tor, forwarding its port to `local_port`,
+/// with the key in the key directory (a new one, saved, the first time),
+/// and waits until its descriptor is published. The service lives as
+/// long as the returned control connection (ADD_ONION without Detach).
+async fn add_onion(
+    cfg: &CTorConfig,
+    spec: &OnionSpec,
+    local_port: u16,
+) -> Result<(ControlConn, String), TorError> {
+    let key = onion_key(cfg, &spec.nickname)?;
+    let mut ctl = ControlConn::connect(cfg.control)
+        .await
+        .map_err(|e| TorError::Backend(e.to_string()))?;
+    let err = |e: crate::ControlError| TorError::Onion(e.to_string());
+    ctl.command("SETEVENTS HS_DESC").await.map_err(err)?;
+    // The command and the reply carry the private key: both are wiped
+    // when done with.
+    // Proof-of-work at the introduction point (proposal 327): costs
+    // clients nothing until an introduction flood makes tor ask for
+    // effort, then puts real clients ahead of the flood.
+    // A circuit that asks for more than MAX_STREAMS_PER_CIRCUIT
+    // streams is closed: tor does not tell us which circuit a stream
+    // rides, so the proxy budgets each stream, and this bounds how
+    // many budgets one circuit can hold.
+    let command = Zeroizing::new(format!(
+        "ADD_ONION {} Flags=MaxStreamsCloseCircuit MaxStreams={} \
+         Port={},127.0.0.1:{local_port}{}",
+        key.as_ref().map_or("NEW:ED25519-V3", |k| k.as_str()),
+        crate::MAX_STREAMS_PER_CIRCUIT,
+        spec.port,
+        if spec.pow {
+            " PoWDefensesEnabled=1"
+        } else {
+            ""
         }
-        Ok(self.cfg.key_dir.join(format!("{nickname}.ctor-onion-key")))
+    ));
+    let mut reply = ctl.command(&command).await.map_err(err)?;
+    drop(command);
+    let id = reply
+        .value("ServiceID")
+        .ok_or_else(|| TorError::Onion("ADD_ONION gave no ServiceID".into()))?
+        .to_owned();
+    if key.is_none() {
+        let pk = reply
+            .value("PrivateKey")
+            .ok_or_else(|| TorError::Onion("ADD_ONION gave no private key".into()))?;
+        save_key(cfg, &spec.nickname, pk)?;
     }
+    for line in &mut reply.lines {
+        zeroize::Zeroize::zeroize(line);
+    }
+    // Reachable once one HSDir holds the descriptor.
+    let published = async {
+        loop {
+            let ev = ctl.next_event().await.map_err(err)?;
+            let text = ev.lines.join(" ");
+            if text.starts_with("HS_DESC UPLOADED ") && text.contains(&id) {
+                return Ok::<(), TorError>(());
+            }
+        }
+    };
+    tokio::time::timeout(PUBLISH_TIMEOUT, published)
+        .await
+        .map_err(|_| TorError::Timeout("publishing the onion service descriptor"))??;
+    let _ = ctl.command("SETEVENTS").await;
+    Ok((ctl, id))
+}
 
-    fn onion_key(&self, nickname: &str) -> Result<Option<Zeroizing<String>>, TorError> {
-        let path = self.key_path(nickname)?;
-        match std::fs::read_to_string(&path) {
-            Ok(k) => Ok(Some(Zeroizing::new(k.trim().to_owned()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+/// Hands the streams tor forwards to `local` over to `tx`, until its
+/// receiver goes. If tor goes (its control connection closes: the
+/// daemon died or restarted), the service went with it: it is added
+/// again, same key and port, as soon as tor answers, so the service
+/// comes back by itself.
+async fn serve(
+    cfg: CTorConfig,
+    spec: OnionSpec,
+    mut ctl: ControlConn,
+    local: TcpListener,
+    tx: mpsc::Sender<TorStream>,
+) {
+    let Ok(local_port) = local.local_addr().map(|a| a.port()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            r = local.accept() => {
+                let Ok((s, from)) = r else { continue };
+                // Only tor, from loopback, may hand us streams.
+                if !from.ip().is_loopback() {
+                    continue;
+                }
+                if tx.send(TorStream::from_tcp(s)).await.is_err() {
+                    return;
+                }
+            }
+            // Events still queued from the publication are of no
+            // interest; an error is the connection's end.
+            r = ctl.next_event() => {
+                if r.is_ok() {
+                    continue;
+                }
+                tracing::warn!("the tor daemon went away, and the onion service with it; adding it again once tor is back");
+                let again = async {
+                    let mut pause = REPUBLISH_PAUSE.0;
+                    loop {
+                        match add_onion(&cfg, &spec, local_port).await {
+                            Ok((c, _)) => return c,
+                            Err(e) => {
+                                tracing::info!("the onion service is not back yet ({e}); again in {pause:?}");
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(REPUBLISH_PAUSE.1);
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = tx.closed() => return,
+                    c = again => {
+                        ctl = c;
+                        tracing::info!("the onion service is published again");
+                    }
+                }
+            }
         }
     }
+}
 
-    fn save_key(&self, nickname: &str, key: &str) -> Result<(), TorError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.cfg.key_dir)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(self.key_path(nickname)?)?;
-        f.write_all(key.as_bytes())?;
-        f.write_all(b"\n")?;
-        Ok(())
+/// After tor went away: the first and the longest pause between attempts
+/// to add the onion service again.
+const REPUBLISH_PAUSE: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(8));
+
+fn key_path(cfg: &CTorConfig, nickname: &str) -> Result<PathBuf, TorError> {
+    if nickname.is_empty()
+        || !nickname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(TorError::Onion(format!(
+            "nickname {nickname:?}: use letters, digits, - and _"
+        )));
     }
+    Ok(cfg.key_dir.join(format!("{nickname}.ctor-onion-key")))
+}
+
+fn onion_key(cfg: &CTorConfig, nickname: &str) -> Result<Option<Zeroizing<String>>, TorError> {
+    let path = key_path(cfg, nickname)?;
+    match std::fs::read_to_string(&path) {
+        Ok(k) => Ok(Some(Zeroizing::new(k.trim().to_owned()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn save_key(cfg: &CTorConfig, nickname: &str, key: &str) -> Result<(), TorError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.key_dir)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_path(cfg, nickname)?)?;
+    f.write_all(key.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
 }
 
 impl TorBackend for CTor {
