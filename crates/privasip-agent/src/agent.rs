@@ -148,7 +148,8 @@ impl Agent {
                         Ok((Box::new(r) as Reader, Box::new(w) as Writer))
                     })
                 };
-                let proxy = connect_patiently(&connect, TOR_FIRST_PATIENCE).await?;
+                let proxy =
+                    connect_patiently(&connect, Isolation::Shared, TOR_FIRST_PATIENCE).await?;
                 let incoming = service.map(|s| s.incoming);
                 (
                     Wire::Streams(Streams::new(

@@ -59,11 +59,19 @@ const KEEPALIVE: Duration = Duration::from_secs(120);
 /// How long to keep trying to reopen the stream to the proxy.
 const RECONNECT_PATIENCE: Duration = Duration::from_secs(300);
 
-/// A stream to the proxy (on the shared circuit), tried again with
-/// backoff (250 ms doubling to 8 s) until `patience` is spent; then the
-/// last attempt's error.
+/// A stream to the proxy, tried again with backoff (250 ms doubling to
+/// 8 s) until `patience` is spent; then the last attempt's error. The
+/// first attempt asks for `first`; every later one for a fresh circuit.
+/// arti keeps what it knows of an onion service (its descriptor, which
+/// introduction points worked, a circuit to it) per isolation, and after
+/// the service restarted that knowledge can stay stale for minutes: an
+/// attempt on the same isolation then hangs until our timeout, again and
+/// again. A fresh isolation starts from nothing, fetching the service's
+/// new descriptor (the stream to the proxy is the only one on its
+/// circuit either way).
 pub(crate) async fn connect_patiently(
     connect: &(dyn Fn(Isolation) -> Opening + Send + Sync),
+    first: Isolation,
     patience: Duration,
 ) -> Result<(Reader, Writer)> {
     let mut backoff = Backoff::new(
@@ -72,13 +80,15 @@ pub(crate) async fn connect_patiently(
         Duration::from_secs(8),
         patience,
     );
+    let mut isolation = first;
     loop {
-        match connect(Isolation::Shared).await {
+        match connect(isolation).await {
             Ok(s) => return Ok(s),
             Err(e) => match backoff.after_failure(Instant::now()) {
                 Some(pause) => {
                     tracing::info!("the proxy is not reachable ({e:#}); again in {pause:?}");
                     tokio::time::sleep(pause).await;
+                    isolation = Isolation::Fresh;
                 }
                 None => return Err(e),
             },
@@ -161,7 +171,9 @@ impl Streams {
         self.writers.remove(&0);
         tracing::warn!("the connection to the proxy closed; reconnecting");
         self.reopening = Some(tokio::spawn(async move {
-            connect_patiently(connect.as_ref(), RECONNECT_PATIENCE)
+            // The proxy may have restarted: nothing known of the old
+            // connection's circuit is worth keeping.
+            connect_patiently(connect.as_ref(), Isolation::Fresh, RECONNECT_PATIENCE)
                 .await
                 .map_err(|e| {
                     e.context(format!(

@@ -283,6 +283,7 @@ impl Driver {
                 CONNECT_PATIENCE,
             );
             let mut attempt = 0u32;
+            let mut iso = iso;
             loop {
                 attempt += 1;
                 // Never past the patience: a stream opened after the
@@ -308,6 +309,11 @@ impl Driver {
                     Some(pause) => tokio::time::sleep(pause).await,
                     None => break,
                 }
+                // arti keeps what it knows of an onion service per
+                // isolation, and after the service restarted that can stay
+                // stale for minutes; a fresh isolation starts over (and
+                // isolates no less).
+                iso = Isolation::Fresh;
             }
             stats.send_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
