@@ -383,6 +383,36 @@ async fn start(tor: &Path, empty: &Path, d: &Path) -> Result<(), TestnetError> {
     }
 }
 
+/// Starts node `name` of the running network in `dir` again (after
+/// [`crate::kill`]), with its torrc, keys and ports as before; a client
+/// daemon is waited for until it has bootstrapped. For fault tests: a
+/// relay, an authority or a client daemon coming back.
+pub async fn restart(dir: &Path, name: &str) -> Result<(), TestnetError> {
+    let net = crate::Testnet::load(dir)?;
+    if !net.nodes.iter().any(|n| n == name) {
+        return Err(step(format!(
+            "no node {name:?} in this network (it has {})",
+            net.nodes.join(", ")
+        )));
+    }
+    let node = nodes_dir(dir).join(name);
+    if crate::process::live_pid(&node).is_some() {
+        return Err(step(format!("{name} is running already")));
+    }
+    let tor = find_program("tor")?;
+    let empty = dir.join("empty.torrc");
+    // A pid file left by a killed tor would be taken for the new one's.
+    let _ = std::fs::remove_file(node.join("tor.pid"));
+    start(&tor, &empty, &node).await?;
+    if let Some(client) = name
+        .strip_prefix("client-")
+        .and_then(|c| net.clients.get(c))
+    {
+        wait_bootstrapped(client.control).await?;
+    }
+    Ok(())
+}
+
 /// The flags every relay needs before clients start: without Running and
 /// Valid a client cannot build circuits, without HSDir an onion service
 /// has nowhere to publish, without Guard/Stable/Fast path selection fails.

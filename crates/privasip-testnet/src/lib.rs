@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use privasip_tor::{CTorConfig, PrivateNetwork};
 use serde::{Deserialize, Serialize};
 
-pub use launch::{Options, up};
-pub use process::{NodeState, down, status};
+pub use launch::{Options, restart, up};
+pub use process::{NodeState, down, kill, status};
 
 /// The file in the network's directory that describes it.
 pub const STATE_FILE: &str = "testnet.toml";

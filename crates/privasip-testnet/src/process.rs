@@ -70,6 +70,31 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// Kills node `name` of the network in `dir` with SIGKILL, as a machine
+/// dying would (no goodbye to its circuits' other ends), and waits until
+/// it is gone. False if it was not running. For fault tests; see
+/// [`crate::restart`].
+pub fn kill(dir: &Path, name: &str) -> Result<bool, TestnetError> {
+    if !status(dir)?.iter().any(|n| n.name == name) {
+        return Err(TestnetError::Step(format!(
+            "no node {name:?} in this network"
+        )));
+    }
+    let node = nodes_dir(dir).join(name);
+    let Some(pid) = live_pid(&node) else {
+        return Ok(false);
+    };
+    signal(pid, "-KILL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while live_pid(&node).is_some() {
+        if Instant::now() > deadline {
+            return Err(TestnetError::Timeout(format!("for {name} to die")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
+}
+
 /// Stops every tor process of the network in `dir` (SIGTERM, then SIGKILL
 /// after 5 s) and returns how many were running.
 pub fn down(dir: &Path) -> Result<usize, TestnetError> {

@@ -22,6 +22,11 @@ use privasip_testnet::{Options, Scheduler, Testnet};
 ///   privasip testnet up --dir /tmp/privasip-net
 ///   privasip testnet status --dir /tmp/privasip-net
 ///   privasip testnet down --dir /tmp/privasip-net
+///
+/// For fault tests, one node can be killed (SIGKILL, as a machine dies)
+/// and started again with its keys and ports:
+///   privasip testnet kill --dir /tmp/privasip-net relay2
+///   privasip testnet restart --dir /tmp/privasip-net relay2
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct Args {
@@ -64,6 +69,24 @@ enum Action {
         /// The network's directory.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+    },
+    /// Kill one node with SIGKILL (`status` lists them): a relay, an
+    /// authority, or a client daemon (client-a, client-b).
+    Kill {
+        /// The network's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node.
+        node: String,
+    },
+    /// Start a killed node again, with its keys, ports and data; a
+    /// client daemon is waited for until it has bootstrapped.
+    Restart {
+        /// The network's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The node.
+        node: String,
     },
 }
 
@@ -139,6 +162,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         Action::Down { dir } => {
             let n = privasip_testnet::down(dir)?;
             println!("stopped {n} tor processes");
+            Ok(())
+        }
+        Action::Kill { dir, node } => {
+            if privasip_testnet::kill(dir, node)? {
+                println!("killed {node}");
+            } else {
+                println!("{node} was not running");
+            }
+            Ok(())
+        }
+        Action::Restart { dir, node } => {
+            rt.block_on(privasip_testnet::restart(dir, node))?;
+            println!("{node} is running again");
             Ok(())
         }
     }
