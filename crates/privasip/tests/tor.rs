@@ -13,49 +13,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{Running, scenario, wait_for_port};
+use common::{Running, scenario, sipp, wait_for_port};
+
+use common::proxy_logged as proxy;
 use privasip_tor::{CTor, Isolation, TorBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Starts a proxy and waits for its UDP port (after Tor set-up).
-fn proxy(config: &Path, port: u16, log: &Path) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_privasip"))
-        .args(["proxy", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "privasip_server=debug,privasip=info,error")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("privasip proxy starts");
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "proxy on {port} did not start:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child
-}
-
-fn sipp(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-timeout", "120s", "-trace_err"])
-        .args(["-default_behaviors", "all,-abortunexp"])
-        .current_dir(dir)
-        .output()
-        .expect("sipp runs");
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.code() == Some(0),
-        format!("{screen}\n{}", common::sipp_errors(dir)),
-    )
-}
 
 /// The remote ends of a process's TCP and UDP sockets (from `ss`).
 fn peers_of(pid: u32) -> Vec<String> {

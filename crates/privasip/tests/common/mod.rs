@@ -103,6 +103,50 @@ pub fn proxy(config: &Path, port: u16) -> Child {
     child
 }
 
+/// Starts `privasip proxy --config FILE` with its log in `log` (proxy
+/// debug lines included), waiting up to 150 s for its UDP socket (a proxy
+/// with Tor sets that up first).
+pub fn proxy_logged(config: &Path, port: u16, log: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["proxy", "--config"])
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            "privasip_server=debug,privasip=info,privasip_tor=info,error",
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("privasip proxy starts");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "proxy on {port} did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+/// Runs SIPp in `dir` to the end (120 s at most, unexpected messages
+/// tolerated); whether it passed, and its screen and error log.
+pub fn sipp(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("sipp")
+        .args(args)
+        .args(["-nostdin", "-timeout", "120s", "-trace_err"])
+        .args(["-default_behaviors", "all,-abortunexp"])
+        .current_dir(dir)
+        .output()
+        .expect("sipp runs");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code() == Some(0),
+        format!("{screen}\n{}", sipp_errors(dir)),
+    )
+}
+
 /// Writes a proxy configuration.
 pub fn write_config(dir: &Path, cfg: &ProxyFile) -> PathBuf {
     write_file(dir, "proxy.toml", &cfg.to_toml())
