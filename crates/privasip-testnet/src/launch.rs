@@ -11,8 +11,9 @@ use privasip_tor::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use crate::latency::{OrPorts, Plan, Profile};
 use crate::process::nodes_dir;
-use crate::torrc::{self, VOTING_INTERVAL};
+use crate::torrc::{self, VOTING_INTERVAL, Wiring};
 use crate::{Client, Scheduler, TestnetError};
 
 /// How to build the network.
@@ -32,6 +33,13 @@ pub struct Options {
     /// only; `down` restores them): removes the ~43 ms steps of tor's
     /// Nagle meeting delayed ACKs, for measurements.
     pub quickack: bool,
+    /// The latency every link pays ([`Profile::None`]: loopback's).
+    pub latency: Profile,
+    /// The seed the links' delays are drawn from.
+    pub seed: u64,
+    /// With latency: the program that runs the forwarder as
+    /// `PROGRAM testnet forward --dir DIR` (the privasip binary).
+    pub forwarder: Option<PathBuf>,
 }
 
 impl Options {
@@ -43,11 +51,18 @@ impl Options {
             relays: 5,
             scheduler: Scheduler::Vanilla,
             quickack: false,
+            latency: Profile::None,
+            seed: 1,
+            forwarder: None,
         }
     }
 }
 
 const AUTHORITIES: usize = 3;
+
+/// With latency, a relay's real OR port is its advertised one plus this
+/// (so at most this many relays and authorities).
+const REAL_OR_OFFSET: u16 = 20;
 const CLIENTS: [&str; 2] = ["a", "b"];
 
 fn localhost(port: u16) -> SocketAddr {
@@ -153,21 +168,60 @@ async fn launch(
                 .map_err(|e| step(format!("key generation: {e}")))??,
         );
     }
+    let model = opts.latency.model();
+    if model.is_some() && relay_names.len() > usize::from(REAL_OR_OFFSET) {
+        return Err(step(format!(
+            "with latency at most {REAL_OR_OFFSET} relays and authorities in all"
+        )));
+    }
+    // Relay i's OR ports: loopback as it is, or with latency a real one
+    // behind the forwarder on the advertised one.
+    let wiring = |i: usize| Wiring {
+        real_or_port: model.map(|_| base + REAL_OR_OFFSET + i as u16),
+    };
     for (i, name) in relay_names.iter().enumerate().skip(AUTHORITIES) {
         let d = nodes.join(name);
         mkdir_private(&d)?;
         let or_port = base + i as u16;
         std::fs::write(
             d.join("torrc"),
-            torrc::relay(&d, name, or_port, &auths, opts.scheduler),
+            torrc::relay(&d, name, or_port, &auths, opts.scheduler, wiring(i)),
         )?;
     }
-    for (a, name) in auths.iter().zip(&relay_names) {
+    for (i, (a, name)) in auths.iter().zip(&relay_names).enumerate() {
         let d = nodes.join(name);
         std::fs::write(
             d.join("torrc"),
-            torrc::authority(&d, a, &auths, &relay_names, opts.scheduler),
+            torrc::authority(&d, a, &auths, &relay_names, opts.scheduler, wiring(i)),
         )?;
+    }
+    if let Some(model) = model {
+        let mut relays = BTreeMap::new();
+        for (i, name) in relay_names.iter().enumerate() {
+            let advertised = base + i as u16;
+            relays.insert(
+                name.clone(),
+                OrPorts {
+                    advertised,
+                    real: advertised + REAL_OR_OFFSET,
+                },
+            );
+        }
+        let diallers = relay_names
+            .iter()
+            .cloned()
+            .chain(CLIENTS.iter().map(|c| format!("client-{c}")))
+            .collect();
+        let plan = Plan::draw(opts.latency, model, opts.seed, relays, diallers);
+        plan.save(dir)?;
+        say(&format!(
+            "latency {}: {} links, {:.1} ms one way on average (seed {}); starting the forwarder",
+            opts.latency.name(),
+            plan.links.len(),
+            plan.mean_link_ms,
+            opts.seed
+        ));
+        start_forwarder(opts, dir).await?;
     }
 
     say(&format!("starting {} relays", relay_names.len()));
@@ -243,6 +297,7 @@ async fn launch(
     let net = crate::Testnet {
         nodes: names,
         scheduler: opts.scheduler,
+        latency: opts.latency,
         clients,
         network: PrivateNetwork {
             authorities: auths,
@@ -411,6 +466,42 @@ pub async fn restart(dir: &Path, name: &str) -> Result<(), TestnetError> {
         wait_bootstrapped(client.control).await?;
     }
     Ok(())
+}
+
+/// Starts `PROGRAM testnet forward --dir DIR` in the background and
+/// waits until it listens (its pid file appears).
+async fn start_forwarder(opts: &Options, dir: &Path) -> Result<(), TestnetError> {
+    let program = opts
+        .forwarder
+        .as_ref()
+        .ok_or_else(|| step("latency needs the forwarder's program (Options::forwarder)"))?;
+    let pid_file = dir.join(crate::forward::PID_FILE);
+    let _ = std::fs::remove_file(&pid_file);
+    let mut child = Command::new(program)
+        .args(["testnet", "forward", "--dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("forwarder.log"))?)
+        .process_group(0)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(dir.join("forwarder.log")).unwrap_or_default();
+            return Err(step(format!(
+                "the latency forwarder stopped ({status}): {log}"
+            )));
+        }
+        if pid_file.exists() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.start_kill();
+            return Err(TestnetError::Timeout("for the latency forwarder".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The flags every relay needs before clients start: without Running and

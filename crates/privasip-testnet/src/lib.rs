@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod forward;
+mod latency;
 mod launch;
 mod process;
 mod quickack;
@@ -12,8 +14,10 @@ use std::path::{Path, PathBuf};
 use privasip_tor::{CTorConfig, PrivateNetwork};
 use serde::{Deserialize, Serialize};
 
+pub use forward::run as run_forwarder;
+pub use latency::{LATENCY_FILE, Link, Model, OTHER_CLIENT, OrPorts, Plan, Profile};
 pub use launch::{Options, restart, up};
-pub use process::{NodeState, down, kill, status};
+pub use process::{NodeState, down, forwarder_pid, kill, status};
 
 /// The file in the network's directory that describes it.
 pub const STATE_FILE: &str = "testnet.toml";
@@ -63,6 +67,9 @@ pub struct Testnet {
     pub nodes: Vec<String>,
     /// The scheduler the nodes run.
     pub scheduler: Scheduler,
+    /// The latency its links pay (`DIR/latency.json` has the delays).
+    #[serde(default)]
+    pub latency: Profile,
     /// The C tor client daemons, by name (`a`, `b`).
     pub clients: BTreeMap<String, Client>,
     /// What an arti client needs to join.

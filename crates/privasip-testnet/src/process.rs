@@ -118,7 +118,30 @@ pub fn down(dir: &Path) -> Result<usize, TestnetError> {
             signal(pid, "-KILL");
         }
     }
+    let forwarder = forwarder_pid(dir);
+    if let Some(pid) = forwarder {
+        signal(pid, "-KILL");
+    }
+    let _ = std::fs::remove_file(dir.join(crate::forward::PID_FILE));
     let _ = std::fs::remove_file(dir.join(crate::STATE_FILE));
     crate::quickack::restore(dir);
-    Ok(running.len())
+    Ok(running.len() + usize::from(forwarder.is_some()))
+}
+
+/// The latency forwarder's pid, if it runs: a live process whose command
+/// line is `... testnet forward --dir DIR` for this directory.
+pub fn forwarder_pid(dir: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(dir.join(crate::forward::PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let dir = std::path::absolute(dir).ok()?;
+    let ours = args
+        .windows(2)
+        .any(|w| w == [b"testnet".as_slice(), b"forward"])
+        && args.contains(&dir.as_os_str().as_encoded_bytes());
+    ours.then_some(pid)
 }

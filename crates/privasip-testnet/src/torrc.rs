@@ -12,6 +12,13 @@ use crate::Scheduler;
 /// 5 minutes: 20 s (8 minutes) keeps C tor and arti in step.
 pub(crate) const VOTING_INTERVAL: u32 = 20;
 
+/// Where a relay's OR port listens: with latency, on a port it does not
+/// advertise, behind the forwarder on the one it does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wiring {
+    pub(crate) real_or_port: Option<u16>,
+}
+
 /// What every node shares.
 fn common(data: &Path, nickname: &str, auths: &[DirAuthority], sched: Scheduler) -> String {
     let d = data.display();
@@ -58,11 +65,20 @@ pub(crate) fn relay(
     or_port: u16,
     auths: &[DirAuthority],
     sched: Scheduler,
+    wiring: Wiring,
 ) -> String {
     let mut s = common(data, nickname, auths, sched);
     let _ = writeln!(s, "SocksPort 0");
     let _ = writeln!(s, "Address 127.0.0.1");
-    let _ = writeln!(s, "ORPort 127.0.0.1:{or_port}");
+    match wiring.real_or_port {
+        None => {
+            let _ = writeln!(s, "ORPort 127.0.0.1:{or_port}");
+        }
+        Some(real) => {
+            let _ = writeln!(s, "ORPort 127.0.0.1:{or_port} NoListen");
+            let _ = writeln!(s, "ORPort 127.0.0.1:{real} NoAdvertise");
+        }
+    }
     let _ = writeln!(s, "ExitRelay 1");
     let _ = writeln!(s, "ExitPolicyRejectPrivate 0");
     let _ = writeln!(s, "ExitPolicy accept *:*");
@@ -84,8 +100,9 @@ pub(crate) fn authority(
     auths: &[DirAuthority],
     all: &[String],
     sched: Scheduler,
+    wiring: Wiring,
 ) -> String {
-    let mut s = relay(data, &me.nickname, me.or_addr.port(), auths, sched);
+    let mut s = relay(data, &me.nickname, me.or_addr.port(), auths, sched, wiring);
     let _ = writeln!(s, "DirPort {}", me.dir_addr);
     let _ = writeln!(s, "AuthoritativeDirectory 1");
     let _ = writeln!(s, "V3AuthoritativeDirectory 1");

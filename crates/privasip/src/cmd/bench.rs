@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::LatencyArg;
 use anyhow::{Context, Result, bail};
 
 /// Measure privasip on a private Tor network.
@@ -51,6 +52,13 @@ enum What {
         /// `privasip testnet up --quickack`; root only).
         #[arg(long)]
         quickack: bool,
+        /// The latency the network's links pay: none, or live (the live
+        /// Tor network's, per link; see `privasip testnet up --help`).
+        #[arg(long, value_enum, default_value_t = LatencyArg::None)]
+        latency: LatencyArg,
+        /// The seed the links' delays are drawn from.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        seed: u64,
     },
     /// Stream set-up plus one SIP transaction through Tor, every way.
     Tor {
@@ -75,6 +83,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             out,
             base_port,
             quickack,
+            latency,
+            seed,
         } => privasip_lab::paper::run(&privasip_lab::paper::PaperArgs {
             calls: *calls,
             scheme: scheme.clone(),
@@ -82,6 +92,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             out: out.clone(),
             base_port: *base_port,
             quickack: *quickack,
+            latency: (*latency).into(),
+            seed: *seed,
         }),
         What::Tor {
             testnet,

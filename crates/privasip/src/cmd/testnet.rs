@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use privasip_testnet::{Options, Scheduler, Testnet};
+use privasip_testnet::{Options, Profile, Scheduler, Testnet};
+
+use super::LatencyArg;
 
 /// Run a private Tor network on this machine, for the demo, tests and
 /// benchmarks.
@@ -22,6 +24,13 @@ use privasip_testnet::{Options, Scheduler, Testnet};
 ///   privasip testnet up --dir /tmp/privasip-net
 ///   privasip testnet status --dir /tmp/privasip-net
 ///   privasip testnet down --dir /tmp/privasip-net
+///
+/// With `--latency live`, every link of every circuit pays a one-way delay
+/// drawn per pair of nodes from the live Tor network's measured latency
+/// (doc/latency.md; DIR/latency.json lists the model and every delay), by
+/// a forwarder in front of each relay's OR port: no root, no netem. Start
+/// up then takes a minute or more.
+///   privasip testnet up --dir /tmp/privasip-net --latency live --seed 7
 ///
 /// For fault tests, one node can be killed (SIGKILL, as a machine dies)
 /// and started again with its keys and ports:
@@ -57,6 +66,13 @@ enum Action {
         /// routing table while the network runs; off by default.
         #[arg(long)]
         quickack: bool,
+        /// The latency every link pays: none (loopback's microseconds) or
+        /// live (the live Tor network's, per link; doc/latency.md).
+        #[arg(long, value_enum, default_value_t = LatencyArg::None)]
+        latency: LatencyArg,
+        /// The seed the links' delays are drawn from (with --latency).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        seed: u64,
     },
     /// Show which nodes run and how to reach the client daemons.
     Status {
@@ -88,6 +104,13 @@ enum Action {
         /// The node.
         node: String,
     },
+    /// The latency forwarder (`up --latency` starts it, `down` stops it).
+    #[command(hide = true)]
+    Forward {
+        /// The network's directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -108,8 +131,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             relays,
             scheduler,
             quickack,
+            latency,
+            seed,
         } => {
+            let latency = Profile::from(*latency);
             let opts = Options {
+                latency,
+                seed: *seed,
+                forwarder: Some(
+                    std::env::current_exe().context("cannot find the privasip program")?,
+                ),
                 quickack: *quickack,
                 dir: dir.clone(),
                 base_port: *base_port,
@@ -154,6 +185,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 }
             }
             println!("{running} of {} nodes running", nodes.len());
+            if let Some(pid) = privasip_testnet::forwarder_pid(dir) {
+                println!("latency forwarder running (pid {pid})");
+            }
             if let Ok(net) = Testnet::load(dir) {
                 print_clients(&net);
             }
@@ -172,6 +206,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             }
             Ok(())
         }
+        Action::Forward { dir } => rt
+            .block_on(privasip_testnet::run_forwarder(dir))
+            .map_err(anyhow::Error::from),
         Action::Restart { dir, node } => {
             rt.block_on(privasip_testnet::restart(dir, node))?;
             println!("{node} is running again");
@@ -182,9 +219,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
 fn print_clients(net: &Testnet) {
     println!(
-        "testnet: {} nodes, scheduler {}",
+        "testnet: {} nodes, scheduler {}, latency {}",
         net.nodes.len(),
-        net.scheduler.name()
+        net.scheduler.name(),
+        net.latency.name()
     );
     for (name, c) in &net.clients {
         println!(

@@ -249,12 +249,18 @@ impl Testnet {
     /// Starts one in `dir` on ports from `base` (Debian's tor must be
     /// installed: scripts/test.sh does it).
     pub fn up(dir: &Path, base: &str) -> Testnet {
+        Testnet::up_with(dir, base, &[])
+    }
+
+    /// The same, with more `testnet up` arguments (`--latency live`).
+    pub fn up_with(dir: &Path, base: &str, args: &[&str]) -> Testnet {
         require("tor", "tor");
         let guard = Testnet(dir.to_owned());
         let out = Command::new(env!("CARGO_BIN_EXE_privasip"))
             .args(["testnet", "up", "--dir"])
             .arg(dir)
             .args(["--base-port", base])
+            .args(args)
             .output()
             .expect("privasip testnet up runs");
         succeeded(&out, "testnet up");

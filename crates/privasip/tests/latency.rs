@@ -1,0 +1,108 @@
+//! `privasip testnet up --latency live` really delays every link: a
+//! stream through a 3-hop exit circuit from tor a to an echo server on
+//! loopback must take, per round trip, twice the sum of the one-way
+//! delays `DIR/latency.json` drew for the circuit's three links (tor
+//! reports which relays the circuit crosses). So the emulation cannot
+//! silently stop working.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use privasip_testnet::Plan;
+use privasip_tor::{CTor, Isolation, TorBackend};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The network's ports (apart from the other Tor tests').
+const NET_BASE: &str = "19000";
+
+#[test]
+fn every_link_of_a_circuit_pays_its_drawn_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let net_dir = dir.path().join("net");
+    let started = Instant::now();
+    let _net = common::Testnet::up_with(&net_dir, NET_BASE, &["--latency", "live", "--seed", "7"]);
+    eprintln!("testnet up --latency live: {:.1?}", started.elapsed());
+    let plan = Plan::load(&net_dir).unwrap().expect("a latency plan");
+    let net = privasip_testnet::Testnet::load(&net_dir).unwrap();
+    assert_eq!(net.latency, privasip_testnet::Profile::Live);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = echo.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let a = CTor::new(net.ctor("a", dir.path().join("keys-a")).unwrap());
+        let mut s = tokio::time::timeout(
+            Duration::from_secs(60),
+            a.connect("127.0.0.1", port, Isolation::Fresh),
+        )
+        .await
+        .expect("a stream within 60 s")
+        .unwrap();
+        let mut rtts = Vec::new();
+        for _ in 0..5 {
+            let sent = Instant::now();
+            s.write_all(b"ping").await.unwrap();
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).await.unwrap();
+            rtts.push(sent.elapsed());
+        }
+        let measured = rtts.iter().min().unwrap().as_secs_f64() * 1000.0;
+
+        // The circuit the stream rides, and its relays.
+        let mut ctl = a.control().await.unwrap();
+        let streams = ctl.command("GETINFO stream-status").await.unwrap();
+        let target = format!("127.0.0.1:{port}");
+        let circuit = streams
+            .lines
+            .join("\n")
+            .lines()
+            .find(|l| l.contains(&target))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no stream to {target}: {streams:?}"));
+        let circuits = ctl.command("GETINFO circuit-status").await.unwrap();
+        let text = circuits.lines.join("\n");
+        let path: Vec<String> = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(circuit.as_str()))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or_else(|| panic!("no circuit {circuit}: {text}"))
+            .split(',')
+            .map(|hop| hop.split('~').nth(1).unwrap_or(hop).to_owned())
+            .collect();
+        assert_eq!(path.len(), 3, "an exit circuit of 3 hops: {path:?}");
+        let mut one_way = 0.0;
+        let mut from = "client-a".to_owned();
+        for hop in &path {
+            one_way += plan
+                .delay_ms(&from, hop)
+                .unwrap_or_else(|| panic!("no drawn delay from {from} to {hop}"));
+            from = hop.clone();
+        }
+        let expected = 2.0 * one_way;
+        eprintln!(
+            "circuit {path:?}: round trip {measured:.1} ms (min of 5), drawn {expected:.1} ms"
+        );
+        assert!(
+            measured >= expected - 1.0 && measured <= expected * 1.1 + 30.0,
+            "round trip {measured:.1} ms over {path:?}; the drawn delays add up to {expected:.1} ms"
+        );
+    });
+}
