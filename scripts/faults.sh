@@ -32,6 +32,6 @@ for i in $(seq 1 "$rounds"); do
   else
     echo "  did not recover: $log"
   fi
-  grep -E "first call through" "$log" | sed 's/^/  /' || true
+  grep -E "calls after" "$log" | sed 's/^/  /' || true
 done
 echo "$passed of $rounds rounds recovered from every fault"

@@ -70,6 +70,8 @@ pub fn run(args: &Demo) -> Result<()> {
             // Plain SIP, as the paper's proxies forwarded it: addresses
             // and all, so that the audit shows what hiding takes away.
             hiding: if args.mode == "plain" { "off" } else { "tor" },
+            latency: privasip_testnet::Profile::None,
+            seed: 1,
         },
         started,
     )?;

@@ -39,6 +39,10 @@ pub struct PaperArgs {
     pub base_port: u16,
     /// Quick ACKs on the loopback routes (root only).
     pub quickack: bool,
+    /// The latency the network's links pay.
+    pub latency: privasip_testnet::Profile,
+    /// The seed of the links' delays.
+    pub seed: u64,
 }
 
 /// Runs the paper's experiment and writes its results under `a.out`.
@@ -71,6 +75,8 @@ pub fn run(a: &PaperArgs) -> Result<()> {
         Options {
             quickack: a.quickack,
             hiding: "tor",
+            latency: a.latency,
+            seed: a.seed,
         },
         started,
     )?;
@@ -190,6 +196,11 @@ struct Summary<'a> {
     ratio_median: Option<f64>,
     scheme: &'a str,
     scheduler: &'a str,
+    /// The network's latency profile (none, live) and its seed.
+    latency_profile: &'a str,
+    latency_seed: Option<u64>,
+    /// The mean one-way delay of a link in that profile, ms.
+    mean_link_ms: Option<f64>,
 }
 
 /// Milliseconds to the microsecond, as the files give them.
@@ -280,7 +291,7 @@ fn write_summary(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         "# The paper's experiment, reproduced\n\n{} sequential calls per scenario, interleaved, \
          Alice -> Proxy A -> Tor (onion) -> Proxy B -> Tor (Bob's onion) -> Bob; INVITE->180 at \
          Alice; PrivaSIP-2 with {}; a new circuit per call{}; private Tor network on loopback, \
-         scheduler {scheduler}{}.\n\n| scenario | calls | ok | min ms | median ms | p95 ms | max ms | paper (live Tor) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         scheduler {scheduler}{}{}.\n\n| scenario | calls | ok | min ms | median ms | p95 ms | max ms | paper (live Tor) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         a.calls,
         a.scheme.to_uppercase(),
         if a.reuse {
@@ -292,6 +303,16 @@ fn write_summary(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
             ", quick ACKs on the loopback routes"
         } else {
             ""
+        },
+        match a.latency.model() {
+            Some(m) => format!(
+                ", every link delayed as on the {} Tor network (doc/latency.md: {:.1} ms one way per \
+                 link on average, seed {})",
+                a.latency.name(),
+                m.mean_ms(),
+                a.seed
+            ),
+            None => String::new(),
         }
     );
     let mut medians = std::collections::HashMap::new();
@@ -334,11 +355,15 @@ fn write_summary(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         (Some(p), Some(q)) if *q > 0.0 => Some(p / q),
         _ => None,
     };
+    let model = a.latency.model();
     let summary = Summary {
         scenarios: summary,
         ratio_median: ratio.map(|r| (r * 10_000.0).round() / 10_000.0),
         scheme: &a.scheme,
         scheduler,
+        latency_profile: a.latency.name(),
+        latency_seed: model.map(|_| a.seed),
+        mean_link_ms: model.map(|m| (m.mean_ms() * 10.0).round() / 10.0),
     };
     std::fs::write(
         out.join("summary.json"),

@@ -146,6 +146,10 @@ pub struct Options {
     /// The proxies' `[proxy] topology_hiding` ("tor", or "off" to show
     /// what plain SIP proxies forward).
     pub hiding: &'static str,
+    /// The latency the network's links pay, and the seed of its delays.
+    pub latency: privasip_testnet::Profile,
+    /// The seed of the links' delays.
+    pub seed: u64,
 }
 
 /// Starts the network, both proxies and Bob in `d`, with keys of
@@ -170,7 +174,7 @@ pub fn stage(
         started,
         "starting a private Tor network (3 authorities, 5 relays, 2 clients)",
     );
-    start_network(net_dir, base_port, opts.quickack)?;
+    start_network(net_dir, base_port, opts)?;
     say(
         started,
         &format!("keys for a.example and b.example ({scheme}), users alice and bob"),
@@ -227,13 +231,16 @@ struct Setting<'a> {
 }
 
 /// The private Tor network in `net_dir`, a spinner while it comes up.
-fn start_network(net_dir: PathBuf, base_port: u16, quickack: bool) -> Result<()> {
+fn start_network(net_dir: PathBuf, base_port: u16, o: Options) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let opts = privasip_testnet::Options {
         base_port,
-        quickack,
+        quickack: o.quickack,
+        latency: o.latency,
+        seed: o.seed,
+        forwarder: Some(exe()?),
         ..privasip_testnet::Options::new(net_dir)
     };
     let steps = crate::progress::Steps::new("testnet");

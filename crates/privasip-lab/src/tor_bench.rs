@@ -215,9 +215,17 @@ pub async fn run(dir: &std::path::Path, samples: usize) -> Result<String> {
     }
     let mut t = format!(
         "Stream set-up + one SIP transaction (OPTIONS -> 200), {samples} samples each after one warm-up; \
-         private Tor network on loopback, scheduler {}; times in ms.\n\n\
+         private Tor network on loopback, scheduler {}, latency {}{}; times in ms.\n\n\
          | path | median | p95 | min | max | of which stream set-up (median) | failed |\n|---|---:|---:|---:|---:|---:|---:|\n",
-        net.scheduler.name()
+        net.scheduler.name(),
+        net.latency.name(),
+        match privasip_testnet::Plan::load(dir)? {
+            Some(p) => format!(
+                " ({:.1} ms one way per link on average, seed {})",
+                p.mean_link_ms, p.seed
+            ),
+            None => String::new(),
+        }
     );
     for r in &rows {
         t.push_str(&format!(

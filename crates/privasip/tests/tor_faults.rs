@@ -7,8 +7,8 @@
 //! dies), then the guard tor a's circuits enter by, then tor b (which
 //! hosts B's onion service: proxy B must add it again when tor is back),
 //! then tor a (proxy A's way into Tor). After each fault nobody is told
-//! anything; the test waits for the first call that gets through and then
-//! asks that a batch of calls all succeed. How long each recovery took is
+//! anything; the test runs batches of calls until one all succeeds, within
+//! a bound. How long each recovery took is
 //! printed (on stderr: `cargo test --test tor_faults -- --nocapture`).
 
 #![allow(clippy::unwrap_used)]
@@ -85,32 +85,33 @@ fn calls(d: &Path, calls: &str) -> (bool, usize, String) {
     (ok, succeeded, report)
 }
 
-/// After a fault: waits (up to [`RECOVERY`]) for a call to get through,
-/// then asks a batch of calls to all succeed. Returns the time to the
-/// first call that got through.
+/// After a fault: runs batches of calls (up to [`RECOVERY`]) until one
+/// batch all succeeds. Tor routes around a dead relay in steps (the
+/// client's guard state, a descriptor naming a dead introduction point,
+/// a rendezvous point chosen from a consensus that still lists the dead
+/// relay until the authorities' next votes), so single calls can fail
+/// for a while after one got through. Returns the time to the batch that
+/// all succeeded.
 fn recovers(d: &Path, fault: &str, logs: &dyn Fn() -> String) -> Duration {
     let start = Instant::now();
+    let mut batches = 0;
     loop {
-        let (_, ok, report) = calls(d, "1");
-        if ok == 1 {
+        batches += 1;
+        let (_, n, report) = calls(d, BATCH);
+        if n.to_string() == BATCH {
             break;
         }
         assert!(
             start.elapsed() < RECOVERY,
-            "no call got through within {} s of {fault}:\n{report}\n{}",
+            "after {fault}, no batch of {BATCH} calls all succeeded within {} s \
+             (the last: {n}):\n{report}\n{}",
             RECOVERY.as_secs(),
             logs()
         );
         std::thread::sleep(Duration::from_secs(2));
     }
     let took = start.elapsed();
-    let (ok, n, report) = calls(d, BATCH);
-    assert!(
-        ok && n.to_string() == BATCH,
-        "after {fault}, {n} of {BATCH} calls succeeded:\n{report}\n{}",
-        logs()
-    );
-    eprintln!("{fault}: first call through after {took:.1?}, then {BATCH} of {BATCH}");
+    eprintln!("{fault}: {BATCH} of {BATCH} calls after {took:.1?} ({batches} batches)");
     took
 }
 
