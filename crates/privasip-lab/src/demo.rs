@@ -33,6 +33,10 @@ pub struct Demo {
     pub callee_reach: CalleeReach,
     /// How Alice reaches her home proxy.
     pub alice_hop: AliceHop,
+    /// The latency the network's links pay.
+    pub latency: privasip_testnet::Profile,
+    /// The seed of the links' delays.
+    pub seed: u64,
 }
 
 /// Runs the demo, printing what it does and what each party saw.
@@ -70,8 +74,8 @@ pub fn run(args: &Demo) -> Result<()> {
             // Plain SIP, as the paper's proxies forwarded it: addresses
             // and all, so that the audit shows what hiding takes away.
             hiding: if args.mode == "plain" { "off" } else { "tor" },
-            latency: privasip_testnet::Profile::None,
-            seed: 1,
+            latency: args.latency,
+            seed: args.seed,
         },
         started,
     )?;

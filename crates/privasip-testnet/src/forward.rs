@@ -108,7 +108,7 @@ async fn serve(listener: TcpListener, relay: String, real: u16, sh: Shared) {
         let n = sh.connections.fetch_add(1, Ordering::Relaxed);
         let jitter = sh.plan.model.jitter_mean_ms;
         let seed = sh.plan.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        tracing::debug!(%dialler, %relay, one_way, "link");
+        tracing::info!(%dialler, %relay, one_way, from = from.port(), "link");
         tokio::spawn(async move {
             let _slot = slot;
             let to = SocketAddr::from((Ipv4Addr::LOCALHOST, real));

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use privasip_lab::stage::{AliceHop, CalleeReach};
 
+use super::LatencyArg;
+
 /// Place a PrivaSIP-2 call over Tor from Alice to Bob, on this machine.
 ///
 /// Starts a private Tor network (Debian's tor), Proxy A (Alice's home
@@ -31,6 +33,7 @@ use privasip_lab::stage::{AliceHop, CalleeReach};
 ///   privasip demo
 ///   privasip demo --mode plain           # the same call without PrivaSIP
 ///   privasip demo --alice-hop tor        # Alice reaches her proxy over Tor too
+///   privasip demo --latency live         # every Tor link as slow as on the live network
 ///   privasip demo --calls 5 --keep --dir /tmp/privasip-demo
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -60,6 +63,13 @@ pub(crate) struct Args {
     /// paper's set-up), or through Tor as well.
     #[arg(long, value_enum, default_value = "lan")]
     alice_hop: AliceHop,
+    /// The latency the network's links pay: none (loopback's), or live
+    /// (the live Tor network's, per link; doc/latency.md).
+    #[arg(long, value_enum, default_value_t = LatencyArg::None)]
+    latency: LatencyArg,
+    /// The seed the links' delays are drawn from (with --latency).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    seed: u64,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -71,5 +81,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         mode: args.mode.clone(),
         callee_reach: args.callee_reach,
         alice_hop: args.alice_hop,
+        latency: args.latency.into(),
+        seed: args.seed,
     })
 }

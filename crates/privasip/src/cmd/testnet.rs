@@ -206,9 +206,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             }
             Ok(())
         }
-        Action::Forward { dir } => rt
-            .block_on(privasip_testnet::run_forwarder(dir))
-            .map_err(anyhow::Error::from),
+        Action::Forward { dir } => {
+            privasip_node::init_logs();
+            rt.block_on(privasip_testnet::run_forwarder(dir))
+                .map_err(anyhow::Error::from)
+        }
         Action::Restart { dir, node } => {
             rt.block_on(privasip_testnet::restart(dir, node))?;
             println!("{node} is running again");
