@@ -87,7 +87,7 @@ impl CTor {
         let (ctl, id) = add_onion(&self.cfg, &spec, local_port).await?;
         let (tx, incoming) = mpsc::channel::<TorStream>(64);
         let port = spec.port;
-        tokio::spawn(serve(self.cfg.clone(), spec, ctl, local, tx));
+        tokio::spawn(serve(self.cfg.clone(), spec, ctl, (local, local_port), tx));
         Ok(OnionService {
             address: Sensitive::new(format!("{id}.onion")),
             port,
@@ -164,7 +164,8 @@ async fn add_onion(
     Ok((ctl, id))
 }
 
-/// Hands the streams tor forwards to `local` over to `tx`, until its
+/// Hands the streams tor forwards to `local` (on `local_port`) over to
+/// `tx`, until its
 /// receiver goes. If tor goes (its control connection closes: the
 /// daemon died or restarted), the service went with it: it is added
 /// again, same key and port, as soon as tor answers, so the service
@@ -173,12 +174,9 @@ async fn serve(
     cfg: CTorConfig,
     spec: OnionSpec,
     mut ctl: ControlConn,
-    local: TcpListener,
+    (local, local_port): (TcpListener, u16),
     tx: mpsc::Sender<TorStream>,
 ) {
-    let Ok(local_port) = local.local_addr().map(|a| a.port()) else {
-        return;
-    };
     loop {
         tokio::select! {
             () = tx.closed() => return,
