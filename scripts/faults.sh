@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Tor fault-injection tests, over and over: CI runs each once, which
-# shows they can pass; this shows how often they do (timing on a private
-# Tor network varies from run to run).
+# The Tor fault-injection tests, over and over: CI runs the deployment
+# test's restart once; tor_faults is ignored in CI until it is reliable
+# (RELIABILITY.md). This shows how often each passes.
 #
 #   bash scripts/faults.sh [ROUNDS]   (default 5)
 #
@@ -26,7 +26,7 @@ passed=0
 for i in $(seq 1 "$rounds"); do
   step "round $i of $rounds"
   log="runs/faults-$i.log"
-  if cargo test --locked -q -p privasip --test deploy --test tor_faults -- --nocapture > "$log" 2>&1; then
+  if cargo test --locked -q -p privasip --test deploy --test tor_faults -- --include-ignored --nocapture > "$log" 2>&1; then
     passed=$((passed + 1))
     echo "  recovered from every fault"
   else
