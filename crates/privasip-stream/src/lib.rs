@@ -126,11 +126,15 @@ where
             buf = Vec::new();
         }
         // The clock runs from when the unfinished message in `buf` began
-        // (about now, if a message just completed before it).
-        partial_since = match (buf.is_empty(), partial_since) {
-            (true, _) => None,
-            (false, Some(since)) if !progressed => Some(since),
-            (false, _) => Some(Instant::now()),
+        // (about now, if a message just completed before it). CRLFs alone
+        // begin nothing: a single one is the pong that answers our own
+        // keep-alive (RFC 5626 §4.4.1), and must not cut the stream off a
+        // message timeout later.
+        let begun = !b"\r\n\r\n".starts_with(&buf);
+        partial_since = match (begun, partial_since) {
+            (false, _) => None,
+            (true, Some(since)) if !progressed => Some(since),
+            (true, _) => Some(Instant::now()),
         };
     }
 }
@@ -193,6 +197,41 @@ mod tests {
         let (_a, mut b) = tokio::io::duplex(4096);
         let end = ending(&mut b).await;
         assert_eq!(end, End::Idle);
+    }
+
+    /// The pong that answers our keep-alive is a lone CRLF: it is no
+    /// message begun, so a quiet stream that pinged is not cut off as too
+    /// slow (it was, 32 s after each pong, before).
+    #[tokio::test(start_paused = true)]
+    async fn a_pong_is_not_a_message_begun() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        a.write_all(b"\r\n").await.expect("write");
+        let quiet = Timeouts {
+            idle: None,
+            message: Duration::from_secs(5),
+        };
+        let reading = read_messages(&mut b, Limits::default(), quiet, || {}, |_| async { true });
+        let cut = tokio::time::timeout(Duration::from_secs(3600), reading).await;
+        assert!(cut.is_err(), "the stream ended: {cut:?}");
+        // A pong then a message still frames.
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let mut input = b"\r\n".to_vec();
+        input.extend_from_slice(OPTIONS);
+        a.write_all(&input).await.expect("write");
+        drop(a);
+        let mut got = 0;
+        let end = read_messages(
+            &mut b,
+            Limits::default(),
+            quiet,
+            || {},
+            |_| {
+                got += 1;
+                async { true }
+            },
+        )
+        .await;
+        assert_eq!((end, got), (End::Closed, 1));
     }
 
     #[tokio::test(start_paused = true)]
