@@ -68,13 +68,20 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
     pub(crate) fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k)
+    }
+
+    pub(crate) fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        self.map.get_mut(k)
+    }
+
+    pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
+        self.map.remove(k)
     }
 
     /// Keeps only the entries `keep` says may stay.

@@ -43,6 +43,7 @@ pub struct Next<P> {
 pub type Resolver<P> = Box<dyn Fn(&str, Option<u16>, &str) -> Option<Next<P>> + Send>;
 
 mod hiding;
+mod live_calls;
 mod request;
 
 /// The proxy's settings.
@@ -266,6 +267,9 @@ pub struct Proxy<P> {
     /// Dialogs whose BYE went through one of our Contact handles: their
     /// handles open to nothing now.
     ended: Bounded<String, Instant>,
+    /// Calls on circuits of their own, by circuit number: ended with a
+    /// BYE each way if that circuit dies (module `live_calls`).
+    live: Bounded<u64, live_calls::LiveCall>,
     /// Handles made lately, by a keyed hash of (Call-ID, Contact): a
     /// dialog's 180, 200 and later requests name the same Contact, and get
     /// the same handle without sealing it again. Cleared when full.
@@ -297,6 +301,9 @@ pub enum Notice {
     },
     /// A PrivaSIP token arrived and this proxy holds no PrivaSIP keys.
     NoKeys,
+    /// A call's own Tor circuit died: the call was ended with a BYE each
+    /// way.
+    CallCircuitLost,
 }
 
 impl std::fmt::Display for Notice {
@@ -306,6 +313,10 @@ impl std::fmt::Display for Notice {
                 f,
                 "a PrivaSIP token ({scheme}) names key {key_id}..., which this proxy does not \
                  hold: if it is ours, add its private key file to [privasip] keys"
+            ),
+            Notice::CallCircuitLost => f.write_str(
+                "a call's Tor circuit died under it: ended the call with a BYE to each side \
+                 (Reason: Tor circuit lost)",
             ),
             Notice::NoKeys => f.write_str(
                 "a PrivaSIP token arrived, and this proxy holds no PrivaSIP keys: \
@@ -421,6 +432,7 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             hiding: Hiding::default(),
             sealer: Sealer::new(&secret),
             ended: Bounded::new(ENDED_DIALOGS),
+            live: live_calls::table(),
             handles: HashMap::new(),
             handle_keys: std::hash::RandomState::new(),
             call_circuits: None,
@@ -850,13 +862,17 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
     /// Tor stream that did not open, a connection that closed. Every
     /// branch sent that way and not yet answered ends now as a 503 (RFC
     /// 3261 §17.1.4; upstream it goes as 500, §16.7 step 6), instead of
-    /// 32 s later as a 408.
+    /// 32 s later as a 408. When `circuit` is a call's own, the call is
+    /// over too: it is ended with a BYE each way (module `live_calls`).
     pub fn transport_failed(&mut self, now: Instant, peer: &P, circuit: Option<Circuit>)
     where
         P: PartialEq,
     {
         if self.tx.transport_failed(peer, circuit) > 0 {
             self.on_tx_events(now);
+        }
+        if let Some(Circuit::Call(n)) = circuit {
+            self.call_circuit_lost(now, n);
         }
     }
 
@@ -1488,8 +1504,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
             // proxy accounts it: then once the record is committed.
             let mut accounted = false;
             let call_id = msg.call_id().unwrap_or_default().to_owned();
+            let mut answered = None;
             let others: Vec<Vec<u8>> = match self.calls.get_mut(&stx) {
                 Some(call) => {
+                    // A call on a circuit of its own is watched from its
+                    // first 2xx (module `live_calls`).
+                    if call.invite && !call.done && self.call_circuits.is_some() {
+                        let sent = call.pending.iter().find(|(c, _)| *c == ctx);
+                        answered = sent
+                            .map(|(_, b)| (call.request.clone(), b.clone(), call.caller.is_some()));
+                    }
                     if call.invite {
                         let from = call.from.clone();
                         self.accepted.entry(
@@ -1536,6 +1560,16 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 }
                 None => Vec::new(),
             };
+            if let Some((received, forwarded, billed)) = answered {
+                let a = live_calls::Answered {
+                    received: &received,
+                    forwarded: &forwarded,
+                    answer: msg,
+                    up: &up,
+                    accounted: billed,
+                };
+                self.watch_call(now, &a);
+            }
             if self.store_commits && accounted && self.held.len() < MAX_HELD {
                 // With the counter the caller's AES token raised: a token
                 // whose call was answered never opens again.

@@ -654,6 +654,171 @@ fn each_call_names_a_circuit_of_its_own_and_keeps_it() {
     );
 }
 
+/// A call set up on a circuit of its own, answered and ACKed; the
+/// circuit and the INVITE as Bob got it.
+fn call_on_its_circuit(p: &mut Proxy<&'static str>, now: Instant) -> (Circuit, Vec<u8>) {
+    register(p, now, "bob.host", "bob");
+    p.receive(
+        now,
+        &invite("sip:bob@b.example", "z9hG4bKw1", 70, ""),
+        "alice",
+        false,
+    );
+    let out = drain_circuits(p);
+    let circuit = circuit_to(&out, "bob");
+    let fwd = out
+        .iter()
+        .find(|(t, ..)| *t == "bob")
+        .expect("down")
+        .2
+        .clone();
+    // Bob's 200 copies the Record-Route (RFC 3261 §12.1.1).
+    let m = parse(&fwd);
+    let mut extra = vec!["Contact: <sip:bob@bob.host>".to_owned()];
+    extra.extend(
+        m.values(privasip_message::HeaderName::RecordRoute)
+            .map(|v| format!("Record-Route: {v}")),
+    );
+    let ok = privasip_proxy::response_for(&m, 200, "OK", "b1", &extra);
+    p.receive(now, &ok, "bob", false);
+    let up = drain_circuits(p);
+    assert!(
+        up.iter()
+            .any(|(t, _, b)| *t == "alice" && status(b) == Some(200))
+    );
+    (circuit, fwd)
+}
+
+/// The requests among `out`, by whom they went to.
+fn requests_to<'a>(
+    out: &'a [(&'static str, Circuit, Vec<u8>)],
+    to: &str,
+) -> Vec<&'a (&'static str, Circuit, Vec<u8>)> {
+    out.iter()
+        .filter(|(t, _, b)| *t == to && status(b).is_none())
+        .collect()
+}
+
+/// RFC 3326 and issue "faults survived": a call whose own circuit dies is
+/// ended towards each side with a BYE saying why; the caller's goes on
+/// its link, the callee's on the call's circuit (a new stream: it arrives
+/// if the far side can still be reached).
+#[test]
+fn a_call_whose_circuit_dies_is_ended_with_a_bye_each_way() {
+    let mut p = proxy();
+    p.set_call_circuits(true);
+    let t0 = Instant::now();
+    let (circuit, _) = call_on_its_circuit(&mut p, t0);
+    assert!(p.watches(t0, circuit));
+    assert_eq!(p.live_calls(), 1);
+
+    // The shared stream closing takes no call with it.
+    p.transport_failed(t0, &"bob", Some(Circuit::Shared));
+    assert!(drain_circuits(&mut p).is_empty());
+    assert!(p.watches(t0, circuit));
+
+    let later = t0 + Duration::from_secs(30);
+    p.transport_failed(later, &"bob", Some(circuit));
+    let out = drain_circuits(&mut p);
+    let up = requests_to(&out, "alice");
+    let down = requests_to(&out, "bob");
+    assert_eq!((up.len(), down.len()), (1, 1), "{out:?}");
+    let to_alice = parse(&up[0].2);
+    assert_eq!(
+        to_alice.method().map(|m| m.as_str().to_owned()).as_deref(),
+        Some("BYE")
+    );
+    assert_eq!(to_alice.request_uri(), Some("sip:alice@alice.host"));
+    assert_eq!(to_alice.from().and_then(|f| f.tag()), Some("b1"));
+    assert_eq!(to_alice.to().and_then(|t| t.tag()), Some("a1"));
+    assert_eq!(to_alice.call_id(), Some("call-1"));
+    let to_bob = parse(&down[0].2);
+    assert_eq!(to_bob.request_uri(), Some("sip:bob@bob.host"));
+    assert_eq!(to_bob.from().and_then(|f| f.tag()), Some("a1"));
+    assert_eq!(to_bob.to().and_then(|t| t.tag()), Some("b1"));
+    assert_eq!(
+        to_bob.cseq().map(|c| c.seq),
+        Some(2),
+        "after the INVITE's 1"
+    );
+    assert_eq!(down[0].1, circuit, "on the call's circuit");
+    for m in [&to_alice, &to_bob] {
+        assert_eq!(
+            m.header_str("Reason").map(|h| h.value()),
+            Some("SIP ;cause=503 ;text=\"Tor circuit lost\""),
+        );
+        assert_eq!(m.vias().len(), 1, "our Via alone");
+    }
+    assert!(!p.watches(later, circuit));
+    assert_eq!(p.live_calls(), 0);
+    assert_eq!(
+        p.poll_notice(),
+        Some(privasip_proxy::Notice::CallCircuitLost)
+    );
+
+    // Their answers end here.
+    let ok = answer(&up[0].2, 200, "x");
+    p.receive(later, &ok, "alice", false);
+    assert!(drain_circuits(&mut p).is_empty());
+    // Once ended, a second failure sends nothing.
+    p.transport_failed(later, &"bob", Some(circuit));
+    assert!(requests_to(&drain_circuits(&mut p), "alice").is_empty());
+}
+
+/// A call that ended with its own BYE is no longer watched: its circuit
+/// may then idle out and close without anyone being told anything.
+#[test]
+fn a_call_ended_by_its_users_is_no_longer_watched() {
+    let mut p = proxy();
+    p.set_call_circuits(true);
+    let t0 = Instant::now();
+    let (circuit, fwd) = call_on_its_circuit(&mut p, t0);
+    let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
+    // Bob sends a request in the dialog (CSeq 7), then Alice hangs up.
+    let info = format!(
+        "INFO sip:alice@alice.host SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch=z9hG4bKi1\r\n\
+         Max-Forwards: 70\r\nRoute: <{rr}>\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
+         To: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.receive(t0, info.as_bytes(), "bob", false);
+    assert_eq!(requests_to(&drain_circuits(&mut p), "alice").len(), 1);
+    // Had the circuit died now, Alice's BYE would have had CSeq 8.
+    let bye = format!(
+        "BYE sip:bob@bob.host SIP/2.0\r\nVia: SIP/2.0/UDP alice.host;branch=z9hG4bKb1\r\n\
+         Max-Forwards: 70\r\nRoute: <{rr}>\r\nTo: <sip:bob@b.example>;tag=b1\r\n\
+         From: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.receive(t0, bye.as_bytes(), "alice", false);
+    assert_eq!(requests_to(&drain_circuits(&mut p), "bob").len(), 1);
+    assert!(!p.watches(t0, circuit));
+    p.transport_failed(t0, &"bob", Some(circuit));
+    assert!(requests_to(&drain_circuits(&mut p), "alice").is_empty());
+}
+
+/// The BYE towards the caller carries a CSeq above every request the
+/// callee sent in the dialog (RFC 3261 §12.2.2 refuses a lower one).
+#[test]
+fn the_bye_to_the_caller_comes_after_the_callees_requests() {
+    let mut p = proxy();
+    p.set_call_circuits(true);
+    let t0 = Instant::now();
+    let (circuit, fwd) = call_on_its_circuit(&mut p, t0);
+    let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
+    let info = format!(
+        "INFO sip:alice@alice.host SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch=z9hG4bKi2\r\n\
+         Max-Forwards: 70\r\nRoute: <{rr}>\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
+         To: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n"
+    );
+    p.receive(t0, info.as_bytes(), "bob", false);
+    drain_circuits(&mut p);
+    p.transport_failed(t0, &"bob", Some(circuit));
+    let out = drain_circuits(&mut p);
+    let up = requests_to(&out, "alice");
+    assert_eq!(parse(&up[0].2).cseq().map(|c| c.seq), Some(8));
+    let down = requests_to(&out, "bob");
+    assert_eq!(parse(&down[0].2).cseq().map(|c| c.seq), Some(2));
+}
+
 #[test]
 fn without_call_circuits_everything_is_shared() {
     let mut p = proxy();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use privasip_proxy::{Proxy, StoreEvent};
+use privasip_proxy::{Circuit, Proxy, StoreEvent};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -127,6 +127,8 @@ pub async fn run(
     // instead of spinning on the error.
     let mut accept_pause: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
+    let mut keepalive = tokio::time::interval(CALL_KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = proxy.poll_timeout();
         let sleep = async {
@@ -193,18 +195,41 @@ pub async fn run(
                     proxy.flow_closed(&addr);
                     let carried = tor.as_mut().and_then(|t| t.closed(addr));
                     // What went out on it unanswered will not be answered:
-                    // 503 now rather than Timer B's 408 in 32 s.
-                    if asked.remove(&addr) {
-                        let now = Instant::now();
+                    // 503 now rather than Timer B's 408 in 32 s. A call's
+                    // own stream, kept alive while its call is watched,
+                    // closes when its circuit dies: the core ends the call
+                    // whether or not anything was waiting.
+                    let now = Instant::now();
+                    let asked_here = asked.remove(&addr);
+                    if asked_here {
                         proxy.transport_failed(now, &addr, None);
-                        if let Some((route, circuit)) = carried {
-                            proxy.transport_failed(now, &Peer::Onion(route), Some(circuit));
+                    }
+                    match carried {
+                        Some((route, c @ Circuit::Call(_))) => {
+                            proxy.transport_failed(now, &Peer::Onion(route), Some(c));
                         }
+                        Some((route, c)) if asked_here => {
+                            proxy.transport_failed(now, &Peer::Onion(route), Some(c));
+                        }
+                        _ => {}
                     }
                 }
             },
             Some(update) = next_update(updates.as_mut()) => update(&mut proxy, Instant::now()),
             () = sleep => proxy.handle_timeout(Instant::now()),
+            _ = keepalive.tick() => {
+                // RFC 5626 pings on the streams of watched calls, so that
+                // neither end closes them for being idle while the call
+                // lasts (the far side's idle timeout is 600 s by default).
+                if let Some(t) = tor.as_ref() {
+                    let now = Instant::now();
+                    for (peer, c) in t.call_streams() {
+                        if proxy.watches(now, c) && let Some(w) = conns.get(&peer) {
+                            let _ = w.try_send(b"\r\n\r\n".to_vec());
+                        }
+                    }
+                }
+            }
         }
         while let Some(t) = proxy.poll_transmit() {
             let request = !t.bytes.starts_with(b"SIP/2.0 ");
@@ -353,6 +378,11 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Messages queued for one connection while it opens; more are dropped.
 const MAX_WAITING: usize = 64;
+
+/// How often the stream of a call watched by the core (a call on a Tor
+/// circuit of its own) carries a keep-alive: well inside the 600 s idle
+/// timeout of either end.
+const CALL_KEEPALIVE: Duration = Duration::from_secs(120);
 
 /// The default idle timeout for TCP connections.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);

@@ -200,6 +200,13 @@ impl Driver {
         carried
     }
 
+    /// Every call's stream, with its call's circuit.
+    pub(crate) fn call_streams(&self) -> impl Iterator<Item = (Peer, Circuit)> + '_ {
+        self.routes
+            .iter()
+            .flat_map(|r| r.calls.iter().map(|(n, p)| (*p, Circuit::Call(*n))))
+    }
+
     /// The stream a message to `route` on `circuit` takes, opening one
     /// if needed; `None` for a route the table does not hold.
     pub(crate) fn stream_for(

@@ -335,6 +335,9 @@ impl<P: Clone + Eq + std::hash::Hash> Proxy<P> {
                 Err(e) => no_hop = no_hop.max(e),
             }
         }
+        if route_proof {
+            self.call_request(now, msg);
+        }
         // Once a BYE of the dialog passed through us, its handles are
         // refused (for as long as we remember: ENDED_DIALOGS).
         if method == "BYE" && (route_proof || handle.is_some()) {
