@@ -312,6 +312,13 @@ impl Driver {
                     Err(_) => last = "no stream before the timeout".to_owned(),
                 }
                 tracing::debug!(route = idx, attempt, "Tor stream failed: {last}");
+                // What the client knows of the service may be stale (a
+                // dead introduction point, a descriptor from before the
+                // service moved): the next attempt, this stream's or the
+                // next call's, starts over.
+                if privasip_tor::is_onion(&route.host) {
+                    backend.forget_onion_state().await;
+                }
                 match backoff.after_failure(Instant::now()) {
                     Some(pause) => tokio::time::sleep(pause).await,
                     None => break,

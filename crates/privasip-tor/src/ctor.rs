@@ -36,7 +36,12 @@ pub struct CTor {
     /// restarts (tor would otherwise reuse a circuit it still has).
     session: u64,
     next: AtomicU64,
+    /// When NEWNYM was last sent.
+    last_newnym: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// tor itself delays NEWNYMs closer than 10 s apart.
+const NEWNYM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl CTor {
     /// A backend for the daemon `cfg` describes (nothing is opened yet).
@@ -45,6 +50,7 @@ impl CTor {
             cfg,
             session: rand_core::RngCore::next_u64(&mut rand_core::OsRng),
             next: AtomicU64::new(0),
+            last_newnym: std::sync::Mutex::new(None),
         }
     }
 
@@ -79,6 +85,32 @@ impl CTor {
                 other => TorError::Backend(other.to_string()),
             })?;
         Ok(TorStream::from_tcp(s))
+    }
+
+    /// `SIGNAL NEWNYM`, at most once per [`NEWNYM_EVERY`]: the daemon
+    /// keeps one onion-service client cache for every isolation (so a
+    /// fresh one does not start over), and NEWNYM purges it: descriptors,
+    /// the introduction points it saw fail, and the record of which
+    /// directories it asked in the last 15 minutes (which otherwise keeps
+    /// it from asking them again for a new descriptor). New streams get
+    /// new circuits; streams already open keep theirs.
+    async fn newnym(&self) {
+        {
+            let mut last = self.last_newnym.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < NEWNYM_EVERY) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let sent = match ControlConn::connect(self.cfg.control).await {
+            Ok(mut ctl) => ctl.command("SIGNAL NEWNYM").await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => tracing::info!("asked tor to forget its onion-service state (NEWNYM)"),
+            Err(e) => tracing::debug!("NEWNYM failed: {e}"),
+        }
     }
 
     async fn host(&self, spec: OnionSpec) -> Result<OnionService, TorError> {
@@ -281,5 +313,9 @@ impl TorBackend for CTor {
 
     fn host_onion(&self, spec: OnionSpec) -> BoxFuture<'_, Result<OnionService, TorError>> {
         Box::pin(self.host(spec))
+    }
+
+    fn forget_onion_state(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.newnym())
     }
 }

@@ -209,6 +209,16 @@ pub trait TorBackend: Send + Sync + 'static {
     /// Hosts an onion service with a key that persists across restarts and
     /// returns once it is published (reachable by clients).
     fn host_onion(&self, spec: OnionSpec) -> BoxFuture<'_, Result<OnionService, TorError>>;
+
+    /// Forgets what this client learned of onion services (descriptors,
+    /// introduction points that failed, which directories were asked
+    /// lately), so that the next stream to one starts over; for after
+    /// attempts to reach one kept failing. arti keeps that knowledge per
+    /// isolation, and a fresh isolation already starts over: nothing to
+    /// do (the default). Streams already open are never touched.
+    fn forget_onion_state(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// True for a `.onion` host name (RFC 7686: never resolved outside Tor).
