@@ -28,6 +28,7 @@ const A_PORT: u16 = 24060;
 const B_PORT: u16 = 24062;
 const UAS_PORT: u16 = 24070;
 const UAC_PORT: u16 = 24090;
+const ALICE_PORT: u16 = 24094;
 
 /// How long recovery from one fault may take: tor must notice the dead
 /// relay or daemon, build new circuits, and for an onion service publish a
@@ -160,8 +161,6 @@ fn pid_of(net: &Path, node: &str) -> u32 {
 }
 
 #[test]
-#[ignore = "not yet reliable: after a relay's death tor a sometimes cannot reach B's onion \
-            service for minutes (2 of the last 2 local runs); run it with bash scripts/faults.sh"]
 fn calls_survive_dead_relays_guards_and_tor_daemons() {
     common::require("sipp", "sip-tester");
     common::require("tor", "tor");
@@ -211,9 +210,12 @@ fn calls_survive_dead_relays_guards_and_tor_daemons() {
             lines.into_iter().rev().collect::<Vec<_>>().join("\n")
         };
         format!(
-            "--- proxy A log (end):\n{}\n--- proxy B log (end):\n{}",
+            "--- proxy A log (end):\n{}\n--- proxy B log (end):\n{}\n\
+             --- tor a's log (end):\n{}\n--- tor b's log (end):\n{}",
             tail(read("a.log")),
-            tail(read("b.log"))
+            tail(read("b.log")),
+            tail(read("net/nodes/client-a/notice.log")),
+            tail(read("net/nodes/client-b/notice.log"))
         )
     };
 
@@ -281,6 +283,13 @@ fn calls_survive_dead_relays_guards_and_tor_daemons() {
     });
     eprintln!("a relay killed under 6 calls: {during} succeeded");
     recovers(d, "a relay's death", &logs);
+    // It comes back before the next fault: the authorities list a relay
+    // as Running for 45 minutes after they last reached it, so a dead one
+    // stays in every client's and service's choice of paths. On the live
+    // network that is a few relays of thousands; here two dead of eight
+    // would fail a quarter of all hops, which tests the network's size,
+    // not our recovery.
+    testnet(&net, "restart", &victim);
 
     // 2. The guard tor a enters by dies.
     let guards = or_peers(pid_of(&net, "client-a"), &relays);
@@ -293,12 +302,77 @@ fn calls_survive_dead_relays_guards_and_tor_daemons() {
     });
     eprintln!("tor a's guard killed under 6 calls: {during} succeeded");
     recovers(d, "the guard's death", &logs);
+    testnet(&net, "restart", &guard);
 
     // 3. tor b dies and comes back: B's onion service went with it, and
-    // proxy B adds it again by itself.
+    // proxy B adds it again by itself. A call is up when it dies (Alice,
+    // a privasip user agent, holds it for minutes): proxy A, which gave
+    // the call a circuit of its own, sees that circuit die and ends the
+    // call with a BYE to Alice (RFC 3326), long before she would hang up.
+    let alice = common::local_ua(
+        "alice",
+        "a.example",
+        "unused",
+        ALICE_PORT,
+        &format!("udp:127.0.0.1:{A_PORT}"),
+    );
+    let alice_cfg = common::write_file(d, "alice.toml", &alice.to_toml());
+    let held = Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args(["ua", "--config"])
+        .arg(&alice_cfg)
+        .args(["call", "sip:service@b.example", "--hold", "300", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut held = common::Running(vec![held]);
+    // Answered within a few seconds (the batches above took about one).
+    std::thread::sleep(Duration::from_secs(8));
+    let killed = Instant::now();
     testnet(&net, "kill", "client-b");
     std::thread::sleep(Duration::from_secs(2));
     testnet(&net, "restart", "client-b");
+    let ended = loop {
+        if let Some(status) = held.0[0].try_wait().unwrap() {
+            break Some(status);
+        }
+        if killed.elapsed() > Duration::from_secs(90) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let record = {
+        use std::io::Read;
+        let mut out = String::new();
+        if ended.is_some()
+            && let Some(o) = held.0[0].stdout.as_mut()
+        {
+            o.read_to_string(&mut out).unwrap();
+        }
+        out
+    };
+    drop(held);
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "Alice's call, held for 300 s, was not ended within 90 s of its circuit's death \
+         ({ended:?}): {record}\n{}",
+        logs()
+    );
+    assert!(
+        record.contains("\"outcome\":\"answered\""),
+        "{record}"
+    );
+    eprintln!(
+        "a call whose circuit died with tor b: ended by proxy A after {:.1?}",
+        killed.elapsed()
+    );
+    assert!(
+        std::fs::read_to_string(d.join("a.log"))
+            .unwrap()
+            .contains("Tor circuit died under it"),
+        "proxy A said nothing of the call it ended:\n{}",
+        logs()
+    );
     recovers(d, "tor b's restart", &logs);
     assert!(
         std::fs::read_to_string(d.join("b.log"))
