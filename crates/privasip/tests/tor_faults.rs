@@ -358,10 +358,7 @@ fn calls_survive_dead_relays_guards_and_tor_daemons() {
          ({ended:?}): {record}\n{}",
         logs()
     );
-    assert!(
-        record.contains("\"outcome\":\"answered\""),
-        "{record}"
-    );
+    assert!(record.contains("\"outcome\":\"answered\""), "{record}");
     eprintln!(
         "a call whose circuit died with tor b: ended by proxy A after {:.1?}",
         killed.elapsed()
