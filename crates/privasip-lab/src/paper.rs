@@ -177,10 +177,18 @@ struct CallRow<'a> {
     invite_to_180_ms: Option<f64>,
 }
 
-/// One scenario in summary.json.
+/// One scenario in summary.json: what it measured, and how it went.
 #[derive(Serialize)]
 struct ScenarioSummary<'a> {
     scenario: &'a str,
+    /// `onion`: Proxy B and Bob reached at onion services, nothing exits.
+    architecture: &'static str,
+    /// PrivaSIP-2 (true) or plain SIP.
+    privasip: bool,
+    /// `fresh`: a new circuit per call; `shared`: one circuit A-B.
+    circuit: &'static str,
+    /// `onion`: Proxy B is a (three-hop) onion service.
+    proxy_b: &'static str,
     calls: usize,
     ok: usize,
     min_ms: Option<f64>,
@@ -343,6 +351,14 @@ fn write_summary(out: &Path, sc: &[Scenario], a: &PaperArgs, scheduler: &str) ->
         }
         summary.push(ScenarioSummary {
             scenario: &s.name,
+            architecture: "onion",
+            privasip: s.name.starts_with("privasip"),
+            circuit: if s.name.ends_with("-reused") {
+                "shared"
+            } else {
+                "fresh"
+            },
+            proxy_b: "onion",
             calls: s.ms.len(),
             ok: st.as_ref().map_or(0, |st| st.ok),
             min_ms: st.as_ref().map(|st| millis(st.min)),

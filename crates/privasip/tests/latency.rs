@@ -128,4 +128,25 @@ fn every_link_of_a_circuit_pays_its_drawn_delay() {
             std::fs::read_to_string(net_dir.join("forwarder.log")).unwrap_or_default()
         );
     });
+
+    // The latency belongs to the network: a bench on it that expects
+    // another profile is refused before it measures anything.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_privasip"))
+        .args([
+            "bench",
+            "tor",
+            "--samples",
+            "1",
+            "--latency",
+            "none",
+            "--testnet",
+        ])
+        .arg(&net_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("runs with --latency live, not none"),
+        "{err}"
+    );
 }

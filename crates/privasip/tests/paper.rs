@@ -45,6 +45,13 @@ fn bench_paper_short_run_writes_tables_figures_and_summary() {
         .filter_map(|s| s["scenario"].as_str())
         .collect();
     assert_eq!(names, ["plain", "privasip"], "{text}");
+    // Each scenario says what it measured.
+    for (s, privasip) in scenarios.iter().zip([false, true]) {
+        assert_eq!(s["privasip"], privasip, "{text}");
+        assert_eq!(s["architecture"], "onion", "{text}");
+        assert_eq!(s["circuit"], "fresh", "{text}");
+        assert_eq!(s["proxy_b"], "onion", "{text}");
+    }
     for s in scenarios {
         assert_eq!(s["calls"], 5, "{text}");
         assert_eq!(s["ok"], 5, "{text}");

@@ -71,6 +71,11 @@ enum What {
         /// Also write the table (Markdown) to this file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The latency the network is expected to have (none or live): the
+        /// profile belongs to the network, set by `testnet up --latency`;
+        /// this only refuses to measure a network that has another one.
+        #[arg(long, value_enum)]
+        latency: Option<LatencyArg>,
     },
 }
 
@@ -99,9 +104,24 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             testnet,
             samples,
             out,
+            latency,
         } => {
             if *samples == 0 {
                 bail!("--samples must be at least 1");
+            }
+            if let Some(want) = latency {
+                let want: privasip_testnet::Profile = (*want).into();
+                let net = privasip_testnet::Testnet::load(testnet)?;
+                if net.latency != want {
+                    bail!(
+                        "the network in {} runs with --latency {}, not {}: the latency belongs \
+                         to the network; start one with `privasip testnet up --dir DIR --latency {}`",
+                        testnet.display(),
+                        net.latency.name(),
+                        want.name(),
+                        want.name()
+                    );
+                }
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
