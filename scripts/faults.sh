@@ -11,7 +11,8 @@
 #   tests/tor_faults.rs a relay, tor a's guard, tor b (hosting B's onion
 #                       service) and tor a killed in turn under calls; calls
 #                       must get through again, and a batch all succeed; a
-#                       call held when tor b dies is ended by proxy A.
+#                       call held when tor b dies is ended by proxy A
+#                       (PRIVASIP_FAULTS_HELD_CALL=1: not in CI yet).
 # Prints how many rounds of ROUNDS passed, and each recovery time; logs in
 # runs/faults-*.log.
 set -euo pipefail
@@ -26,7 +27,7 @@ passed=0
 for i in $(seq 1 "$rounds"); do
   step "round $i of $rounds"
   log="runs/faults-$i.log"
-  if cargo test --locked -q -p privasip --test deploy --test tor_faults -- --nocapture > "$log" 2>&1; then
+  if PRIVASIP_FAULTS_HELD_CALL=1 cargo test --locked -q -p privasip --test deploy --test tor_faults -- --nocapture > "$log" 2>&1; then
     passed=$((passed + 1))
     echo "  recovered from every fault"
   else
