@@ -699,6 +699,15 @@ fn requests_to<'a>(
         .collect()
 }
 
+/// An INFO Bob sends in call-1's dialog (CSeq 7), along `rr`.
+fn info_from_bob(rr: &str, branch: &str) -> String {
+    format!(
+        "INFO sip:alice@alice.host SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch={branch}\r\n\
+         Max-Forwards: 70\r\nRoute: <{rr}>\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
+         To: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
 /// RFC 3326 and issue "faults survived": a call whose own circuit dies is
 /// ended towards each side with a BYE saying why; the caller's goes on
 /// its link, the callee's on the call's circuit (a new stream: it arrives
@@ -775,11 +784,7 @@ fn a_call_ended_by_its_users_is_no_longer_watched() {
     let (circuit, fwd) = call_on_its_circuit(&mut p, t0);
     let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
     // Bob sends a request in the dialog (CSeq 7), then Alice hangs up.
-    let info = format!(
-        "INFO sip:alice@alice.host SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch=z9hG4bKi1\r\n\
-         Max-Forwards: 70\r\nRoute: <{rr}>\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
-         To: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n"
-    );
+    let info = info_from_bob(&rr, "z9hG4bKi1");
     p.receive(t0, info.as_bytes(), "bob", false);
     assert_eq!(requests_to(&drain_circuits(&mut p), "alice").len(), 1);
     // Had the circuit died now, Alice's BYE would have had CSeq 8.
@@ -804,11 +809,7 @@ fn the_bye_to_the_caller_comes_after_the_callees_requests() {
     let t0 = Instant::now();
     let (circuit, fwd) = call_on_its_circuit(&mut p, t0);
     let rr = parse(&fwd).record_routes()[0].uri_raw.to_owned();
-    let info = format!(
-        "INFO sip:alice@alice.host SIP/2.0\r\nVia: SIP/2.0/UDP bob.host;branch=z9hG4bKi2\r\n\
-         Max-Forwards: 70\r\nRoute: <{rr}>\r\nFrom: <sip:bob@b.example>;tag=b1\r\n\
-         To: <sip:alice@a.example>;tag=a1\r\nCall-ID: call-1\r\nCSeq: 7 INFO\r\nContent-Length: 0\r\n\r\n"
-    );
+    let info = info_from_bob(&rr, "z9hG4bKi2");
     p.receive(t0, info.as_bytes(), "bob", false);
     drain_circuits(&mut p);
     p.transport_failed(t0, &"bob", Some(circuit));
